@@ -1,0 +1,40 @@
+# Kamidrop: `make run` serves the demo shop, `make test` runs every test.
+# Both set everything up on a fresh machine (Python 3.11+, pip and make).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+export PORT
+
+.PHONY: run test install migrate stop clean
+
+install: $(VENV)/.installed
+
+# Re-install only when the declared dependencies change: a second `make run`
+# skips straight to start-up.
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# Starts the embedded PostgreSQL/Redis (unless DATABASE_URL/REDIS_URL are set),
+# migrates, loads the demo shop, then runs the web server and one RQ worker
+# with the scheduler in the foreground. Ctrl-C or SIGTERM stops all of it.
+run: install
+	exec $(PY) -m shop.devstack
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Stops the embedded servers if something left them running.
+stop: install
+	$(PY) -m shop.embedded stop
+
+clean: stop
+	rm -rf .data

@@ -1,0 +1,50 @@
+"""One Delivery per (order, channel): the outbox the worker drains."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Channel(models.TextChoices):
+    INBOX = "INBOX", "Order page"
+    EMAIL = "EMAIL", "Email"
+    SMS = "SMS", "SMS"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    SENT = "SENT", "Sent"
+    FAILED = "FAILED", "Failed"
+
+
+class Delivery(models.Model):
+    order = models.ForeignKey("shop.Order", on_delete=models.PROTECT, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    recipient = models.CharField(max_length=254, blank=True)
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["order", "channel"], name="delivery_unique_per_channel"),
+            models.CheckConstraint(condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status=DeliveryStatus.SENT, sent_at__isnull=False) | ~Q(status=DeliveryStatus.SENT),
+                name="delivery_sent_has_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="delivery_status_idx")]
+
+    def __str__(self):
+        return f"{self.order_id} {self.channel} {self.status}"
+
+    @property
+    def job_id(self) -> str:
+        """Deterministic RQ job id: a re-enqueue replaces, never doubles, the job."""
+        return f"delivery-{self.pk}"

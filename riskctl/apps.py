@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class RiskctlConfig(AppConfig):
+    name = "riskctl"
+    verbose_name = "Risk control"

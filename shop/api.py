@@ -1,0 +1,120 @@
+"""JSON API v1 (contract in DESIGN.md). Errors: {"error": {"code", "message", "ref"}}."""
+
+import json
+import logging
+import uuid
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+from django_ratelimit.decorators import ratelimit
+
+from payments.providers import ProviderUnknown
+from payments.services import checkout_start_payment
+from riskctl.services import CheckoutBlocked
+from shop.access import order_token_matches
+from shop.models import Order
+from shop.selectors import order_keys, products_for_sale
+from shop.services import CheckoutError
+
+logger = logging.getLogger(__name__)
+
+_CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "OUT_OF_STOCK": 409}
+
+
+def api_error(code: str, message: str, status: int, **extra) -> JsonResponse:
+    ref = uuid.uuid4().hex[:12]
+    logger.info("api error %s %s ref=%s", status, code, ref)
+    return JsonResponse({"error": {"code": code, "message": message, "ref": ref, **extra}}, status=status)
+
+
+def _money(value) -> str:
+    return f"{value:.2f}"
+
+
+@require_GET
+def products(request):
+    return JsonResponse(
+        [
+            {"slug": p.slug, "name": p.name, "price": _money(p.price), "currency": p.currency, "stock": p.stock}
+            for p in products_for_sale()
+        ],
+        safe=False,
+    )
+
+
+@csrf_exempt
+@ratelimit(key="ip", rate="30/m", method="POST", block=False)
+@require_http_methods(["POST"])
+def orders_create(request):
+    if getattr(request, "limited", False):
+        return api_error("RATE_LIMITED", "Too many requests; slow down.", 429)
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    if not isinstance(body, dict):
+        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    missing = [name for name in ("product", "quantity", "email") if body.get(name) in (None, "")]
+    if missing:
+        return api_error("FIELD_REQUIRED", f"Missing: {', '.join(missing)}.", 400, fields=missing)
+    quantity = body["quantity"]
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        return api_error("QUANTITY_INVALID", "quantity must be a whole number.", 400, fields=["quantity"])
+    for name in ("product", "email", "phone", "provider"):
+        if name in body and body[name] is not None and not isinstance(body[name], str):
+            return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
+    try:
+        started = checkout_start_payment(
+            product_slug=body["product"],
+            quantity=quantity,
+            email=body["email"],
+            phone=body.get("phone") or "",
+            provider_id=body.get("provider") or "sandbox",
+            client_ip=request.META.get("REMOTE_ADDR"),
+        )
+    except ProviderUnknown:
+        return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment provider.", 400, fields=["provider"])
+    except CheckoutBlocked as exc:
+        return api_error(exc.code, f"This order cannot be taken. Quote {exc.ref} to the shop.", 403)
+    except CheckoutError as exc:
+        fields = [exc.field] if exc.field else []
+        return api_error(exc.code, exc.message, _CHECKOUT_STATUS.get(exc.code, 400), fields=fields)
+    order = started.order
+    return JsonResponse(
+        {
+            "order_no": order.order_no,
+            "token": started.token,
+            "status": order.status,
+            "amount": _money(order.amount),
+            "currency": order.currency,
+            "pay_url": request.build_absolute_uri(started.pay_url),
+        },
+        status=201,
+    )
+
+
+@ratelimit(key="ip", rate="60/m", block=False)
+@require_GET
+def order_read(request, order_no: str):
+    if getattr(request, "limited", False):
+        return api_error("RATE_LIMITED", "Too many requests; slow down.", 429)
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
+    order = Order.objects.filter(order_no=order_no).first()
+    # Unknown order and wrong token look the same: no probing for order numbers.
+    if order is None or not order_token_matches(order=order, token=token.strip()):
+        return api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
+    return JsonResponse(
+        {
+            "order_no": order.order_no,
+            "status": order.status,
+            "quantity": sum(line.quantity for line in order.lines.all()),
+            "amount": _money(order.amount),
+            "currency": order.currency,
+            "keys": [key.secret for key in order_keys(order=order)],
+            "events": [{"type": e.type, "at": e.at.isoformat()} for e in order.events.order_by("at", "id")],
+        }
+    )

@@ -1,0 +1,47 @@
+"""Reading the catalogue and orders."""
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from inventory.selectors import keys_available_by_product, keys_available_count, keys_for_order
+from shop.models import OrderLine, OrderStatus, Product
+
+
+def product_held(*, product) -> int:
+    """Keys promised to unpaid orders whose hold has not lapsed."""
+    held = OrderLine.objects.filter(
+        product=product,
+        order__status=OrderStatus.PENDING_PAYMENT,
+        order__hold_expires_at__gt=timezone.now(),
+    ).aggregate(n=Sum("quantity"))["n"]
+    return held or 0
+
+
+def product_stock(*, product) -> int:
+    """What a new buyer can still get: available keys minus live holds."""
+    return max(0, keys_available_count(product=product) - product_held(product=product))
+
+
+def products_for_sale() -> list[Product]:
+    products = list(Product.objects.filter(active=True).order_by("name"))
+    available = keys_available_by_product(product_ids=[p.pk for p in products])
+    held_rows = (
+        OrderLine.objects.filter(
+            product__in=products,
+            order__status=OrderStatus.PENDING_PAYMENT,
+            order__hold_expires_at__gt=timezone.now(),
+        )
+        .values("product_id")
+        .annotate(n=Sum("quantity"))
+    )
+    held = {row["product_id"]: row["n"] for row in held_rows}
+    for product in products:
+        product.stock = max(0, available.get(product.pk, 0) - held.get(product.pk, 0))
+    return products
+
+
+def order_keys(*, order) -> list:
+    """The keys the buyer may see: only once the inbox delivery was written."""
+    if not order.keys_visible:
+        return []
+    return list(keys_for_order(order_id=order.pk))

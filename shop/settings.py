@@ -1,0 +1,208 @@
+"""Kamidrop settings: one module, configured by environment variables.
+
+Development works out of the box: with ``DEBUG`` on (the default outside the
+production image) secrets are generated once into ``.data/`` and the embedded
+PostgreSQL and Redis are started when ``DATABASE_URL`` / ``REDIS_URL`` are
+unset. With ``DEBUG`` off the settings refuse to start without real secrets.
+"""
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from shop import embedded
+from shop.envconfig import database_from_url, email_from_url, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = embedded.data_dir()
+
+DEBUG = env_bool("DEBUG", True)
+
+
+def _secret(name: str, *, generate) -> str:
+    """The env var ``name``; in development a value generated once into .data/."""
+    value = env_str(name)
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off")
+    path = DATA_DIR / "secrets" / name.lower()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(generate())
+    return path.read_text().strip()
+
+
+def _fernet_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+SECRET_KEY = _secret("SECRET_KEY", generate=lambda: secrets.token_urlsafe(50))
+# Comma-separated Fernet keys: the first encrypts, all decrypt (rotation).
+KEY_ENCRYPTION_KEYS = [k.strip() for k in _secret("KEY_ENCRYPTION_KEYS", generate=_fernet_key).split(",") if k.strip()]
+# Pepper for key fingerprints (HMAC-SHA256): separate from the encryption keys
+# so that rotating those does not change any fingerprint.
+KEY_FINGERPRINT_PEPPER = _secret("KEY_FINGERPRINT_PEPPER", generate=lambda: secrets.token_urlsafe(32))
+
+PORT = env_int("PORT", 8000)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "shop",
+    "inventory",
+    "payments",
+    "delivery",
+    "riskctl",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop.urls"
+WSGI_APPLICATION = "shop.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- data stores ------------------------------------------------------------
+
+DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_ensure(root=DATA_DIR)
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
+# The outermost writing service opens the transaction, not the request.
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL") or embedded.redis_ensure(root=DATA_DIR)
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "kamidrop",
+    }
+}
+
+# Every queue a job may be enqueued on must be named here: django-rq silently
+# drops commit-aware enqueues to unknown queues.
+RQ_QUEUES = {
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+    "delivery": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+}
+
+# --- auth, i18n, static -------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+
+# --- email ------------------------------------------------------------------
+
+EMAIL_URL = env_str("EMAIL_URL", "console://")
+globals().update(email_from_url(EMAIL_URL))
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Kamidrop <no-reply@kamidrop.local>")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
+
+# --- shop -------------------------------------------------------------------
+
+SHOP_NAME = env_str("SHOP_NAME", "Kamidrop")
+SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
+# Minutes a checkout holds stock for the buyer to pay.
+ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
+
+# --- payments -----------------------------------------------------------------
+
+PAYMENT_PROVIDERS = {
+    "sandbox": "payments.providers.sandbox.SandboxProvider",
+}
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)
+SANDBOX_SECRET = _secret("SANDBOX_SECRET", generate=lambda: secrets.token_urlsafe(32)) if SANDBOX_ENABLED else ""
+# Where the sandbox gateway posts its server-to-server notify.
+SANDBOX_NOTIFY_URL = env_str("SANDBOX_NOTIFY_URL", f"{SITE_URL}/payments/sandbox/notify")
+
+# --- delivery ---------------------------------------------------------------
+
+DELIVERY_CHANNELS = {
+    "INBOX": "delivery.channels.inbox.InboxChannel",
+    "EMAIL": "delivery.channels.email.EmailChannel",
+}
+# Seconds between attempts after a failure (about three days in all).
+DELIVERY_RETRY_SCHEDULE = [
+    int(s) for s in env_list("DELIVERY_RETRY_SCHEDULE", ["10", "30", "120", "600", "1800", "3600",
+                                                        "10800", "21600", "43200", "86400", "86400"])
+]
+
+# --- logging ----------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "rq.worker": {"level": "INFO"},
+        "pgserver": {"level": "WARNING"},
+    },
+}
