@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from django.http import HttpRequest, HttpResponse
 
@@ -26,15 +27,20 @@ class CallbackRejected(Exception):
         self.code = code
 
 
+_MONEY = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
+
+
 def money_parse(raw: str) -> Decimal:
-    """A provider's amount as a 2-place Decimal; anything else is rejected."""
-    try:
-        value = Decimal(raw)
-    except (InvalidOperation, TypeError):
-        raise CallbackRejected("AMOUNT_INVALID", f"amount {raw!r} is not a number") from None
-    if not value.is_finite() or value != value.quantize(Decimal("0.01")) or value <= 0:
+    """A provider's amount ("12", "12.5", "12.50") as a 2-place Decimal.
+
+    Plain digits only: no sign, exponent, NaN or third decimal place.
+    """
+    if not isinstance(raw, str) or not _MONEY.match(raw):
         raise CallbackRejected("AMOUNT_INVALID", f"amount {raw!r} is not a positive 2-place amount")
-    return value.quantize(Decimal("0.01"))
+    value = Decimal(raw).quantize(Decimal("0.01"))
+    if value <= 0:
+        raise CallbackRejected("AMOUNT_INVALID", f"amount {raw!r} is not positive")
+    return value
 
 
 class PaymentProvider:

@@ -1,0 +1,145 @@
+"""Shared fixtures: real PostgreSQL and Redis (embedded), a real SMTP server,
+a burst RQ worker, and builders for products, orders and signed notifies."""
+
+from __future__ import annotations
+
+import socket
+from decimal import Decimal
+
+import django_rq
+import pytest
+from django.conf import settings
+from django.db import transaction
+from rq import SimpleWorker
+
+from inventory.services import keys_import
+from payments.models import Payment
+from payments.providers.sandbox import sandbox_sign, sandbox_trade_no
+from shop import embedded
+from shop.access import order_token_new
+from shop.models import Order, OrderEvent, OrderEventType, OrderLine, Product
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Stop the embedded servers this test run started (not ones a `make run`
+    # in another terminal is using).
+    embedded.stop_started()
+
+
+@pytest.fixture(autouse=True)
+def redis_clean():
+    """Each test starts with empty queues, registries and rate-limit counters."""
+    connection = django_rq.get_connection("default")
+    connection.flushdb()
+    yield connection
+
+
+@pytest.fixture
+def run_worker():
+    """Run every queued job (and the jobs those enqueue) in this process, then return."""
+
+    def run() -> SimpleWorker:
+        queues = [django_rq.get_queue(name) for name in settings.RQ_QUEUES]
+        worker = SimpleWorker(queues, connection=queues[0].connection)
+        worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        return worker
+
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Collector:
+    def __init__(self):
+        self.messages = []
+        self.refuse = False
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.refuse:
+            return "451 Requested action aborted: try again later"
+        self.messages.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server(settings):
+    """A real SMTP server (aiosmtpd) on loopback; Django's SMTP backend points at it.
+
+    ``smtp_server.messages`` holds received envelopes; set ``refuse = True``
+    to make it answer 451 (a transient failure).
+    """
+    from aiosmtpd.controller import Controller
+
+    collector = _Collector()
+    port = free_port()
+    controller = Controller(collector, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    yield collector
+    controller.stop()
+
+
+@pytest.fixture
+def make_product(db):
+    counter = iter(range(1, 10_000))
+
+    def make(*, keys: int = 0, price: str = "10.00", slug: str | None = None, **fields) -> Product:
+        n = next(counter)
+        product = Product.objects.create(
+            slug=slug or f"product-{n}", name=fields.pop("name", f"Product {n}"), price=Decimal(price),
+            currency=fields.pop("currency", "CNY"), **fields,
+        )
+        if keys:
+            keys_import(product=product, lines=[f"{product.slug.upper()}-KEY-{i:05d}" for i in range(keys)])
+        return product
+
+    return make
+
+
+@pytest.fixture
+def make_unpaid_order(db):
+    """An order awaiting payment, written directly (no checkout stock hold): the
+    situation of a payment arriving after its hold lapsed, or many at once."""
+
+    def make(*, product: Product, quantity: int = 1, email: str = "buyer@example.com") -> Order:
+        _, token_hash = order_token_new()
+        amount = product.price * quantity
+        with transaction.atomic():
+            order = Order.objects.create(
+                order_no=f"T{Order.objects.count() + 1:08d}{product.pk:05d}", token_hash=token_hash,
+                email=email, amount=amount, currency=product.currency,
+            )
+            OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price, amount=amount)
+            Payment.objects.create(order=order, provider="sandbox", reference=order.order_no, amount=amount,
+                                   currency=order.currency)
+            OrderEvent.objects.create(order=order, type=OrderEventType.CREATED, actor="test")
+        return order
+
+    return make
+
+
+def sandbox_notice(order: Order, *, amount: str | None = None, trade_no: str | None = None,
+                   currency: str | None = None, status: str = "SUCCESS", secret: str | None = None) -> dict:
+    """The form fields of a sandbox notify for ``order``, signed (with ``secret`` if given)."""
+    params = {
+        "trade_no": trade_no or sandbox_trade_no(order.order_no),
+        "out_trade_no": order.order_no,
+        "amount": amount or f"{order.amount:.2f}",
+        "currency": currency or order.currency,
+        "trade_status": status,
+    }
+    params["sign"] = sandbox_sign(params, secret or settings.SANDBOX_SECRET)
+    return params
+
+
+NOTIFY_URL = "/payments/sandbox/notify"
