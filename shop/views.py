@@ -6,6 +6,8 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
 from django_ratelimit.decorators import ratelimit
+from redis import Redis
+from rq import Queue
 
 from payments.providers import ProviderUnknown
 from payments.services import checkout_start_payment
@@ -106,12 +108,11 @@ def healthz(request):
     except Exception as exc:  # report, never raise: this page is for monitors
         checks["database"] = f"error: {type(exc).__name__}"
     try:
-        import django_rq
-
-        queues = {name: django_rq.get_queue(name) for name in settings.RQ_QUEUES}
-        next(iter(queues.values())).connection.ping()
+        # A connection of its own with short timeouts: a hung Redis must not hang the monitor.
+        redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        redis.ping()
         checks["redis"] = "ok"
-        checks["queues"] = {name: queue.count for name, queue in queues.items()}
+        checks["queues"] = {name: Queue(name, connection=redis).count for name in settings.RQ_QUEUES}
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
     healthy = checks["database"] == "ok" and checks["redis"] == "ok"

@@ -1,0 +1,116 @@
+"""Key stock: sealed at rest, deduplicated on import, claimed all-or-nothing."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from inventory.models import CardKey, CardKeyStatus
+from inventory.services import KeysUnavailable, keys_import, keys_reserve
+
+pytestmark = pytest.mark.django_db
+
+
+def test_raw_column_holds_no_plaintext(make_product):
+    # given
+    product = make_product()
+    keys_import(product=product, lines=["SECRET-AAAA-BBBB-CCCC"])
+    # when
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret_sealed::text, fingerprint FROM inventory_cardkey")
+        sealed, fingerprint = cursor.fetchone()
+    # then
+    assert "SECRET" not in sealed and "AAAA" not in sealed
+    assert b"SECRET".hex() not in sealed
+    assert "SECRET" not in fingerprint and len(fingerprint) == 64
+    assert CardKey.objects.get().secret == "SECRET-AAAA-BBBB-CCCC"
+
+
+def test_import_skips_blanks_and_duplicates_within_and_across_imports(make_product):
+    # given
+    product = make_product()
+    keys_import(product=product, lines=["KEY-1"])
+    # when
+    result = keys_import(product=product, lines=["KEY-2\n", "  KEY-1  ", "", "KEY-3", "KEY-2", "   "])
+    # then
+    assert (result.added, result.duplicates, result.blank) == (2, 2, 2)
+    assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == ["KEY-1", "KEY-2", "KEY-3"]
+
+
+def test_same_key_may_exist_for_two_products(make_product):
+    # given
+    first, second = make_product(), make_product()
+    # when
+    keys_import(product=first, lines=["SHARED"])
+    result = keys_import(product=second, lines=["SHARED"])
+    # then
+    assert result.added == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_imports_of_overlapping_lists_add_each_key_once(make_product):
+    # given
+    product = make_product()
+    first = [f"K-{i:05d}" for i in range(0, 3000)]
+    second = [f"K-{i:05d}" for i in range(1500, 4500)]
+    results = {}
+    start = threading.Barrier(2)
+
+    def run(name, lines):
+        try:
+            start.wait(timeout=10)
+            results[name] = keys_import(product=product, lines=lines)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=("a", first)), threading.Thread(target=run, args=("b", second))]
+    # when
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    # then
+    assert CardKey.objects.filter(product=product).count() == 4500
+    assert results["a"].added + results["b"].added == 4500
+    assert results["a"].duplicates + results["b"].duplicates == 1500
+
+
+def _line(order_factory, product, quantity):
+    return order_factory(product=product, quantity=quantity).lines.get()
+
+
+def test_reserve_takes_the_oldest_keys_for_the_line(make_product, make_unpaid_order):
+    # given
+    product = make_product(keys=3)
+    line = _line(make_unpaid_order, product, 2)
+    oldest = list(CardKey.objects.filter(product=product).order_by("id").values_list("id", flat=True))[:2]
+    # when
+    with transaction.atomic():
+        claimed = keys_reserve(line=line)
+    # then
+    assert claimed == oldest
+    assert list(CardKey.objects.filter(order_line=line).values_list("status", flat=True)) == [CardKeyStatus.RESERVED] * 2
+
+
+def test_short_reserve_claims_nothing(make_product, make_unpaid_order):
+    # given
+    product = make_product(keys=2)
+    line = _line(make_unpaid_order, product, 3)
+    # when
+    with pytest.raises(KeysUnavailable) as short, transaction.atomic():
+        keys_reserve(line=line)
+    # then
+    assert (short.value.wanted, short.value.claimed) == (3, 2)
+    assert CardKey.objects.filter(status=CardKeyStatus.AVAILABLE).count() == 2
+    assert not CardKey.objects.filter(order_line=line).exists()
+
+
+def test_database_refuses_a_reserved_key_without_an_order_line(make_product):
+    # given
+    product = make_product(keys=1)
+    # when / then
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CardKey.objects.filter(product=product).update(status=CardKeyStatus.RESERVED)
+    assert CardKey.objects.get(product=product).status == CardKeyStatus.AVAILABLE

@@ -1,0 +1,24 @@
+import pytest
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_redis_and_queues(client):
+    # when
+    response = client.get("/healthz")
+    # then
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok", "database": "ok", "redis": "ok", "queues": {"default": 0, "delivery": 0},
+    }
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_redis_is_unreachable(client, settings):
+    # given: Redis unreachable (no server on this socket)
+    settings.REDIS_URL = "unix:///nonexistent/redis.sock"
+    # when
+    response = client.get("/healthz")
+    # then
+    assert response.status_code == 503
+    assert response.json()["redis"].startswith("error: ")
+    assert response.json()["database"] == "ok"
