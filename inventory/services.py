@@ -123,3 +123,19 @@ def keys_mark_delivered(*, line) -> int:
     return CardKey.objects.filter(order_line=line, status=CardKeyStatus.RESERVED).update(
         status=CardKeyStatus.DELIVERED, delivered_at=timezone.now()
     )
+
+
+def keys_void(*, key_ids) -> list[int]:
+    """Void the given keys that are still in stock; return the ids voided.
+
+    Call inside a transaction. Keys are locked in id order; a key a buyer's
+    claim holds right now is skipped, not waited for (and not voided).
+    """
+    ids = list(
+        CardKey.objects.filter(pk__in=list(key_ids), status=CardKeyStatus.AVAILABLE)
+        .order_by("id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", flat=True)
+    )
+    CardKey.objects.filter(pk__in=ids, status=CardKeyStatus.AVAILABLE).update(status=CardKeyStatus.VOID)
+    return ids

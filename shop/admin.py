@@ -1,0 +1,129 @@
+"""Admin for the catalogue and orders.
+
+Orders change only through services (checkout, callback, delivery), so their
+admin pages are read-only; the order page gathers its lines, timeline,
+deliveries and payments as read-only inlines.
+"""
+
+from urllib.parse import urlencode
+
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.urls import reverse
+from django.utils.html import format_html
+
+from delivery.models import Delivery
+from inventory.models import CardKeyStatus
+from payments.models import Payment
+from shop.models import Order, OrderEvent, OrderLine, Product
+
+
+class ReadOnlyAdminMixin:
+    """Rows written only by services (or append-only): staff may look, never
+    add, edit or delete. ``obj=None`` defaults fit both ModelAdmin and inlines."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "price", "currency", "active", "max_per_order", "available_keys")
+    list_filter = ("active",)
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("available_keys",)
+
+    def get_queryset(self, request):
+        # One aggregated query for the whole page, not a count per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(available_keys=Count("card_keys", filter=Q(card_keys__status=CardKeyStatus.AVAILABLE)))
+        )
+
+    @admin.display(description="available keys", ordering="available_keys")
+    def available_keys(self, obj):
+        # Absent on an unsaved product (the add form).
+        return getattr(obj, "available_keys", 0)
+
+
+class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OrderLine
+    fields = ("product", "quantity", "unit_price", "amount")
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product").order_by("id")
+
+
+class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = OrderEvent
+    fields = ("type", "at", "actor", "data")
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("at", "id")
+
+
+class DeliveryInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Delivery
+    fields = ("channel", "recipient", "status", "attempts", "last_error", "last_attempt_at", "sent_at")
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("id")
+
+
+class PaymentInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Payment
+    fields = ("reference", "provider", "status", "amount", "currency", "external_id", "created_at", "succeeded_at")
+    extra = 0
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("id")
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("order_no", "status", "email", "amount", "currency", "created_at", "paid_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("order_no", "email", "phone")
+    # token_hash is left out: a hash of the buyer's token is of no use to staff.
+    fields = (
+        "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
+        "created_at", "updated_at", "paid_at", "delivered_at", "card_keys",
+    )
+    readonly_fields = ("card_keys",)
+    inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
+
+    @admin.display(description="card keys")
+    def card_keys(self, obj):
+        url = reverse("admin:inventory_cardkey_changelist") + "?" + urlencode({"q": obj.order_no})
+        return format_html('<a href="{}">Keys of this order (masked)</a>', url)
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "order", "product", "quantity", "unit_price", "amount")
+    list_select_related = ("order", "product")
+    list_filter = ("product",)
+    search_fields = ("order__order_no",)
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Append-only: a database trigger refuses UPDATE and DELETE anyway."""
+
+    list_display = ("order", "type", "at", "actor")
+    list_select_related = ("order",)
+    list_filter = ("type",)
+    search_fields = ("order__order_no",)
+    fields = ("order", "type", "at", "actor", "data")
