@@ -53,7 +53,9 @@ PORT = env_int("PORT", 8000)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS must be set when DEBUG is off")
-SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+SITE_URL = env_str("SITE_URL", f"http://127.0.0.1:{PORT}" if DEBUG else "").rstrip("/")
+if not SITE_URL:
+    raise ImproperlyConfigured("SITE_URL must be set when DEBUG is off (links in emails, payment return URLs)")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
@@ -102,14 +104,25 @@ TEMPLATES = [
 
 # --- data stores ------------------------------------------------------------
 
-DATABASE_URL = env_str("DATABASE_URL") or embedded.postgres_ensure(root=DATA_DIR)
+
+def _service_url(name: str, ensure) -> str:
+    """The env var ``name``, or in development the embedded server's URL."""
+    value = env_str(name)
+    if value:
+        return value
+    if not DEBUG:
+        raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (the embedded servers are for development)")
+    return ensure(root=DATA_DIR)
+
+
+DATABASE_URL = _service_url("DATABASE_URL", embedded.postgres_ensure)
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
 # The outermost writing service opens the transaction, not the request.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str("REDIS_URL") or embedded.redis_ensure(root=DATA_DIR)
+REDIS_URL = _service_url("REDIS_URL", embedded.redis_ensure)
 
 CACHES = {
     "default": {
@@ -158,7 +171,14 @@ WHITENOISE_AUTOREFRESH = DEBUG
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
+BEHIND_TLS_PROXY = env_bool("BEHIND_TLS_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+# Redirect plain HTTP to HTTPS when a TLS proxy fronts the site; monitors may
+# still reach /healthz over plain HTTP.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Off until HTTPS is confirmed: a wrong HSTS header is hard to take back.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 
 # --- email ------------------------------------------------------------------
 

@@ -1,0 +1,362 @@
+"""The deployment files: Dockerfile, docker-compose.yml and .env.example.
+
+Checked without a Docker engine: the files are parsed (PyYAML for the compose
+file, a small reader for the Dockerfile), `docker compose config` validates the
+compose file when a compose binary is installed, and the commands the image
+runs at build time and as its health check are run here against the project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DOCKERFILE = BASE_DIR / "Dockerfile"
+COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
+ENV_EXAMPLE = BASE_DIR / ".env.example"
+SETTINGS_FILE = BASE_DIR / "shop" / "settings.py"
+
+# Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
+# image's command, not by the settings.
+DEPLOY_ONLY_VARIABLES = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "WEB_CONCURRENCY"}
+# With DEBUG off the settings refuse to start without these; the last two
+# would otherwise start the embedded servers.
+BUILD_TIME_VARIABLES = {
+    "SECRET_KEY", "KEY_ENCRYPTION_KEYS", "KEY_FINGERPRINT_PEPPER", "ALLOWED_HOSTS", "SITE_URL", "DATABASE_URL", "REDIS_URL",
+}
+
+
+def settings_variables() -> set[str]:
+    """Names of the environment variables shop/settings.py reads."""
+    text = SETTINGS_FILE.read_text()
+    readers = r"(?:env_str|env_bool|env_int|env_list|_secret|_service_url|os\.environ\.get|os\.getenv)\(\s*"
+    names = set(re.findall(readers + r"[\"']([A-Z][A-Z0-9_]*)[\"']", text))
+    names |= set(re.findall(r"os\.environ\[\s*[\"']([A-Z][A-Z0-9_]*)[\"']\s*\]", text))
+    return names
+
+
+def env_example() -> dict[str, dict]:
+    """``NAME`` → {active, value, comment}: ``NAME=v`` is active, ``# NAME=v`` optional."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    entries = {}
+    for i, line in enumerate(lines):
+        match = re.fullmatch(r"(# )?([A-Z][A-Z0-9_]*)=(.*)", line)
+        if match:
+            above = lines[i - 1] if i else ""
+            assert match[2] not in entries, f"{match[2]} is listed twice in .env.example"
+            entries[match[2]] = {"active": match[1] is None, "value": match[3], "comment": above}
+    return entries
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions, pending = [], ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].rstrip() + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return instructions
+
+
+def dockerfile_env() -> dict[str, str]:
+    env = {}
+    for keyword, args in dockerfile_instructions():
+        if keyword == "ENV":
+            env.update(part.split("=", 1) for part in shlex.split(args))
+    return env
+
+
+def dockerfile_healthcheck_code() -> str:
+    (args,) = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    exec_form = json.loads(args[args.index("CMD") + len("CMD"):].strip())
+    assert exec_form[:2] == ["python", "-c"]
+    return exec_form[2]
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def compose_command() -> list[str] | None:
+    """`docker compose` or `docker-compose`, whichever is installed, else None."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def command_text(command) -> str:
+    return command if isinstance(command, str) else " ".join(command)
+
+
+# --- Dockerfile -----------------------------------------------------------------
+
+
+def test_dockerfile_builds_from_python_311_slim_without_build_tools():
+    instructions = dockerfile_instructions()
+    assert [args for keyword, args in instructions if keyword == "FROM"] == ["python:3.11-slim"]
+    text = DOCKERFILE.read_text()
+    assert "apt-get" not in text
+    assert "build-essential" not in text and "gcc" not in text
+
+
+def test_dockerfile_installs_the_dependencies_pyproject_declares():
+    runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    (install,) = [run for run in runs if "pip install" in run]
+    assert "pyproject.toml" in install
+    assert "['project']['dependencies']" in install
+    assert "--no-cache-dir" in install
+
+
+def test_dockerfile_sets_production_environment():
+    env = dockerfile_env()
+    assert env["DEBUG"] == "0"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["PYTHONPATH"] == "/app"
+
+
+def test_dockerfile_runs_gunicorn_as_a_user_who_is_not_root():
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users == ["kamidrop"]
+    (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
+    assert cmd == (
+        "exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
+        "--worker-tmp-dir /dev/shm --access-logfile -"
+    )
+    # USER after every RUN (the build steps run as root), before the command
+    assert keywords.index("USER") > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
+    assert keywords.index("USER") < keywords.index("CMD")
+    assert [args for keyword, args in instructions if keyword == "EXPOSE"] == ["8000"]
+
+
+def test_dockerfile_healthcheck_fetches_healthz_with_python():
+    (args,) = [args for keyword, args in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    assert args.startswith("--interval=30s --timeout=5s --start-period=20s --retries=3 CMD [")
+    code = dockerfile_healthcheck_code()
+    assert "urllib.request.urlopen" in code
+    assert "'http://127.0.0.1:8000/healthz'" in code
+    assert "curl" not in args and "wget" not in args
+
+
+def test_dockerfile_collectstatic_step_imports_settings_without_servers(tmp_path):
+    # given: the build step as the image runs it (its ENV, its RUN line), made
+    # a dry run, with a data directory that would receive any embedded server
+    runs = [args for keyword, args in dockerfile_instructions() if keyword == "RUN"]
+    (step,) = [run for run in runs if "collectstatic" in run]
+    step = step[: step.index("collectstatic --noinput") + len("collectstatic --noinput")]
+    for name in BUILD_TIME_VARIABLES:
+        assert re.search(rf"(?:^|\s){name}=\S", step), f"{name} is not given to collectstatic"
+    env = {k: v for k, v in os.environ.items() if k not in BUILD_TIME_VARIABLES | {"DEBUG"}}
+    env.update(dockerfile_env())
+    data_dir = tmp_path / "data"
+    env.update(
+        DJANGO_SETTINGS_MODULE="shop.settings",
+        KAMIDROP_DATA_DIR=str(data_dir),
+        PYTHONPATH=str(BASE_DIR),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    # when
+    result = subprocess.run(["sh", "-c", step + " --dry-run"], cwd=BASE_DIR, env=env,
+                            capture_output=True, text=True, timeout=120)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert "static files copied" in result.stdout
+    assert not data_dir.exists()
+
+
+@pytest.mark.django_db
+def test_healthcheck_command_passes_with_the_first_allowed_host(live_server, settings):
+    # given: a site that answers only to its own host name, as in production
+    settings.ALLOWED_HOSTS = ["shop.example.com"]
+    code = dockerfile_healthcheck_code().replace("http://127.0.0.1:8000", live_server.url)
+
+    def healthcheck(allowed_hosts: str) -> int:
+        env = {**os.environ, "ALLOWED_HOSTS": allowed_hosts}
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30).returncode
+
+    # when / then: the Host header is the first allowed host, leading dot and all
+    assert healthcheck("shop.example.com,www.example.com") == 0
+    assert healthcheck(" .shop.example.com") == 0
+    # a Host the site refuses (400) fails the check: the header is what makes it pass
+    assert healthcheck("other.example.com") == 1
+
+
+# --- docker-compose.yml -----------------------------------------------------------
+
+
+def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
+    services = compose()["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    postgres, redis = services["postgres"], services["redis"]
+    assert postgres["image"] == "postgres:16"
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+    assert postgres["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert postgres["healthcheck"]["test"][1].startswith("pg_isready ")
+    assert redis["image"] == "redis:7"
+    assert redis["command"] == ["redis-server", "--appendonly", "yes"]
+    assert redis["volumes"] == ["redis-data:/data"]
+    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert set(compose()["volumes"]) == {"postgres-data", "redis-data"}
+
+
+def test_compose_app_services_use_the_image_and_the_compose_servers():
+    services = compose()["services"]
+    for name in ("migrate", "web", "worker"):
+        service = services[name]
+        assert service["build"] == ".", name
+        assert service["env_file"] == ".env", name
+        environment = service["environment"]
+        assert environment["DATABASE_URL"] == (
+            "postgres://${POSTGRES_USER:-kamidrop}:${POSTGRES_PASSWORD:-kamidrop}@postgres:5432/${POSTGRES_DB:-kamidrop}"
+        ), name
+        assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+    postgres_env = services["postgres"]["environment"]
+    assert postgres_env == {
+        "POSTGRES_DB": "${POSTGRES_DB:-kamidrop}",
+        "POSTGRES_USER": "${POSTGRES_USER:-kamidrop}",
+        "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-kamidrop}",
+    }
+
+
+def test_compose_migrates_once_before_web_and_worker_start():
+    services = compose()["services"]
+    servers_healthy = {"postgres": {"condition": "service_healthy"}, "redis": {"condition": "service_healthy"}}
+    assert command_text(services["migrate"]["command"]) == "python manage.py migrate --noinput"
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"] == servers_healthy
+    for name in ("web", "worker"):
+        assert services[name]["depends_on"] == {
+            **servers_healthy, "migrate": {"condition": "service_completed_successfully"},
+        }, name
+        assert services[name]["restart"] == "unless-stopped", name
+    assert services["postgres"]["restart"] == "unless-stopped"
+    assert services["redis"]["restart"] == "unless-stopped"
+
+
+def test_compose_web_serves_on_8000_with_the_image_healthcheck():
+    web = compose()["services"]["web"]
+    assert "command" not in web  # the image's gunicorn
+    assert web["ports"] == ["8000:8000"]
+    assert web["healthcheck"]["test"] == ["CMD", "python", "-c", dockerfile_healthcheck_code()]
+
+
+def test_compose_worker_runs_both_queues_with_the_scheduler():
+    worker = compose()["services"]["worker"]
+    assert command_text(worker["command"]) == "python manage.py rqworker default delivery --with-scheduler"
+    assert worker["healthcheck"] == {"disable": True}  # it serves no /healthz
+
+
+def test_compose_file_is_valid(tmp_path):
+    # given: the compose file beside a .env made from the example, as the
+    # README says to run it
+    data = compose()
+    assert set(data) - {"services", "volumes"} == {"x-app", "x-app-depends"}
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    assert interpolated == {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
+    assert interpolated <= set(env_example())
+    for service in data["services"].values():
+        assert set(service.get("depends_on", {})) <= set(data["services"])
+    for name in ("Dockerfile", "docker-compose.yml"):
+        shutil.copy(BASE_DIR / name, tmp_path / name)
+    shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    command = compose_command()
+    if command is None:  # no compose binary on this machine: the checks above are all
+        return
+    # when
+    result = subprocess.run([*command, "-p", "kamidrop", "config", "-q"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+# --- .env.example --------------------------------------------------------------------
+
+
+def test_env_example_names_exactly_the_variables_settings_read():
+    read = settings_variables()
+    assert {"DEBUG", "SECRET_KEY", "KEY_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL"} <= read
+    assert set(env_example()) == read | DEPLOY_ONLY_VARIABLES
+    assert not read & DEPLOY_ONLY_VARIABLES
+
+
+def test_env_example_deploy_only_variables_are_used_by_the_deploy_files():
+    deploy_text = COMPOSE_FILE.read_text() + DOCKERFILE.read_text()
+    for name in DEPLOY_ONLY_VARIABLES:
+        assert "${" + name + ":-" in deploy_text, name
+
+
+def test_env_example_comments_every_variable_and_leaves_secrets_empty():
+    entries = env_example()
+    for name, entry in entries.items():
+        assert entry["comment"].startswith("# "), name
+        assert not re.fullmatch(r"# [A-Z][A-Z0-9_]*=.*", entry["comment"]), name
+    for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEYS", "KEY_FINGERPRINT_PEPPER", "POSTGRES_PASSWORD"):
+        assert entries[name]["active"] and entries[name]["value"] == "", name
+        assert "generate: python -c" in entries[name]["comment"], name
+    assert entries["DEBUG"]["active"] and entries["DEBUG"]["value"] == "0"
+    assert not any("$" in entry["value"] or '"' in entry["value"] for entry in entries.values())
+
+
+def _settings_subprocess(env_overrides: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    """`manage.py check` under shop.settings with .env.example's active lines,
+    the compose URLs (unreachable: check connects to neither) and ``env_overrides``."""
+    entries = env_example()
+    read = settings_variables()
+    env = {k: v for k, v in os.environ.items() if k not in read}
+    env.update({name: entry["value"] for name, entry in entries.items() if entry["active"]})
+    env.update(
+        DATABASE_URL="postgres://kamidrop:kamidrop@127.0.0.1:1/kamidrop",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        DJANGO_SETTINGS_MODULE="shop.settings",
+        KAMIDROP_DATA_DIR=str(tmp_path / "data"),
+        **env_overrides,
+    )
+    return subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_env_example_unfilled_refuses_to_start(tmp_path):
+    # when: the example used as is, secrets still empty
+    result = _settings_subprocess({}, tmp_path)
+    # then
+    assert result.returncode == 1
+    assert "ImproperlyConfigured: SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_env_example_with_secrets_filled_in_passes_the_system_check(tmp_path):
+    # when: the secrets generated the way the example says
+    result = _settings_subprocess({
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "KEY_FINGERPRINT_PEPPER": secrets.token_urlsafe(32),
+    }, tmp_path)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "System check identified no issues (0 silenced).\n"
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,46 @@
+"""With DEBUG off the settings refuse to start without what production needs."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "s" * 50,
+    "KEY_ENCRYPTION_KEYS": "Z" * 43 + "=",
+    "KEY_FINGERPRINT_PEPPER": "pepper",
+    "ALLOWED_HOSTS": "shop.example.com",
+    "SITE_URL": "https://shop.example.com",
+    "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+}
+
+
+def _import_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
+    env = {k: v for k, v in env.items() if v is not None}
+    return subprocess.run([sys.executable, "-c", "import shop.settings"], cwd=BASE_DIR, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_production_settings_import_with_everything_set(tmp_path):
+    result = _import_settings(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "KEY_ENCRYPTION_KEYS", "KEY_FINGERPRINT_PEPPER", "ALLOWED_HOSTS",
+                                     "SITE_URL", "DATABASE_URL", "REDIS_URL"])
+def test_production_settings_refuse_to_start_without(tmp_path, missing):
+    # when
+    result = _import_settings(tmp_path, **{missing: None})
+    # then
+    assert result.returncode == 1
+    assert f"ImproperlyConfigured: {missing} must be set when DEBUG is off" in result.stderr
+    # and no embedded server was started in its place
+    assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()
