@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.utils.text import Truncator
 
-from delivery.models import Delivery
+from delivery.models import Delivery, OwnerAlert
 from shop.admin import ReadOnlyAdminMixin
 
 LAST_ERROR_CHARS = 80
@@ -37,3 +37,11 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="last error")
     def short_last_error(self, obj):
         return Truncator(obj.last_error).chars(LAST_ERROR_CHARS)
+
+
+@admin.register(OwnerAlert)
+class OwnerAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "kind", "subject", "occurrences", "last_seen_at", "sent_at")
+    list_filter = ("kind",)
+    search_fields = ("subject", "dedupe_key")
+    fields = ("kind", "subject", "body", "dedupe_key", "occurrences", "created_at", "last_seen_at", "sent_at")

@@ -48,3 +48,33 @@ class Delivery(models.Model):
     def job_id(self) -> str:
         """Deterministic RQ job id: a re-enqueue replaces, never doubles, the job."""
         return f"delivery-{self.pk}"
+
+
+class AlertKind(models.TextChoices):
+    LOW_STOCK = "LOW_STOCK", "Low stock"
+    DEAD_LETTER = "DEAD_LETTER", "Delivery failed for good"
+    PAYMENT_ODD = "PAYMENT_ODD", "Late or odd payment"
+    DISPUTE = "DISPUTE", "Payment dispute"
+    REVIEW = "REVIEW", "Order held for review"
+    SWEEPER = "SWEEPER", "Sweeper anomaly"
+    AWAITING_STOCK = "AWAITING_STOCK", "Paid orders waiting for stock"
+
+
+class OwnerAlert(models.Model):
+    """Something the shop owner should know. One row per incident: raising the
+    same ``dedupe_key`` again within the window only counts an occurrence."""
+
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    dedupe_key = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["dedupe_key", "created_at"], name="owneralert_key_idx")]
+
+    def __str__(self):
+        return f"{self.kind}: {self.subject}"

@@ -125,6 +125,14 @@ def keys_mark_delivered(*, line) -> int:
     )
 
 
+def keys_release(*, line) -> int:
+    """Return the line's RESERVED keys to stock (reject, refund). Call inside a
+    transaction. Delivered keys are never released: the buyer has seen them."""
+    return CardKey.objects.filter(order_line=line, status=CardKeyStatus.RESERVED).update(
+        status=CardKeyStatus.AVAILABLE, order_line=None, reserved_at=None
+    )
+
+
 def keys_void(*, key_ids) -> list[int]:
     """Void the given keys that are still in stock; return the ids voided.
 

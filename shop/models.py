@@ -107,6 +107,18 @@ class OrderEventType(models.TextChoices):
     DELIVERY_FAILED = "DELIVERY_FAILED", "Delivery failed"
     DELIVERED = "DELIVERED", "Everything delivered"
     EXPIRED = "EXPIRED", "Expired unpaid"
+    STOCK_FILLED = "STOCK_FILLED", "Stock arrived for this order"
+    KEYS_RELEASED = "KEYS_RELEASED", "Keys returned to stock"
+    KEY_REPLACED = "KEY_REPLACED", "Key replaced"
+    RESEND_REQUESTED = "RESEND_REQUESTED", "Resend requested"
+    PAYMENT_REJECTED = "PAYMENT_REJECTED", "A payment notice was rejected"
+    PAYMENT_ODD = "PAYMENT_ODD", "An unusual payment needs staff attention"
+    REFUND_REQUESTED = "REFUND_REQUESTED", "Refund started"
+    REFUNDED = "REFUNDED", "Refunded"
+    DISPUTE_OPENED = "DISPUTE_OPENED", "Payment disputed"
+    REVIEW_OPENED = "REVIEW_OPENED", "Held for review"
+    REVIEW_APPROVED = "REVIEW_APPROVED", "Review approved"
+    REVIEW_REJECTED = "REVIEW_REJECTED", "Review rejected"
 
 
 class OrderEvent(models.Model):

@@ -216,6 +216,13 @@ DELIVERY_RETRY_SCHEDULE = [
                                                         "10800", "21600", "43200", "86400", "86400"])
 ]
 
+# --- owner alerts -------------------------------------------------------------
+
+# Who hears about low stock, dead letters, odd payments (comma-separated emails).
+OWNER_ALERT_EMAILS = env_list("OWNER_ALERT_EMAILS", [])
+# Raising the same incident again within this many seconds is counted, not re-sent.
+OWNER_ALERT_DEDUPE_SECONDS = env_int("OWNER_ALERT_DEDUPE_SECONDS", 3600)
+
 # --- logging ----------------------------------------------------------------
 
 LOGGING = {
