@@ -1,10 +1,66 @@
 """Card key stock. The secret is stored sealed (see ``inventory.sealing``)."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from inventory import sealing
+from inventory.keyrules import KeyRules
+
+
+class KeyPolicy(models.Model):
+    """How a product's keys are compared and checked, and when stock is low."""
+
+    product = models.OneToOneField("shop.Product", on_delete=models.CASCADE, related_name="key_policy")
+    collapse_spaces = models.BooleanField(default=True, help_text="Runs of spaces count as one.")
+    casefold = models.BooleanField(default=False, help_text="Upper and lower case count as the same key.")
+    strip_separators = models.CharField(
+        max_length=20, blank=True, help_text="Characters ignored when comparing keys, e.g. '- ' for dashes and spaces."
+    )
+    fold_confusables = models.BooleanField(default=False, help_text="0/O and 1/I/L count as the same character.")
+    format_regex = models.CharField(
+        max_length=200, blank=True, help_text=r"Every key must match, e.g. ^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$"
+    )
+    low_stock_threshold = models.PositiveIntegerField(
+        default=0, help_text="Alert the owner when available keys fall to this many (0: never)."
+    )
+    # Set when the alert for the current crossing went out; cleared when stock
+    # rises above the threshold again: one alert per crossing.
+    low_stock_alerted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "key policies"
+
+    def __str__(self):
+        return f"Key policy of {self.product_id}"
+
+    @property
+    def rules(self) -> KeyRules:
+        return KeyRules(
+            collapse_spaces=self.collapse_spaces, casefold=self.casefold, strip_separators=self.strip_separators,
+            fold_confusables=self.fold_confusables, format_regex=self.format_regex,
+        )
+
+
+class ImportBatch(models.Model):
+    product = models.ForeignKey("shop.Product", on_delete=models.PROTECT, related_name="import_batches")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=300)
+    lines = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+    blank = models.PositiveIntegerField(default=0)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    voided_keys = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "import batches"
+
+    def __str__(self):
+        return f"Import #{self.pk} ({self.added} keys)"
 
 
 class CardKeyStatus(models.TextChoices):
@@ -24,9 +80,14 @@ class CardKey(models.Model):
     order_line = models.ForeignKey(
         "shop.OrderLine", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys"
     )
+    batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, null=True, blank=True, related_name="keys")
+    # Line of the import file the key came from: duplicate reports point at it.
+    import_line = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     reserved_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
         constraints = [
@@ -43,6 +104,13 @@ class CardKey(models.Model):
                 name="cardkey_line_matches_status",
             ),
         ]
+        permissions = [
+            ("reveal_cardkey", "Can reveal card key secrets"),
+            ("import_cardkey", "Can import card keys"),
+            ("void_cardkey", "Can void card keys"),
+            ("replace_cardkey", "Can replace a delivered card key"),
+            ("export_cardkey", "Can export unsold card keys"),
+        ]
         indexes = [
             # The claim reads only available keys of one product, oldest first.
             models.Index(
@@ -55,8 +123,33 @@ class CardKey(models.Model):
 
     @property
     def secret(self) -> str:
-        return sealing.secret_open(bytes(self.secret_sealed))
+        return sealing.secret_open(bytes(self.secret_sealed), product_id=self.product_id)
 
     @property
     def secret_masked(self) -> str:
         return sealing.secret_mask(self.secret)
+
+
+class KeyAuditEvent(models.Model):
+    """Who did what to a key, when and from where. Never holds the key itself."""
+
+    class Action(models.TextChoices):
+        IMPORTED = "IMPORTED", "Imported"
+        REVEALED = "REVEALED", "Revealed"
+        VOIDED = "VOIDED", "Voided"
+        REPLACED = "REPLACED", "Replaced on its order"
+        EXPORTED = "EXPORTED", "Exported"
+        UNVOIDED = "UNVOIDED", "Returned to stock"
+
+    card_key = models.ForeignKey(CardKey, on_delete=models.PROTECT, related_name="audit_events")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    actor = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["card_key", "at"], name="keyaudit_key_at_idx")]
+
+    def __str__(self):
+        return f"{self.action} key #{self.card_key_id} by {self.actor}"

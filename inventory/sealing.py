@@ -1,39 +1,102 @@
 """Sealing card keys at rest: authenticated encryption and fingerprints.
 
-``KEY_ENCRYPTION_KEYS`` holds Fernet keys (AES-128-CBC + HMAC-SHA256); the
-first encrypts and all decrypt, so a key can be rotated in. The fingerprint is
-an HMAC-SHA256 under a separate pepper, so duplicates are found without
-decrypting and rotation does not change it.
+Encryption is AES-256-GCM (``cryptography``'s AESGCM) under a key ring from
+``KEY_ENCRYPTION_KEYS``: comma-separated url-safe base64 32-byte keys; the
+first encrypts, all decrypt, so a new key is rotated in by putting it first
+and running ``manage.py rotate_keys``. A sealed value is
+
+    version (1 byte) | key id (4 bytes) | nonce (12 bytes) | ciphertext + tag
+
+and its associated data names the product, so a ciphertext copied onto
+another product's row does not open. (AES-GCM rather than Fernet: 0.7 µs
+against 10 µs a key, which is what lets a million keys import in a minute.)
+
+The fingerprint is an HMAC-SHA256 of the product-normalised key under a
+separate pepper: duplicates are found without decrypting, and rotating the
+encryption keys does not change it.
 """
 
+from __future__ import annotations
+
+import base64
 import functools
 import hashlib
 import hmac
+import os
+from dataclasses import dataclass
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+VERSION = b"\x01"
+_HEADER = 1 + 4 + 12
+
+
+class SealError(Exception):
+    """A sealed key cannot be opened: unknown key id, tampered or moved."""
+
+    code = "KEY_UNREADABLE"
+
+
+@dataclass(frozen=True)
+class _Key:
+    key_id: bytes
+    aead: AESGCM
 
 
 @functools.lru_cache(maxsize=4)
-def _fernet(keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(k.encode()) for k in keys])
+def _ring(encoded_keys: tuple[str, ...]) -> tuple[_Key, ...]:
+    ring = []
+    for encoded in encoded_keys:
+        try:
+            raw = base64.urlsafe_b64decode(encoded.encode())
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ImproperlyConfigured("each KEY_ENCRYPTION_KEYS entry must be 32 bytes, url-safe base64")
+        key_id = hashlib.sha256(b"kamidrop-key-id:" + raw).digest()[:4]
+        ring.append(_Key(key_id=key_id, aead=AESGCM(raw)))
+    if not ring:
+        raise ImproperlyConfigured("KEY_ENCRYPTION_KEYS is empty")
+    return tuple(ring)
 
 
-def secret_seal(plaintext: str) -> bytes:
-    return _fernet(tuple(settings.KEY_ENCRYPTION_KEYS)).encrypt(plaintext.encode())
+def _keys() -> tuple[_Key, ...]:
+    return _ring(tuple(settings.KEY_ENCRYPTION_KEYS))
 
 
-def secret_open(sealed: bytes) -> str:
-    return _fernet(tuple(settings.KEY_ENCRYPTION_KEYS)).decrypt(sealed).decode()
+def _aad(product_id: int) -> bytes:
+    return f"kamidrop-cardkey:{product_id}".encode()
 
 
-def secret_normalise(plaintext: str) -> str:
-    return plaintext.strip()
+def secret_seal(plaintext: str, *, product_id: int) -> bytes:
+    primary = _keys()[0]
+    nonce = os.urandom(12)
+    return VERSION + primary.key_id + nonce + primary.aead.encrypt(nonce, plaintext.encode(), _aad(product_id))
 
 
-def secret_fingerprint(plaintext: str) -> str:
+def secret_open(sealed: bytes, *, product_id: int) -> str:
+    if len(sealed) < _HEADER + 16 or sealed[:1] != VERSION:
+        raise SealError("not a sealed key")
+    key_id, nonce, body = sealed[1:5], sealed[5:17], sealed[17:]
+    for key in _keys():
+        if key.key_id == key_id:
+            try:
+                return key.aead.decrypt(nonce, body, _aad(product_id)).decode()
+            except InvalidTag:
+                raise SealError("sealed key fails authentication") from None
+    raise SealError("sealed under a key that is no longer in KEY_ENCRYPTION_KEYS")
+
+
+def sealed_by_primary(sealed: bytes) -> bool:
+    return sealed[1:5] == _keys()[0].key_id
+
+
+def secret_fingerprint(normalised: str) -> str:
     pepper = settings.KEY_FINGERPRINT_PEPPER.encode()
-    return hmac.new(pepper, secret_normalise(plaintext).encode(), hashlib.sha256).hexdigest()
+    return hmac.new(pepper, normalised.encode(), hashlib.sha256).hexdigest()
 
 
 def secret_mask(plaintext: str) -> str:

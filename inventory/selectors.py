@@ -25,3 +25,7 @@ def keys_for_order(*, order_id: int):
         .select_related("product")
         .order_by("order_line_id", "id")
     )
+
+
+def key_on_order(*, order_id: int, key_id: int) -> CardKey | None:
+    return CardKey.objects.select_related("order_line").filter(pk=key_id, order_line__order_id=order_id).first()

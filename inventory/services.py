@@ -1,17 +1,19 @@
-"""Writing card key stock: import, claim, hand-over."""
+"""Writing card key stock: import, claim, hand-over, void, rotation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory import sealing
-from inventory.models import CardKey, CardKeyStatus
+from inventory.models import CardKey, CardKeyStatus, ImportBatch, KeyAuditEvent, KeyPolicy
 
-IMPORT_CHUNK = 1000
+IMPORT_CHUNK = 5000
+# Line-level problems kept for the report; the counts stay exact beyond it.
+REPORT_ISSUES_MAX = 1000
 
 
 class KeysUnavailable(Exception):
@@ -25,64 +27,181 @@ class KeysUnavailable(Exception):
         self.claimed = claimed
 
 
+class KeyStateError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def key_policy_get(*, product_id: int) -> KeyPolicy:
+    """The product's policy, or the default one (unsaved) if it has none."""
+    return KeyPolicy.objects.filter(product_id=product_id).first() or KeyPolicy(product_id=product_id)
+
+
+# --- import -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportIssue:
+    line: int
+    code: str  # DUPLICATE_IN_FILE, DUPLICATE_IN_STOCK, INVALID
+    detail: str
+
+
 @dataclass
-class ImportResult:
+class ImportReport:
+    batch_id: int
+    lines: int = 0
     added: int = 0
     duplicates: int = 0
+    invalid: int = 0
     blank: int = 0
+    issues: list[ImportIssue] = field(default_factory=list)
 
     @property
-    def total(self) -> int:
-        return self.added + self.duplicates + self.blank
+    def issues_truncated(self) -> bool:
+        return len(self.issues) < self.duplicates + self.invalid
+
+    def note(self, issue: ImportIssue) -> None:
+        if len(self.issues) < REPORT_ISSUES_MAX:
+            self.issues.append(issue)
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.duplicates} duplicate, {self.invalid} invalid, {self.blank} blank "
+            f"({self.lines} lines)"
+        )
 
 
-def keys_import(*, product, lines: Iterable[str]) -> ImportResult:
-    """Add one key per line to ``product``'s stock, skipping blanks and duplicates.
+def key_entries(stream: Iterable[str], *, delimiter: str = "\n") -> Iterator[tuple[int, str]]:
+    """(line number, text) for every entry of a key list, streamed.
 
-    Duplicates (within the input or already in stock) are refused by the unique
-    (product, fingerprint) constraint, so two concurrent imports of overlapping
-    lists cannot both add a key. Works in chunks, so memory does not grow with
-    the input.
+    ``delimiter`` "\\n" means one key per line; any other string also splits
+    each line (comma-separated, ``;``, a tab...). Entries are trimmed; blank
+    ones are still yielded so the report can count them.
     """
-    result = ImportResult()
-    chunk: list[str] = []
-    for line in lines:
-        secret = sealing.secret_normalise(line)
-        if not secret:
-            result.blank += 1
-            continue
-        chunk.append(secret)
-        if len(chunk) >= IMPORT_CHUNK:
-            _insert_chunk(product_id=product.pk, secrets=chunk, result=result)
-            chunk = []
+    for number, line in enumerate(stream, start=1):
+        line = line.rstrip("\r\n")
+        if delimiter == "\n":
+            yield number, line.strip()
+        else:
+            for piece in line.split(delimiter):
+                yield number, piece.strip()
+
+
+def keys_import(
+    *,
+    product,
+    entries: Iterable[tuple[int, str]],
+    source: str,
+    created_by=None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Add keys to ``product``'s stock under a new ImportBatch; report every line.
+
+    Each key is checked against the product's format, then sealed and inserted
+    in chunks (one transaction each) with ON CONFLICT DO NOTHING on the unique
+    (product, fingerprint): a duplicate, within the file or already in stock,
+    is refused by the database itself, so two concurrent imports of
+    overlapping files cannot both add a key, and memory stays flat however
+    long the input. The rows that lost the conflict are looked up to say which
+    line came first. ``progress`` is called with the number of entries read.
+    """
+    rules = key_policy_get(product_id=product.pk).rules
+    batch = ImportBatch.objects.create(product=product, created_by=created_by, source=source[:300])
+    report = ImportReport(batch_id=batch.pk)
+    chunk: list[tuple[int, str, str]] = []
+    for number, text in entries:
+        report.lines += 1
+        if not text:
+            report.blank += 1
+        elif problem := rules.format_problem(text):
+            report.invalid += 1
+            report.note(ImportIssue(number, "INVALID", problem))
+        else:
+            chunk.append((number, text, sealing.secret_fingerprint(rules.normalise(text))))
+            if len(chunk) >= IMPORT_CHUNK:
+                _import_chunk(product_id=product.pk, batch_id=batch.pk, chunk=chunk, report=report)
+                chunk = []
+        if progress is not None and report.lines % 1000 == 0:
+            progress(report.lines)
     if chunk:
-        _insert_chunk(product_id=product.pk, secrets=chunk, result=result)
-    return result
+        _import_chunk(product_id=product.pk, batch_id=batch.pk, chunk=chunk, report=report)
+    if progress is not None:
+        progress(report.lines)
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        lines=report.lines, added=report.added, duplicates=report.duplicates, invalid=report.invalid,
+        blank=report.blank,
+    )
+    return report
 
 
-def _insert_chunk(*, product_id: int, secrets: list[str], result: ImportResult) -> None:
+def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str, str]], report: ImportReport) -> None:
     table = CardKey._meta.db_table
-    now = timezone.now()
-    sealed = [sealing.secret_seal(s) for s in secrets]
-    prints = [sealing.secret_fingerprint(s) for s in secrets]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} (product_id, secret_sealed, fingerprint, status, created_at)
-            SELECT %s, s.sealed, s.fingerprint, %s, %s
-            FROM unnest(%s::bytea[], %s::text[]) WITH ORDINALITY AS s(sealed, fingerprint, n)
+            INSERT INTO {table} (product_id, batch_id, import_line, secret_sealed, fingerprint, status, created_at,
+                                 void_reason)
+            SELECT %s, %s, s.line, s.sealed, s.fingerprint, %s, %s, ''
+            FROM unnest(%s::int[], %s::bytea[], %s::text[]) WITH ORDINALITY AS s(line, sealed, fingerprint, n)
             ORDER BY s.n
             ON CONFLICT (product_id, fingerprint) DO NOTHING
+            RETURNING fingerprint
             """,
-            [product_id, CardKeyStatus.AVAILABLE, now, sealed, prints],
+            [
+                product_id, batch_id, CardKeyStatus.AVAILABLE, timezone.now(),
+                [number for number, _, _ in chunk],
+                [sealing.secret_seal(text, product_id=product_id) for _, text, _ in chunk],
+                [fp for _, _, fp in chunk],
+            ],
         )
-        added = cursor.rowcount
-    result.added += added
-    result.duplicates += len(secrets) - added
+        # Rows go in in input order, so the first entry of each inserted
+        # fingerprint is the one that made it; every other entry lost.
+        inserted = {row[0] for row in cursor.fetchall()}
+        losers = []
+        for number, _, fp in chunk:
+            if fp in inserted:
+                inserted.discard(fp)
+            else:
+                losers.append((number, fp))
+        report.added += len(chunk) - len(losers)
+        report.duplicates += len(losers)
+        if not losers:
+            return
+        cursor.execute(
+            f"SELECT fingerprint, batch_id, import_line FROM {table} WHERE product_id = %s AND fingerprint = ANY(%s)",
+            [product_id, list({fp for _, fp in losers})],
+        )
+        first = {fp: (batch, line) for fp, batch, line in cursor.fetchall()}
+    for number, fp in losers:
+        batch, line = first.get(fp, (None, None))
+        if batch == batch_id:
+            report.note(ImportIssue(number, "DUPLICATE_IN_FILE", f"same key as line {line}"))
+        elif batch is not None:
+            report.note(ImportIssue(number, "DUPLICATE_IN_STOCK", f"already in stock (import #{batch}, line {line})"))
+        else:
+            report.note(ImportIssue(number, "DUPLICATE_IN_STOCK", "already in stock"))
 
 
-def keys_reserve(*, line) -> list[int]:
-    """Claim ``line.quantity`` available keys of the line's product for it.
+def import_batch_void(*, batch_id: int, actor: str, ip: str | None = None) -> int:
+    """Void the batch's keys still in stock (sold ones stay sold); return how many."""
+    with transaction.atomic():
+        batch = ImportBatch.objects.select_for_update().get(pk=batch_id)
+        key_ids = CardKey.objects.filter(batch_id=batch_id, status=CardKeyStatus.AVAILABLE).values_list("pk", flat=True)
+        voided = keys_void(key_ids=key_ids, reason=f"import #{batch_id} voided", actor=actor, ip=ip)
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            voided_at=batch.voided_at or timezone.now(), voided_keys=batch.voided_keys + len(voided)
+        )
+    return len(voided)
+
+
+# --- claim and hand-over --------------------------------------------------------
+
+
+def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
+    """Claim ``quantity`` (default: the line's quantity) available keys of the
+    line's product for it.
 
     Call inside a transaction. One statement: the oldest free keys are locked
     with SKIP LOCKED (concurrent buyers take different keys instead of queueing
@@ -90,6 +209,7 @@ def keys_reserve(*, line) -> list[int]:
     short claim is undone as a whole and raises ``KeysUnavailable``: an order
     gets all its keys or none.
     """
+    wanted = line.quantity if quantity is None else quantity
     table = CardKey._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -108,13 +228,13 @@ def keys_reserve(*, line) -> list[int]:
             RETURNING k.id
             """,
             [
-                line.product_id, CardKeyStatus.AVAILABLE, line.quantity,
+                line.product_id, CardKeyStatus.AVAILABLE, wanted,
                 CardKeyStatus.RESERVED, line.pk, timezone.now(), CardKeyStatus.AVAILABLE,
             ],
         )
         claimed = [row[0] for row in cursor.fetchall()]
-        if len(claimed) != line.quantity:
-            raise KeysUnavailable(wanted=line.quantity, claimed=len(claimed))
+        if len(claimed) != wanted:
+            raise KeysUnavailable(wanted=wanted, claimed=len(claimed))
     return sorted(claimed)
 
 
@@ -133,17 +253,132 @@ def keys_release(*, line) -> int:
     )
 
 
-def keys_void(*, key_ids) -> list[int]:
+# --- owner actions ----------------------------------------------------------------
+
+
+def keys_audit(*, key_ids: Iterable[int], action: str, actor: str, ip: str | None = None, detail: str = "") -> None:
+    KeyAuditEvent.objects.bulk_create(
+        [KeyAuditEvent(card_key_id=pk, action=action, actor=actor, ip=ip, detail=detail[:300]) for pk in key_ids]
+    )
+
+
+def keys_void(*, key_ids, reason: str = "", actor: str = "system", ip: str | None = None) -> list[int]:
     """Void the given keys that are still in stock; return the ids voided.
 
-    Call inside a transaction. Keys are locked in id order; a key a buyer's
-    claim holds right now is skipped, not waited for (and not voided).
+    Keys are locked in id order; a key a buyer's claim holds right now is
+    skipped, not waited for (and not voided). Each void is audited.
     """
-    ids = list(
-        CardKey.objects.filter(pk__in=list(key_ids), status=CardKeyStatus.AVAILABLE)
-        .order_by("id")
-        .select_for_update(skip_locked=True)
-        .values_list("id", flat=True)
-    )
-    CardKey.objects.filter(pk__in=ids, status=CardKeyStatus.AVAILABLE).update(status=CardKeyStatus.VOID)
+    with transaction.atomic():
+        ids = list(
+            CardKey.objects.filter(pk__in=list(key_ids), status=CardKeyStatus.AVAILABLE)
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        CardKey.objects.filter(pk__in=ids, status=CardKeyStatus.AVAILABLE).update(
+            status=CardKeyStatus.VOID, voided_at=timezone.now(), void_reason=reason[:200]
+        )
+        keys_audit(key_ids=ids, action=KeyAuditEvent.Action.VOIDED, actor=actor, ip=ip, detail=reason)
     return ids
+
+
+def keys_unvoid(*, key_ids, actor: str, ip: str | None = None) -> list[int]:
+    """Return voided keys that were never sold to stock; return the ids."""
+    with transaction.atomic():
+        ids = list(
+            CardKey.objects.filter(pk__in=list(key_ids), status=CardKeyStatus.VOID, order_line__isnull=True)
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)
+        )
+        CardKey.objects.filter(pk__in=ids).update(status=CardKeyStatus.AVAILABLE, voided_at=None, void_reason="")
+        keys_audit(key_ids=ids, action=KeyAuditEvent.Action.UNVOIDED, actor=actor, ip=ip)
+    return ids
+
+
+def key_void_delivered(*, key_id: int, line, reason: str, actor: str, ip: str | None = None) -> CardKey:
+    """Void a key already handed over on ``line`` (it stays linked to the line,
+    as evidence). Call inside a transaction holding the order's lock."""
+    key = CardKey.objects.select_for_update().filter(pk=key_id).first()
+    if key is None or key.order_line_id != line.pk or key.status != CardKeyStatus.DELIVERED:
+        raise KeyStateError("KEY_NOT_DELIVERED_HERE", "the key is not a delivered key of this order line")
+    CardKey.objects.filter(pk=key_id).update(status=CardKeyStatus.VOID, voided_at=timezone.now(), void_reason=reason[:200])
+    keys_audit(key_ids=[key_id], action=KeyAuditEvent.Action.REPLACED, actor=actor, ip=ip, detail=reason)
+    key.refresh_from_db()
+    return key
+
+
+# --- rotation -------------------------------------------------------------------------
+
+
+def keys_rotate(*, batch_size: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+    """Re-seal every key not sealed under the primary encryption key, in
+    batches (one short transaction each); return how many were re-sealed."""
+    table = CardKey._meta.db_table
+    rotated = 0
+    last_id = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                CardKey.objects.filter(pk__gt=last_id).order_by("pk")
+                .select_for_update().values_list("pk", "product_id", "secret_sealed")[:batch_size]
+            )
+            if not rows:
+                break
+            last_id = rows[-1][0]
+            stale = [(pk, product_id, bytes(sealed)) for pk, product_id, sealed in rows
+                     if not sealing.sealed_by_primary(bytes(sealed))]
+            if stale:
+                resealed = [
+                    sealing.secret_seal(sealing.secret_open(sealed, product_id=product_id), product_id=product_id)
+                    for _, product_id, sealed in stale
+                ]
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        f"""UPDATE {table} AS k SET secret_sealed = s.sealed
+                            FROM unnest(%s::bigint[], %s::bytea[]) AS s(id, sealed) WHERE k.id = s.id""",
+                        [[pk for pk, _, _ in stale], resealed],
+                    )
+                rotated += len(stale)
+        if progress is not None:
+            progress(len(rows))
+    return rotated
+
+
+# --- stock level ---------------------------------------------------------------------
+
+
+def keys_available_at_least(*, product_id: int, n: int) -> bool:
+    """Whether ``n`` keys are available: reads at most n index entries, so it
+    costs the same at a thousand keys in stock as at a million."""
+    if n <= 0:
+        return True
+    table = CardKey._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {table} WHERE product_id = %s AND status = %s ORDER BY id OFFSET %s LIMIT 1",
+            [product_id, CardKeyStatus.AVAILABLE, n - 1],
+        )
+        return cursor.fetchone() is not None
+
+
+def low_stock_crossed(*, product_id: int) -> KeyPolicy | None:
+    """If stock just fell to the product's threshold and no alert went out for
+    this crossing, mark it alerted and return the policy (else None)."""
+    policy = KeyPolicy.objects.filter(
+        product_id=product_id, low_stock_threshold__gt=0, low_stock_alerted_at__isnull=True
+    ).first()
+    if policy is None or keys_available_at_least(product_id=product_id, n=policy.low_stock_threshold + 1):
+        return None
+    marked = KeyPolicy.objects.filter(pk=policy.pk, low_stock_alerted_at__isnull=True).update(
+        low_stock_alerted_at=timezone.now()
+    )
+    return policy if marked else None
+
+
+def low_stock_rearm(*, product_id: int) -> bool:
+    """After a restock above the threshold, let the next crossing alert again."""
+    policy = KeyPolicy.objects.filter(product_id=product_id, low_stock_alerted_at__isnull=False).first()
+    if policy is None or not keys_available_at_least(product_id=product_id, n=policy.low_stock_threshold + 1):
+        return False
+    return bool(KeyPolicy.objects.filter(pk=policy.pk).update(low_stock_alerted_at=None))

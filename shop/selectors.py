@@ -1,20 +1,29 @@
 """Reading the catalogue and orders."""
 
-from django.db.models import Sum
+from django.db.models import Min, Sum
 from django.utils import timezone
 
 from inventory.selectors import keys_available_by_product, keys_available_count, keys_for_order
 from shop.models import OrderLine, OrderStatus, Product
 
 
-def product_held(*, product) -> int:
-    """Keys promised to unpaid orders whose hold has not lapsed."""
-    held = OrderLine.objects.filter(
+def _live_holds(product):
+    return OrderLine.objects.filter(
         product=product,
         order__status=OrderStatus.PENDING_PAYMENT,
         order__hold_expires_at__gt=timezone.now(),
-    ).aggregate(n=Sum("quantity"))["n"]
-    return held or 0
+    )
+
+
+def product_held(*, product) -> int:
+    """Keys promised to unpaid orders whose hold has not lapsed."""
+    return _live_holds(product).aggregate(n=Sum("quantity"))["n"] or 0
+
+
+def product_holds(*, product):
+    """(keys held by unpaid orders, when the first of those holds lapses)."""
+    row = _live_holds(product).aggregate(n=Sum("quantity"), first=Min("order__hold_expires_at"))
+    return row["n"] or 0, row["first"]
 
 
 def product_stock(*, product) -> int:

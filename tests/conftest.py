@@ -100,7 +100,10 @@ def make_product(db):
             currency=fields.pop("currency", "CNY"), **fields,
         )
         if keys:
-            keys_import(product=product, lines=[f"{product.slug.upper()}-KEY-{i:05d}" for i in range(keys)])
+            keys_import(
+                product=product, source="test",
+                entries=((i + 1, f"{product.slug.upper()}-KEY-{i:05d}") for i in range(keys)),
+            )
         return product
 
     return make

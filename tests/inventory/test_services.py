@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, transaction
 
 from inventory.models import CardKey, CardKeyStatus
-from inventory.services import KeysUnavailable, keys_import, keys_reserve
+from inventory.services import ImportIssue, KeysUnavailable, key_entries, keys_import, keys_reserve
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def test_raw_column_holds_no_plaintext(make_product):
     # given
     product = make_product()
-    keys_import(product=product, lines=["SECRET-AAAA-BBBB-CCCC"])
+    keys_import(product=product, source="t", entries=[(1, "SECRET-AAAA-BBBB-CCCC")])
     # when
     with connection.cursor() as cursor:
         cursor.execute("SELECT secret_sealed::text, fingerprint FROM inventory_cardkey")
@@ -29,11 +29,16 @@ def test_raw_column_holds_no_plaintext(make_product):
 def test_import_skips_blanks_and_duplicates_within_and_across_imports(make_product):
     # given
     product = make_product()
-    keys_import(product=product, lines=["KEY-1"])
+    keys_import(product=product, source="t", entries=[(1, "KEY-1")])
     # when
-    result = keys_import(product=product, lines=["KEY-2\n", "  KEY-1  ", "", "KEY-3", "KEY-2", "   "])
+    result = keys_import(product=product, source="t",
+                         entries=key_entries(["KEY-2\n", "  KEY-1  ", "", "KEY-3", "KEY-2", "   "]))
     # then
-    assert (result.added, result.duplicates, result.blank) == (2, 2, 2)
+    assert (result.added, result.duplicates, result.blank, result.invalid) == (2, 2, 2, 0)
+    assert result.issues == [
+        ImportIssue(2, "DUPLICATE_IN_STOCK", f"already in stock (import #{result.batch_id - 1}, line 1)"),
+        ImportIssue(5, "DUPLICATE_IN_FILE", "same key as line 1"),
+    ]
     assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == ["KEY-1", "KEY-2", "KEY-3"]
 
 
@@ -41,8 +46,8 @@ def test_same_key_may_exist_for_two_products(make_product):
     # given
     first, second = make_product(), make_product()
     # when
-    keys_import(product=first, lines=["SHARED"])
-    result = keys_import(product=second, lines=["SHARED"])
+    keys_import(product=first, source="t", entries=[(1, "SHARED")])
+    result = keys_import(product=second, source="t", entries=[(1, "SHARED")])
     # then
     assert result.added == 1
 
@@ -59,7 +64,7 @@ def test_two_concurrent_imports_of_overlapping_lists_add_each_key_once(make_prod
     def run(name, lines):
         try:
             start.wait(timeout=10)
-            results[name] = keys_import(product=product, lines=lines)
+            results[name] = keys_import(product=product, source=name, entries=enumerate(lines, start=1))
         finally:
             connection.close()
 

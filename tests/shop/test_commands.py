@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
 
-from inventory.models import CardKey, CardKeyStatus
+from inventory.models import CardKey, CardKeyStatus, ImportBatch
 from shop.models import Product
 
 pytestmark = pytest.mark.django_db
@@ -65,8 +65,13 @@ def test_import_keys_reports_added_duplicates_and_blanks(tmp_path, make_product)
     out = _run("import_keys", "--product", "gift", str(path))
     again = _run("import_keys", "--product", "gift", str(path))
     # then
-    assert out.strip() == "gift: 3 added, 1 duplicate, 1 blank (5 lines)"
-    assert again.strip() == "gift: 0 added, 4 duplicate, 1 blank (5 lines)"
+    first_batch = ImportBatch.objects.order_by("id").first().pk
+    assert out.splitlines() == [
+        "line 4: DUPLICATE_IN_FILE same key as line 1",
+        f"gift: import #{first_batch}: 3 added, 1 duplicate, 0 invalid, 1 blank (5 lines)",
+    ]
+    assert again.splitlines()[-1] == f"gift: import #{first_batch + 1}: 0 added, 4 duplicate, 0 invalid, 1 blank (5 lines)"
+    assert again.splitlines()[0] == f"line 1: DUPLICATE_IN_STOCK already in stock (import #{first_batch}, line 1)"
     assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == ["AAA-1", "BBB-2", "CCC-3"]
 
 
@@ -80,6 +85,6 @@ def test_import_keys_errors_carry_a_code(tmp_path, make_product):
         _run("import_keys", "--product", "nope", str(binary))
     with pytest.raises(CommandError, match="^FILE_UNREADABLE"):
         _run("import_keys", "--product", "gift", str(tmp_path / "missing.txt"))
-    with pytest.raises(CommandError, match="^FILE_NOT_UTF8"):
+    with pytest.raises(CommandError, match="^FILE_NOT_UTF8: line 1 "):
         _run("import_keys", "--product", "gift", str(binary))
     assert CardKey.objects.count() == 0

@@ -56,8 +56,8 @@ class Command(BaseCommand):
             missing = DEMO_STOCK - keys_available_count(product=product)
             added = 0
             if missing > 0:
-                lines = (self._demo_key(prefix) for _ in range(missing))
-                added = keys_import(product=product, lines=lines).added
+                entries = ((n, self._demo_key(prefix)) for n in range(1, missing + 1))
+                added = keys_import(product=product, entries=entries, source="manage.py demo").added
             state = "created" if created else "exists"
             available = keys_available_count(product=product)
             self.stdout.write(f"{product.slug}: {state}, {added} keys added, {available} available")
