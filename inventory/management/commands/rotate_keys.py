@@ -1,0 +1,23 @@
+"""Re-seal every card key under the first of KEY_ENCRYPTION_KEYS."""
+
+from django.core.management.base import BaseCommand
+from tqdm import tqdm
+
+from inventory.models import CardKey
+from inventory.services import keys_rotate
+
+
+class Command(BaseCommand):
+    help = (
+        "Rotate the encryption of stored keys: put the new key first in KEY_ENCRYPTION_KEYS (keep the old "
+        "ones after it), run this, then remove the old ones. Safe to re-run; works in short batches."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=1000)
+
+    def handle(self, *args, batch_size: int, **options):
+        total = CardKey.objects.count()
+        with tqdm(total=total, unit="key", desc="re-sealing", disable=None, file=self.stderr._out) as bar:
+            rotated = keys_rotate(batch_size=batch_size, progress=bar.update)
+        self.stdout.write(f"{rotated} of {total} keys re-sealed under the primary key")
