@@ -16,7 +16,6 @@ import argparse
 import datetime
 import os
 import platform
-import resource
 import secrets
 import statistics
 import subprocess
@@ -77,22 +76,34 @@ def main() -> None:
     big = Product.objects.create(slug="bench-big", name="Bench big", price="1.00")
     small = Product.objects.create(slug="bench-small", name="Bench small", price="1.00")
 
-    # --- import -------------------------------------------------------------
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
-        alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-        for _ in range(args.keys):
-            raw = "".join(secrets.choice(alphabet) for _ in range(16))
-            fh.write(f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}\n")
-        path = fh.name
-    size_mb = os.path.getsize(path) / 1e6
-    started = time.perf_counter()
-    result = subprocess.run([*manage, "import_keys", "--product", big.slug, path], env=env, capture_output=True, text=True)
-    import_seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    os.unlink(path)
-    if result.returncode != 0:
-        sys.exit(f"import failed:\n{result.stderr}")
-    summary = result.stdout.strip().splitlines()[-1]
+    # --- import: the full size, and a tenth of it, to show memory stays flat ---
+    def run_import(product, count: int) -> tuple[float, float, str, float]:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+            alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+            for _ in range(count):
+                raw = "".join(secrets.choice(alphabet) for _ in range(16))
+                fh.write(f"{raw[:4]}-{raw[4:8]}-{raw[8:12]}-{raw[12:]}\n")
+            path = fh.name
+        size_mb = os.path.getsize(path) / 1e6
+        # manage.py in a wrapper that reports the process's own peak RSS
+        wrapper = (
+            "import resource, runpy, sys\n"
+            f"sys.argv = ['manage.py', 'import_keys', '--product', {product.slug!r}, {path!r}]\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        )
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-c", wrapper], cwd=BASE_DIR, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        os.unlink(path)
+        if result.returncode != 0:
+            sys.exit(f"import failed:\n{result.stderr}")
+        peak_kb = int(result.stderr.rsplit("PEAK_RSS_KB", 1)[1].split()[0])
+        return seconds, peak_kb / 1024, result.stdout.strip().splitlines()[-1], size_mb
+
+    tenth = Product.objects.create(slug="bench-tenth", name="Bench tenth", price="1.00")
+    tenth_seconds, tenth_mb, _, _ = run_import(tenth, args.keys // 10)
+    import_seconds, peak_mb, summary, size_mb = run_import(big, args.keys)
     keys_import(product=small, source="bench", entries=key_entries(f"SMALL-{i:06d}" for i in range(1000)))
 
     # --- claim latency: 10^3 vs 10^6 keys in stock -------------------------------
@@ -121,7 +132,8 @@ def main() -> None:
         f"- machine: {machine()}; commit {commit()}",
         f"- command: `.venv/bin/python bench/import_keys.py --keys {args.keys} --claims {args.claims}`",
         f"- import: {args.keys:,} keys ({size_mb:.0f} MB file) in **{import_seconds:.1f} s** "
-        f"({args.keys / import_seconds:,.0f} keys/s); peak RSS of the import process {peak_mb:.0f} MB",
+        f"({args.keys / import_seconds:,.0f} keys/s); peak RSS of the import process {peak_mb:.0f} MB "
+        f"(a {args.keys // 10:,}-key file: {tenth_seconds:.1f} s, {tenth_mb:.0f} MB)",
         f"- import summary: `{summary}`",
         f"- claim of 1 key (`keys_reserve`, rolled back), {args.claims} runs: "
         f"1,000 keys in stock p50 {statistics.median(small_ms):.3f} ms / p95 {p(small_ms, 95):.3f} ms; "

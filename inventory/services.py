@@ -167,6 +167,9 @@ def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str,
                 losers.append((number, fp))
         report.added += len(chunk) - len(losers)
         report.duplicates += len(losers)
+        # With DEBUG on, Django keeps the SQL of recent queries, here with every
+        # sealed key of the chunk in it: drop it, or memory grows with the file.
+        connection.queries_log.clear()
         if not losers:
             return
         cursor.execute(
@@ -370,10 +373,12 @@ def low_stock_crossed(*, product_id: int) -> KeyPolicy | None:
     ).first()
     if policy is None or keys_available_at_least(product_id=product_id, n=policy.low_stock_threshold + 1):
         return None
-    marked = KeyPolicy.objects.filter(pk=policy.pk, low_stock_alerted_at__isnull=True).update(
-        low_stock_alerted_at=timezone.now()
-    )
-    return policy if marked else None
+    now = timezone.now()
+    marked = KeyPolicy.objects.filter(pk=policy.pk, low_stock_alerted_at__isnull=True).update(low_stock_alerted_at=now)
+    if not marked:
+        return None
+    policy.low_stock_alerted_at = now
+    return policy
 
 
 def low_stock_rearm(*, product_id: int) -> bool:

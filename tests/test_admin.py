@@ -216,12 +216,15 @@ def test_void_action_voids_only_available_keys(admin_client, make_product, make_
     product = make_product(keys=3)
     order = pay(make_unpaid_order(product=product, quantity=1))
     keys = list(CardKey.objects.filter(product=product).order_by("id"))
-    # when
-    response = admin_client.post(
-        CARDKEYS_URL, {"action": "void_available_keys", "_selected_action": [k.pk for k in keys]}, follow=True
-    )
+    selection = {"action": "void_available_keys", "_selected_action": [k.pk for k in keys]}
+    # when: the action first asks for a reason, then voids
+    asking = admin_client.post(CARDKEYS_URL, selection)
+    assert asking.templates[0].name == "admin/inventory/cardkey/reason.html"
+    assert CardKey.objects.filter(status=CardKeyStatus.VOID).count() == 0
+    response = admin_client.post(CARDKEYS_URL, {**selection, "apply": "1", "reason": "leaked"}, follow=True)
     # then
     assert "2 of 3 selected keys voided." in response.content.decode()
+    assert set(CardKey.objects.filter(status=CardKeyStatus.VOID).values_list("void_reason", flat=True)) == {"leaked"}
     statuses = list(CardKey.objects.filter(product=product).order_by("id").values_list("status", "order_line__order"))
     assert statuses == [
         (CardKeyStatus.DELIVERED, order.pk),
