@@ -1,4 +1,5 @@
-"""RQ jobs of the sandbox gateway (it lives in the worker, like a real gateway's servers)."""
+"""RQ jobs of payments: the sandbox gateway's notify (it lives in the worker,
+like a real gateway's servers) and the buyer's refund email."""
 
 import logging
 import urllib.error
@@ -8,7 +9,8 @@ import urllib.request
 from django.conf import settings
 
 from payments.models import Payment
-from payments.providers.sandbox import SIGNED_FIELDS, sandbox_sign, sandbox_trade_no
+from payments.providers.sandbox import NotifyMode, sandbox_notices
+from payments.services import refund_buyer_notify
 
 logger = logging.getLogger(__name__)
 
@@ -17,25 +19,25 @@ class NotifyNotAcknowledged(Exception):
     """The shop did not answer ``success``: the gateway will try again."""
 
 
-def sandbox_notify_send(reference: str) -> str:
+def sandbox_notify_send(reference: str, mode: str = NotifyMode.NORMAL) -> list[str]:
+    """Send the gateway's notices for ``reference`` in order; raise unless every
+    one was answered ``success`` (RQ then retries them all, as duplicates)."""
     payment = Payment.objects.get(reference=reference, provider="sandbox")
-    params = {
-        "trade_no": sandbox_trade_no(reference),
-        "out_trade_no": reference,
-        "amount": f"{payment.amount:.2f}",
-        "currency": payment.currency,
-        "trade_status": "SUCCESS",
-    }
-    assert set(params) == set(SIGNED_FIELDS)
-    params["sign"] = sandbox_sign(params, settings.SANDBOX_SECRET)
-    body = urllib.parse.urlencode(params).encode()
-    request = urllib.request.Request(settings.SANDBOX_NOTIFY_URL, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            reply = response.read(200).decode(errors="replace").strip()
-    except urllib.error.HTTPError as exc:
-        reply = f"HTTP {exc.code}"
-    if reply != "success":
-        logger.warning("sandbox notify for %s not acknowledged: %s", reference, reply)
-        raise NotifyNotAcknowledged(reply)
-    return reply
+    replies = []
+    for params in sandbox_notices(reference=reference, amount=payment.amount, currency=payment.currency, mode=mode):
+        body = urllib.parse.urlencode(params).encode()
+        request = urllib.request.Request(settings.SANDBOX_NOTIFY_URL, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                replies.append(response.read(200).decode(errors="replace").strip())
+        except urllib.error.HTTPError as exc:
+            replies.append(f"HTTP {exc.code}")
+    failed = [reply for reply in replies if reply != "success"]
+    if failed:
+        logger.warning("sandbox notify for %s not acknowledged: %s", reference, failed)
+        raise NotifyNotAcknowledged(", ".join(failed))
+    return replies
+
+
+def refund_email_send(refund_id: int) -> bool:
+    return refund_buyer_notify(refund_id=refund_id)

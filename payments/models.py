@@ -21,6 +21,9 @@ class Payment(models.Model):
     currency = models.CharField(max_length=3)
     # The provider's transaction id, known once it reports the payment.
     external_id = models.CharField(max_length=80, null=True, blank=True)
+    # The provider's id of the checkout it opened (a Stripe Checkout Session),
+    # kept so reconciliation can ask about it.
+    checkout_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     succeeded_at = models.DateTimeField(null=True, blank=True)
 
@@ -41,9 +44,17 @@ class Payment(models.Model):
 
 class PaymentEventOutcome(models.TextChoices):
     ACCEPTED = "ACCEPTED", "Accepted: order paid"
-    EXTRA = "EXTRA", "Accepted: order was already paid (refund due)"
+    EXTRA = "EXTRA", "Accepted: order was already paid or refunded (refund due)"
     IGNORED = "IGNORED", "Acknowledged: not a success notice"
+    REFUNDED = "REFUNDED", "Refunded by the provider"
+    DISPUTED = "DISPUTED", "Disputed by the buyer"
     REJECTED = "REJECTED", "Rejected"
+
+
+class PaymentEventKind(models.TextChoices):
+    PAYMENT = "PAYMENT", "Payment"
+    REFUND = "REFUND", "Refund"
+    DISPUTE = "DISPUTE", "Dispute"
 
 
 class PaymentEvent(models.Model):
@@ -59,9 +70,13 @@ class PaymentEvent(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, null=True, blank=True, related_name="events")
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
+    kind = models.CharField(max_length=10, choices=PaymentEventKind.choices, default=PaymentEventKind.PAYMENT)
     outcome = models.CharField(max_length=10, choices=PaymentEventOutcome.choices)
     reason_code = models.CharField(max_length=40, blank=True)
+    # The parameters or body exactly as received (dispute evidence) and how
+    # they were authenticated; a notice that fails verification is never stored.
     payload = models.JSONField(default=dict)
+    verification = models.CharField(max_length=60, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -71,3 +86,37 @@ class PaymentEvent(models.Model):
 
     def __str__(self):
         return f"{self.provider}:{self.external_id} {self.outcome}"
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "PENDING", "Asked of the provider"
+    SUCCEEDED = "SUCCEEDED", "Refunded"
+    MANUAL = "MANUAL", "To refund by hand (provider has no refund API)"
+    FAILED = "FAILED", "Failed: refund by hand or retry"
+
+
+class Refund(models.Model):
+    """Money given back for a payment. One live (not FAILED) refund per payment."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    status = models.CharField(max_length=10, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    external_id = models.CharField(max_length=80, blank=True)
+    actor = models.CharField(max_length=100)
+    reason = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    buyer_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment"], condition=~Q(status="FAILED"), name="refund_one_live_per_payment"
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(condition=Q(status__in=RefundStatus.values), name="refund_status_valid"),
+        ]
+
+    def __str__(self):
+        return f"refund {self.amount} of {self.payment} ({self.status})"

@@ -6,5 +6,6 @@ app_name = "payments"
 
 urlpatterns = [
     path("sandbox/pay/<str:reference>/", views.sandbox_pay, name="sandbox-pay"),
+    path("stripe/webhook", views.provider_notify, {"provider_id": "stripe"}, name="stripe-webhook"),
     path("<slug:provider_id>/notify", views.provider_notify, name="notify"),
 ]

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from delivery.models import Channel, Delivery, DeliveryStatus
+from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus, OwnerAlert
 from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
 from shop.models import OrderEvent, OrderEventType, OrderStatus
@@ -106,7 +106,7 @@ def test_tampered_amount_breaks_the_signature(client, make_product, make_unpaid_
     assert _state(order) == before
 
 
-def test_wrong_amount_is_recorded_rejected_and_changes_nothing(client, make_product, make_unpaid_order):
+def test_amount_below_price_is_recorded_rejected_flagged_and_alerted(client, make_product, make_unpaid_order):
     # given
     order = make_unpaid_order(product=make_product(keys=5, price="10.00"))
     before = _state(order)
@@ -117,22 +117,31 @@ def test_wrong_amount_is_recorded_rejected_and_changes_nothing(client, make_prod
     # then
     assert (response.status_code, response.content) == (400, b"fail AMOUNT_MISMATCH")
     assert (repeat.status_code, repeat.content) == (400, b"fail AMOUNT_MISMATCH")
-    assert _state(order) == before
+    assert _state(order) == {**before, "events": before["events"] + 1}  # the flag, nothing else
+    flag = order.events.get(type=OrderEventType.PAYMENT_REJECTED)
+    assert flag.data == {"code": "AMOUNT_MISMATCH", "external_id": notice["trade_no"], "amount": "9.99",
+                         "currency": "CNY", "expected": "10.00 CNY"}
     event = PaymentEvent.objects.get(external_id=notice["trade_no"])
     assert (event.outcome, event.reason_code, event.amount) == (
         PaymentEventOutcome.REJECTED, "AMOUNT_MISMATCH", Decimal("9.99")
     )
+    alert = OwnerAlert.objects.get()
+    assert (alert.kind, alert.subject, alert.occurrences) == (
+        AlertKind.PAYMENT_ODD, f"Payment for order {order.order_no} rejected: AMOUNT_MISMATCH", 1
+    )
 
 
-def test_wrong_currency_is_rejected(client, make_product, make_unpaid_order):
+def test_wrong_currency_is_rejected_flagged_and_alerted(client, make_product, make_unpaid_order):
     # given
     order = make_unpaid_order(product=make_product(keys=5))
     before = _state(order)
     # when
     response = client.post(NOTIFY_URL, sandbox_notice(order, currency="USD"))
     # then
-    assert response.content == b"fail AMOUNT_MISMATCH"
-    assert _state(order) == before
+    assert response.content == b"fail CURRENCY_MISMATCH"
+    assert _state(order) == {**before, "events": before["events"] + 1}
+    assert order.events.filter(type=OrderEventType.PAYMENT_REJECTED).count() == 1
+    assert OwnerAlert.objects.get().subject == f"Payment for order {order.order_no} rejected: CURRENCY_MISMATCH"
 
 
 @pytest.mark.parametrize("amount", ["1e1", "10.001", "abc", "-10.00", "NaN", "0.00", " 10.00"])

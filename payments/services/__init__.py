@@ -1,0 +1,17 @@
+"""Payments: checkout, the provider callback (the paid flow), refunds, reconciliation."""
+
+from payments.services.callbacks import (
+    CallbackOutcome,
+    CheckoutStarted,
+    checkout_start_payment,
+    payment_callback_handle,
+    sandbox_payment_submit,
+)
+from payments.services.reconcile import ReconcileResult, payments_reconcile
+from payments.services.refunds import RefundError, payment_refund, refund_buyer_notify
+
+__all__ = [
+    "CallbackOutcome", "CheckoutStarted", "ReconcileResult", "RefundError", "checkout_start_payment",
+    "payment_callback_handle", "payment_refund", "payments_reconcile", "refund_buyer_notify",
+    "sandbox_payment_submit",
+]

@@ -1,0 +1,332 @@
+"""Starting a payment at checkout and handling the provider's callback.
+
+The callback path is where shops lose or double-count money, so it follows
+DESIGN.md to the letter: the signature is verified before the database is
+touched (by the provider, in ``parse_callback``); then ONE transaction records
+the notice under a unique (provider, external id) key, checks it against the
+payment, locks Payment → Order, moves the order to PAID and fulfils it.
+
+Money is never dropped: a payment for an expired order is fulfilled, one for
+a refunded or already-paid order is recorded, flagged on the order and raised
+to the owner; an amount above the price is accepted and flagged, one below it
+is rejected and raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+import django_rq
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq import Retry
+
+from delivery.alerts import owner_alert_raise
+from delivery.models import AlertKind
+from payments.models import (
+    Payment,
+    PaymentEvent,
+    PaymentEventOutcome,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
+from payments.providers import provider_get
+from payments.providers.base import CallbackNotice, NoticeKind
+from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
+from shop.models import Order, OrderEventType, OrderStatus
+from shop.services import (
+    REFUNDABLE_STATUSES,
+    PlacedOrder,
+    checkout_place_prepared,
+    checkout_prepare,
+    order_event_record,
+    order_fulfil,
+    order_mark_paid,
+    order_refund_begin,
+    order_refund_complete,
+)
+
+logger = logging.getLogger(__name__)
+
+# Seconds between the sandbox gateway's notify attempts (a real gateway's back-off, shortened).
+SANDBOX_NOTIFY_RETRIES = [1, 2, 5, 10, 30, 60]
+
+
+@dataclass(frozen=True)
+class CheckoutStarted:
+    order: Order
+    token: str
+    pay_url: str
+
+
+def checkout_start_payment(
+    *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
+    device: str = "", user_agent: str = "",
+) -> CheckoutStarted:
+    """Place the order and open its payment with the chosen provider.
+
+    The risk assessment commits on its own first (a refusal keeps its
+    reference); the order and payment rows then commit together; the provider
+    is asked for the pay URL after commit, since for some providers that is a
+    network call.
+    """
+    provider = provider_get(provider_id)  # unknown provider: refused before any row exists
+    ticket = checkout_prepare(
+        product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
+        device=device, user_agent=user_agent,
+    )
+    with transaction.atomic():
+        placed: PlacedOrder = checkout_place_prepared(ticket=ticket)
+        order = placed.order
+        payment = Payment.objects.create(
+            order=order, provider=provider.id, reference=order.order_no, amount=order.amount, currency=order.currency
+        )
+    return CheckoutStarted(order=order, token=placed.token, pay_url=provider.start(payment=payment))
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    accepted: bool
+    code: str = ""
+    duplicate: bool = False
+
+
+def payment_callback_handle(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
+    """Apply a verified notice exactly once; return what to answer the provider.
+
+    A duplicate (same provider + external id) is answered as the first one was
+    and changes nothing. A notice that does not match its payment is recorded
+    as REJECTED, flagged on the order and raised to the owner, and changes
+    nothing else. Returns only after commit, so "success" is never sent for a
+    change that could still roll back.
+
+    Redis being down does not make the provider retry a committed payment:
+    the after-commit enqueue of the deliveries fails, the outbox rows are in
+    the database, and the sweeper enqueues them once Redis is back.
+    """
+    outcome = None
+    try:
+        with transaction.atomic():
+            outcome = _callback_apply(provider_id=provider_id, notice=notice)
+    except RedisError:
+        if outcome is None:  # raised inside the transaction: it rolled back
+            raise
+        # Committed; only an after-commit enqueue failed (and the hooks after it were skipped).
+        logger.error("%s notice %s committed, but Redis is unreachable: the sweeper will enqueue its deliveries",
+                     provider_id, notice.external_id)
+    return outcome
+
+
+def _callback_apply(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
+    """The body of ``payment_callback_handle``: call inside its transaction."""
+    try:
+        with transaction.atomic():
+            event = PaymentEvent.objects.create(
+                provider=provider_id, external_id=notice.external_id, reference=notice.reference,
+                amount=notice.amount, currency=notice.currency, payload=notice.payload, kind=notice.kind,
+                verification=notice.verification,
+                outcome=PaymentEventOutcome.REJECTED,  # until proven otherwise
+            )
+    except IntegrityError:
+        prior = PaymentEvent.objects.get(provider=provider_id, external_id=notice.external_id)
+        return CallbackOutcome(
+            accepted=prior.outcome != PaymentEventOutcome.REJECTED, code=prior.reason_code, duplicate=True
+        )
+
+    payment = _payment_lock(provider_id=provider_id, notice=notice)
+    if payment is None:
+        return _event_reject(event, "ORDER_UNKNOWN")
+    event.payment = payment
+    if notice.kind == NoticeKind.REFUND:
+        return _refund_notice_apply(event=event, payment=payment, notice=notice)
+    if notice.kind == NoticeKind.DISPUTE:
+        return _dispute_notice_apply(event=event, payment=payment, notice=notice)
+    if not notice.succeeded:
+        return _event_settle(event, PaymentEventOutcome.IGNORED)
+
+    order = Order.objects.select_for_update().get(pk=payment.order_id)
+    actor = f"provider:{provider_id}"
+    facts = {"external_id": notice.payment_id, "amount": str(notice.amount), "currency": notice.currency}
+    if payment.status != PaymentStatus.CREATED and payment.external_id == notice.payment_id:
+        # The same transaction reported again under another notice id
+        # (a second Stripe event, a reconciliation query): already applied.
+        return _event_settle(event, PaymentEventOutcome.IGNORED, "ALREADY_APPLIED")
+    if notice.currency != payment.currency:
+        return _payment_refuse(event=event, order=order, code="CURRENCY_MISMATCH", actor=actor,
+                               data={**facts, "expected": f"{payment.amount} {payment.currency}"})
+    if notice.amount < payment.amount:
+        return _payment_refuse(event=event, order=order, code="AMOUNT_MISMATCH", actor=actor,
+                               data={**facts, "expected": f"{payment.amount} {payment.currency}"})
+
+    if order.status == OrderStatus.REFUNDED:
+        # Money for an order we no longer deliver: keep it on record, flag
+        # it, tell the owner to give it back. Never drop it.
+        return _payment_flag_extra(event=event, order=order, code="ORDER_REFUNDED", actor=actor, data=facts)
+    if payment.status != PaymentStatus.CREATED or order.status not in (
+        OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED
+    ):
+        # Paid a second time under another transaction id: keep the money
+        # on record for a refund, deliver nothing more.
+        order_event_record(order=order, type=OrderEventType.PAYMENT_EXTRA, actor=actor, data=facts)
+        return _payment_flag_extra(event=event, order=order, code="ALREADY_PAID", actor=actor, data=facts,
+                                   record=False)
+
+    try:
+        with transaction.atomic():
+            updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.CREATED).update(
+                status=PaymentStatus.SUCCEEDED, external_id=notice.payment_id, succeeded_at=timezone.now()
+            )
+    except IntegrityError:  # the provider reported one transaction id for two payments
+        return _payment_refuse(event=event, order=order, code="TRANSACTION_REUSED", actor=actor, data=facts)
+    if updated != 1:  # impossible while we hold the lock; refuse rather than guess
+        raise RuntimeError(f"payment {payment.pk} changed under its lock")
+    order_mark_paid(order=order, actor=actor, data={"external_id": notice.payment_id, "amount": str(notice.amount)})
+    if notice.amount > payment.amount:
+        order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,
+                           data={**facts, "reason": "OVERPAID", "expected": str(payment.amount)})
+        owner_alert_raise(
+            kind=AlertKind.PAYMENT_ODD, dedupe_key=f"payment-odd:{order.order_no}:OVERPAID",
+            subject=f"Order {order.order_no} was overpaid: {notice.amount} for {payment.amount} {payment.currency}",
+            body=f"{provider_id} trade {notice.payment_id} paid {notice.amount} {notice.currency}; the price was "
+                 f"{payment.amount}. The order is delivered; refund the difference by hand if the buyer asks.",
+        )
+        event.reason_code = "OVERPAID"
+        event.save(update_fields=["reason_code"])
+    order_fulfil(order=order)
+    return _event_settle(event, PaymentEventOutcome.ACCEPTED)
+
+
+def _payment_lock(*, provider_id: str, notice: CallbackNotice) -> Payment | None:
+    payments = Payment.objects.select_for_update().filter(provider=provider_id)
+    if notice.reference:
+        return payments.filter(reference=notice.reference).first()
+    if notice.transaction_id:  # refund and dispute notices name the payment, not our reference
+        return payments.filter(external_id=notice.transaction_id).first()
+    return None
+
+
+def _event_reject(event: PaymentEvent, code: str) -> CallbackOutcome:
+    event.outcome = PaymentEventOutcome.REJECTED
+    event.reason_code = code
+    event.save(update_fields=["outcome", "reason_code", "payment"])
+    logger.warning("%s notice %s rejected: %s", event.provider, event.external_id, code)
+    return CallbackOutcome(accepted=False, code=code)
+
+
+def _event_settle(event: PaymentEvent, outcome: str, code: str = "") -> CallbackOutcome:
+    event.outcome = outcome
+    event.reason_code = code or event.reason_code
+    event.save(update_fields=["outcome", "reason_code", "payment"])
+    return CallbackOutcome(accepted=True, code=event.reason_code)
+
+
+def _payment_refuse(*, event: PaymentEvent, order: Order, code: str, actor: str, data: dict) -> CallbackOutcome:
+    """An authentic payment that does not match its order: recorded, flagged, raised; nothing else."""
+    order_event_record(order=order, type=OrderEventType.PAYMENT_REJECTED, actor=actor, data={**data, "code": code})
+    owner_alert_raise(
+        kind=AlertKind.PAYMENT_ODD, dedupe_key=f"payment-rejected:{event.provider}:{event.external_id}",
+        subject=f"Payment for order {order.order_no} rejected: {code}",
+        body=f"{event.provider} reported {data.get('amount')} {data.get('currency')} (trade {data.get('external_id')}); "
+             f"expected {data.get('expected', '?')}. The order was not paid. The buyer's money is at the provider: "
+             "refund it there, or ask the buyer to pay the rest.",
+    )
+    return _event_reject(event, code)
+
+
+def _payment_flag_extra(
+    *, event: PaymentEvent, order: Order, code: str, actor: str, data: dict, record: bool = True
+) -> CallbackOutcome:
+    if record:
+        order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor, data={**data, "reason": code})
+    logger.warning("order %s: extra payment %s (%s)", order.order_no, data.get("external_id"), code)
+    owner_alert_raise(
+        kind=AlertKind.PAYMENT_ODD, dedupe_key=f"payment-extra:{event.provider}:{event.external_id}",
+        subject=f"Extra payment for order {order.order_no} ({code}): refund due",
+        body=f"{event.provider} trade {data.get('external_id')} paid {data.get('amount')} {data.get('currency')} "
+             f"for order {order.order_no}, which is {order.status}. Nothing more was delivered; "
+             "refund this payment at the provider.",
+    )
+    return _event_settle(event, PaymentEventOutcome.EXTRA, code)
+
+
+def _refund_notice_apply(*, event: PaymentEvent, payment: Payment, notice: CallbackNotice) -> CallbackOutcome:
+    """The provider refunded the payment (e.g. from its dashboard)."""
+    order = Order.objects.select_for_update().get(pk=payment.order_id)
+    actor = f"provider:{event.provider}"
+    full = notice.succeeded and notice.amount >= payment.amount
+    if payment.status == PaymentStatus.REFUNDED or order.status == OrderStatus.REFUNDED:
+        return _event_settle(event, PaymentEventOutcome.REFUNDED, "ALREADY_REFUNDED")  # our own refund, reported back
+    if payment.status == PaymentStatus.SUCCEEDED and full and order.status in REFUNDABLE_STATUSES:
+        order_refund_begin(order=order, actor=actor, reason="refunded at the provider")
+        refund = Refund.objects.create(
+            payment=payment, amount=payment.amount, status=RefundStatus.SUCCEEDED, external_id=notice.external_id[:80],
+            actor=actor, reason="refunded at the provider", completed_at=timezone.now(),
+        )
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.SUCCEEDED).update(status=PaymentStatus.REFUNDED)
+        order_refund_complete(order=order, actor=actor, data={"refund": refund.pk, "amount": str(refund.amount)})
+        transaction.on_commit(partial(refund_email_enqueue, refund_id=refund.pk), robust=True)
+        return _event_settle(event, PaymentEventOutcome.REFUNDED)
+    # Refunded after the keys went out, or only in part: a person decides.
+    code = "PARTIAL_REFUND" if not full else "REFUNDED_AFTER_DELIVERY"
+    if full and payment.status == PaymentStatus.SUCCEEDED:
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.SUCCEEDED).update(status=PaymentStatus.REFUNDED)
+    order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,
+                       data={"reason": code, "amount": str(notice.amount), "external_id": notice.external_id})
+    owner_alert_raise(
+        kind=AlertKind.PAYMENT_ODD, dedupe_key=f"refund-odd:{event.provider}:{event.external_id}",
+        subject=f"Order {order.order_no} refunded at {event.provider} while {order.status} ({code})",
+        body=f"{notice.amount} {notice.currency} of payment {payment.reference} was refunded at the provider. "
+             "The order's keys were not taken back: void them if the buyer should lose them.",
+    )
+    return _event_settle(event, PaymentEventOutcome.REFUNDED, code)
+
+
+def _dispute_notice_apply(*, event: PaymentEvent, payment: Payment, notice: CallbackNotice) -> CallbackOutcome:
+    order = Order.objects.select_for_update().get(pk=payment.order_id)
+    reason = str(notice.payload.get("reason", ""))[:100]
+    order_event_record(order=order, type=OrderEventType.DISPUTE_OPENED, actor=f"provider:{event.provider}",
+                       data={"external_id": notice.external_id, "amount": str(notice.amount), "reason": reason})
+    owner_alert_raise(
+        kind=AlertKind.DISPUTE, dedupe_key=f"dispute:{event.provider}:{event.external_id}",
+        subject=f"Payment for order {order.order_no} disputed ({reason or 'no reason given'})",
+        body=f"{notice.amount} {notice.currency} of payment {payment.reference} is disputed at {event.provider}. "
+             "The order's timeline and its payment notices in admin are the evidence to submit.",
+    )
+    return _event_settle(event, PaymentEventOutcome.DISPUTED)
+
+
+def refund_email_enqueue(*, refund_id: int) -> None:
+    """Queue the buyer's refund email. A network call: after commit only."""
+    django_rq.get_queue("default").enqueue(
+        "payments.jobs.refund_email_send", refund_id, job_id=f"refund-email-{refund_id}",
+        retry=Retry(max=5, interval=[10, 60, 300, 900, 3600]),
+    )
+
+
+def sandbox_payment_submit(*, reference: str, mode: str = NotifyMode.NORMAL) -> Payment:
+    """The buyer pressed Pay on the sandbox page: the gateway books the trade
+    and will notify the shop from the worker (server to server), re-sending
+    until it answers ``success``. Paying twice sends the same trade again (a
+    duplicate). ``mode`` makes the gateway misbehave (see NotifyMode)."""
+    if mode not in NotifyMode.VALUES:
+        mode = NotifyMode.NORMAL
+    payment = Payment.objects.get(reference=reference, provider="sandbox")
+    sandbox_trade_record(
+        reference=reference, amount=sandbox_paid_amount(amount=payment.amount, mode=mode), currency=payment.currency
+    )
+    if mode == NotifyMode.LOST:
+        return payment
+    django_rq.get_queue("default").enqueue(
+        "payments.jobs.sandbox_notify_send",
+        reference,
+        mode,
+        job_id=f"sandbox-notify-{reference}",
+        retry=Retry(max=len(SANDBOX_NOTIFY_RETRIES), interval=SANDBOX_NOTIFY_RETRIES),
+    )
+    return payment
+
+

@@ -1,0 +1,25 @@
+"""Rejecting an order held for review: the decision, then the refund."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from payments.models import Refund
+from payments.services.refunds import payment_refund
+from riskctl.services import buyer_block, order_buyer, review_decide
+from shop.models import Order, OrderEventType
+from shop.services import order_event_record
+
+
+def order_review_reject(*, order_id: int, user, note: str, block_buyer: bool = False) -> Refund:
+    """Record the rejection (and block the buyer's identifiers if asked),
+    then refund: the keys go back to stock, the order becomes REFUNDED and
+    the buyer is told by the refund email."""
+    actor = f"staff:{user.get_username()}" if user else "system"
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        review_decide(order_id=order_id, outcome="REJECTED", user=user, note=note)
+        order_event_record(order=order, type=OrderEventType.REVIEW_REJECTED, actor=actor, data={"note": note[:500]})
+        if block_buyer and (buyer := order_buyer(order_id=order_id)) is not None:
+            buyer_block(buyer=buyer, reason=f"review of order {order.order_no} rejected: {note}"[:200], user=user)
+    return payment_refund(order=order, actor=actor, reason=f"review rejected: {note}"[:500])

@@ -1,0 +1,48 @@
+"""Fixtures of the payment tests: EPay configured, orders paid through EPay."""
+
+from __future__ import annotations
+
+import pytest
+
+from payments.models import Payment
+from payments.providers.epay import epay_sign
+from shop.models import Order
+
+EPAY_KEY = "TESTKEY123"
+EPAY_NOTIFY_URL = "/payments/epay/notify"
+
+
+@pytest.fixture
+def epay(settings):
+    settings.EPAY_PID = "1001"
+    settings.EPAY_KEY = EPAY_KEY
+    settings.EPAY_GATEWAY = "https://pay.example.com/submit.php"
+    settings.EPAY_TYPE = ""
+    settings.SITE_URL = "https://shop.example.com"
+    return settings
+
+
+@pytest.fixture
+def make_epay_order(make_unpaid_order, epay):
+    """An unpaid order whose payment goes through EPay, with ``order_no`` if given."""
+
+    def make(*, product, quantity: int = 1, order_no: str | None = None) -> Order:
+        order = make_unpaid_order(product=product, quantity=quantity)
+        if order_no:
+            Order.objects.filter(pk=order.pk).update(order_no=order_no)
+            order.refresh_from_db()
+        Payment.objects.filter(order=order).update(provider="epay", reference=order.order_no)
+        return order
+
+    return make
+
+
+def epay_notice(order: Order, *, trade_no: str = "2024010112000012345", money: str | None = None,
+                status: str = "TRADE_SUCCESS", key: str = EPAY_KEY, **extra) -> dict:
+    params = {
+        "pid": "1001", "trade_no": trade_no, "out_trade_no": order.order_no, "type": "alipay", "name": "VIP 30d",
+        "money": f"{order.amount:.2f}" if money is None else money, "trade_status": status, "param": "", **extra,
+    }
+    params["sign"] = epay_sign(params, key)
+    params["sign_type"] = "MD5"
+    return params
