@@ -1,14 +1,37 @@
-"""Risk decisions. For now: the block list, consulted at checkout."""
+"""Risk decisions: lists, purchase limits, rules and the review queue.
+
+Allow list beats block list beats rules. Rules add points to a 0–100 score
+(or decide outright); the product's or the global thresholds turn the score
+into ALLOW < review_at ≤ REVIEW < block_at ≤ BLOCK. Every decision is stored
+as an Assessment with its reasons, features and rule versions.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import operator
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 
-from django.db.models import Q
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 
-from riskctl.models import BlockEntry, BlockKind
+from riskctl.features import features_compute
+from riskctl.identity import BuyerContext, email_normalise, ip_normalise  # noqa: F401 (re-exported)
+from riskctl.models import (
+    Assessment, Decision, IdentifierKind, ListEntry, ListType, PurchaseLimit, ReviewItem, RiskEvent, Rule,
+    RuleAction, Thresholds,
+)
+
+logger = logging.getLogger(__name__)
+
+_REF_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+_OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq}
 
 
 class CheckoutBlocked(Exception):
@@ -22,19 +45,289 @@ class CheckoutBlocked(Exception):
         self.ref = ref
 
 
-def email_normalise(email: str) -> str:
-    return email.strip().lower()
+class LimitExceeded(Exception):
+    code = "LIMIT_EXCEEDED"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
-def ip_normalise(ip: str) -> str:
-    return str(ipaddress.ip_address(ip.strip()))
+# --- lists ------------------------------------------------------------------------
 
 
-def checkout_screen(*, email: str, ip: str | None) -> None:
-    """Raise ``CheckoutBlocked`` when an identifier of the buyer is blocked."""
-    identifiers = Q(kind=BlockKind.EMAIL, value=email_normalise(email))
-    if ip:
-        identifiers |= Q(kind=BlockKind.IP, value=ip_normalise(ip))
-    live = Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    if BlockEntry.objects.filter(identifiers & live).exists():
-        raise CheckoutBlocked(ref=f"R{secrets.token_hex(4).upper()}")
+def _live_entries(list_type: str):
+    return ListEntry.objects.filter(list_type=list_type).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+    )
+
+
+def list_matches(*, list_type: str, buyer: BuyerContext) -> list[ListEntry]:
+    """The live entries of one list that match any identifier of the buyer."""
+    exact = Q(kind=IdentifierKind.EMAIL, value=buyer.email)
+    if buyer.device:
+        exact |= Q(kind=IdentifierKind.DEVICE, value=buyer.device)
+    if buyer.phone:
+        exact |= Q(kind=IdentifierKind.PHONE, value=buyer.phone)
+    domain_parts = buyer.email_domain.split(".")
+    domains = [buyer.email_domain] + [f"*.{'.'.join(domain_parts[i:])}" for i in range(1, len(domain_parts) - 1)]
+    domains.append(f"*.{buyer.email_domain}")
+    exact |= Q(kind=IdentifierKind.EMAIL_DOMAIN, value__in=domains)
+    entries = _live_entries(list_type)
+    matches = list(entries.filter(exact))
+    if buyer.ip:
+        address = ipaddress.ip_address(buyer.ip)
+        for entry in entries.filter(kind=IdentifierKind.IP):
+            if address in ipaddress.ip_network(entry.value, strict=False):
+                matches.append(entry)
+    return matches
+
+
+def buyer_block(*, buyer: BuyerContext, reason: str, user=None, expires_at=None) -> list[ListEntry]:
+    """Block every identifier of a buyer at once (email, IP, device, phone)."""
+    created = []
+    for kind, value in _identifiers(buyer):
+        entry, _ = ListEntry.objects.get_or_create(
+            list_type=ListType.BLOCK, kind=kind, value=value,
+            defaults={"reason": reason[:200], "created_by": user, "expires_at": expires_at},
+        )
+        created.append(entry)
+    return created
+
+
+def buyer_unblock(*, buyer: BuyerContext) -> list[ListEntry]:
+    """Remove the buyer's exact block entries; return what still blocks them
+    (a domain or a CIDR range entered separately)."""
+    for kind, value in _identifiers(buyer):
+        ListEntry.objects.filter(list_type=ListType.BLOCK, kind=kind, value=value).delete()
+    return list_matches(list_type=ListType.BLOCK, buyer=buyer)
+
+
+def _identifiers(buyer: BuyerContext):
+    pairs = [(IdentifierKind.EMAIL, buyer.email), (IdentifierKind.IP, buyer.ip),
+             (IdentifierKind.DEVICE, buyer.device), (IdentifierKind.PHONE, buyer.phone)]
+    return [(kind, value) for kind, value in pairs if value]
+
+
+# --- events -----------------------------------------------------------------------
+
+
+def risk_event_record(*, kind: str, buyer: BuyerContext, order_id: int | None = None, product_id: int | None = None,
+                      quantity: int = 0, amount: Decimal | int = 0) -> RiskEvent:
+    return RiskEvent.objects.create(
+        kind=kind, order_id=order_id, product_id=product_id, quantity=quantity, amount=amount,
+        email=buyer.email, ip=buyer.ip, device=buyer.device, phone=buyer.phone,
+    )
+
+
+def order_buyer(*, order_id: int) -> BuyerContext | None:
+    """The identifiers the order was placed with (from its checkout assessment)."""
+    assessment = (
+        Assessment.objects.filter(order_id=order_id, stage=Assessment.Stage.CHECKOUT).order_by("-created_at").first()
+    )
+    if assessment is None:
+        return None
+    return BuyerContext(email=assessment.email, ip=assessment.ip, device=assessment.device, phone=assessment.phone,
+                        user_agent=assessment.user_agent)
+
+
+def risk_event_for_order(*, kind: str, order_id: int, amount: Decimal | int = 0) -> RiskEvent | None:
+    """Record an event for an order's buyer (payments, delivery and shop call this)."""
+    buyer = order_buyer(order_id=order_id)
+    if buyer is None:
+        return None
+    return risk_event_record(kind=kind, buyer=buyer, order_id=order_id, amount=amount)
+
+
+# --- purchase limits ------------------------------------------------------------------
+
+
+_LIMIT_FIELD = {PurchaseLimit.Per.EMAIL: "email", PurchaseLimit.Per.DEVICE: "device",
+                PurchaseLimit.Per.PHONE: "phone", PurchaseLimit.Per.IP: "ip"}
+
+
+def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
+                  exclude_order_id: int | None = None) -> str | None:
+    """Why this purchase would go over a 限购 limit of the product, or None.
+
+    Counts keys already paid for in the period, plus orders placed but not yet
+    paid within the stock hold (they may still be paid)."""
+    now = timezone.now()
+    hold_start = now - timedelta(minutes=settings.ORDER_HOLD_MINUTES)
+    for limit in PurchaseLimit.objects.filter(product_id=product_id):
+        field = _LIMIT_FIELD[limit.per]
+        value = getattr(buyer, field)
+        if not value:
+            continue
+        events = RiskEvent.objects.filter(**{field: value}, product_id=product_id)
+        if exclude_order_id is not None:
+            events = events.exclude(order_id=exclude_order_id)
+        paid = events.filter(kind="ORDER_PAID", at__gte=now - timedelta(hours=limit.period_hours))
+        pending = events.filter(kind="ORDER_CREATED", at__gte=hold_start).exclude(
+            order_id__in=RiskEvent.objects.filter(kind="ORDER_PAID", product_id=product_id).values("order_id")
+        )
+        bought = (paid.aggregate(n=Sum("quantity"))["n"] or 0) + (pending.aggregate(n=Sum("quantity"))["n"] or 0)
+        if bought + quantity > limit.max_quantity:
+            left = max(0, limit.max_quantity - bought)
+            return (
+                f"This product is limited to {limit.max_quantity} per {limit.get_per_display()} every "
+                f"{limit.period_hours} hours; you can buy {left} more now."
+            )
+    return None
+
+
+# --- rules and decisions --------------------------------------------------------------
+
+
+@dataclass
+class _Verdict:
+    decision: str
+    score: int
+    reasons: list
+    shadow: list
+    versions: dict
+
+
+def _thresholds(product_id: int | None) -> tuple[int, int]:
+    row = (Thresholds.objects.filter(product_id=product_id).first() if product_id else None) or \
+        Thresholds.objects.filter(product__isnull=True).first()
+    return (row.review_at, row.block_at) if row else (50, 80)
+
+
+def _evaluate(*, features: dict, product_id: int | None) -> _Verdict:
+    score, hard, reasons, shadow, versions = 0, None, [], [], {}
+    for rule in Rule.objects.filter(active=True).order_by("code"):
+        versions[rule.code] = rule.version
+        value = features.get(rule.feature)
+        if value is None or not _OPERATORS[rule.operator](Decimal(str(value)), rule.threshold):
+            continue
+        hit = {"rule": rule.code, "points": rule.points if rule.action == RuleAction.SCORE else rule.action,
+               "detail": f"{rule.feature} = {value} ({rule.operator} {rule.threshold.normalize()})"}
+        if rule.shadow:
+            shadow.append(hit)
+        elif rule.action == RuleAction.SCORE:
+            score += rule.points
+            reasons.append(hit)
+        else:
+            reasons.append(hit)
+            hard = Decision.BLOCK if rule.action == RuleAction.BLOCK or hard == Decision.BLOCK else Decision.REVIEW
+    score = max(0, min(100, score))
+    review_at, block_at = _thresholds(product_id)
+    if hard == Decision.BLOCK or score >= block_at:
+        decision = Decision.BLOCK
+    elif hard == Decision.REVIEW or score >= review_at:
+        decision = Decision.REVIEW
+    else:
+        decision = Decision.ALLOW
+    reasons.sort(key=lambda r: (isinstance(r["points"], int), -r["points"] if isinstance(r["points"], int) else 0))
+    return _Verdict(decision, score, reasons, shadow, versions)
+
+
+def _ref_new() -> str:
+    return "R-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(5))
+
+
+def _assess(*, stage: str, buyer: BuyerContext, product_id: int | None, quantity: int, amount: Decimal,
+            order_id: int | None = None) -> Assessment:
+    features = features_compute(buyer=buyer, amount=amount, quantity=quantity, exclude_order_id=order_id)
+    allowed = list_matches(list_type=ListType.ALLOW, buyer=buyer)
+    blocked = list_matches(list_type=ListType.BLOCK, buyer=buyer) if not allowed else []
+    verdict = _evaluate(features=features, product_id=product_id)
+    if allowed:
+        verdict.decision = Decision.ALLOW
+        verdict.reasons.insert(0, {"rule": "allow-list", "points": "ALLOW", "detail": str(allowed[0])})
+    elif blocked:
+        verdict.decision = Decision.BLOCK
+        verdict.reasons.insert(0, {"rule": "block-list", "points": "BLOCK", "detail": blocked[0].reason})
+    limit = limit_problem(buyer=buyer, product_id=product_id, quantity=quantity, exclude_order_id=order_id) \
+        if product_id and not allowed else None
+    if limit and verdict.decision == Decision.ALLOW:
+        verdict.decision = Decision.REVIEW
+    if limit:
+        verdict.reasons.insert(0, {"rule": "purchase-limit", "points": "REVIEW", "detail": limit})
+    for _ in range(5):
+        try:
+            with transaction.atomic():
+                assessment = Assessment.objects.create(
+                    ref=_ref_new(), stage=stage, order_id=order_id, product_id=product_id, decision=verdict.decision,
+                    score=verdict.score, reasons=verdict.reasons, shadow=verdict.shadow,
+                    rule_versions=verdict.versions, features=features, email=buyer.email, ip=buyer.ip,
+                    device=buyer.device, phone=buyer.phone, user_agent=buyer.user_agent, amount=amount,
+                    quantity=quantity,
+                )
+            break
+        except IntegrityError:
+            continue  # reference collision: draw again
+    if verdict.shadow:
+        logger.info("risk %s shadow rules matched: %s", assessment.ref, [s["rule"] for s in verdict.shadow])
+    return assessment
+
+
+def checkout_assess(*, buyer: BuyerContext, product_id: int, quantity: int, amount: Decimal) -> Assessment:
+    """Assess a checkout. A purchase limit refuses with LimitExceeded; BLOCK
+    refuses with CheckoutBlocked (the assessment is kept under its reference
+    for staff to look up); otherwise the assessment is returned, to be
+    attached to the order with ``assessment_attach``."""
+    problem = None if list_matches(list_type=ListType.ALLOW, buyer=buyer) else limit_problem(
+        buyer=buyer, product_id=product_id, quantity=quantity)
+    if problem:
+        raise LimitExceeded(problem)
+    assessment = _assess(stage=Assessment.Stage.CHECKOUT, buyer=buyer, product_id=product_id, quantity=quantity,
+                         amount=amount)
+    if assessment.decision == Decision.BLOCK:
+        logger.warning("checkout blocked: ref %s score %d", assessment.ref, assessment.score)
+        raise CheckoutBlocked(ref=assessment.ref)
+    return assessment
+
+
+def assessment_attach(*, assessment: Assessment, order_id: int, product_id: int, quantity: int) -> None:
+    """Link the checkout assessment to the order just created, and log the
+    order on the buyer's identifiers. Call inside the checkout transaction."""
+    Assessment.objects.filter(pk=assessment.pk).update(order_id=order_id)
+    buyer = BuyerContext(email=assessment.email, ip=assessment.ip, device=assessment.device, phone=assessment.phone)
+    risk_event_record(kind="ORDER_CREATED", buyer=buyer, order_id=order_id, product_id=product_id,
+                      quantity=quantity, amount=assessment.amount)
+
+
+def payment_assess(*, order_id: int, lines: list[tuple[int, int]], amount: Decimal) -> Assessment:
+    """Assess an order at payment. The money is taken, so a BLOCK here is
+    turned into REVIEW: a human decides. ``lines`` is [(product_id, quantity)]."""
+    buyer = order_buyer(order_id=order_id) or BuyerContext(email="")
+    product_id, quantity = (lines[0] if len(lines) == 1 else (None, sum(q for _, q in lines)))
+    assessment = _assess(stage=Assessment.Stage.PAYMENT, buyer=buyer, product_id=product_id, quantity=quantity,
+                         amount=amount, order_id=order_id)
+    if assessment.decision == Decision.BLOCK:
+        assessment.decision = Decision.REVIEW
+        assessment.reasons = [{"rule": "block-at-payment", "points": "REVIEW",
+                               "detail": "would block, but the money is taken: a human decides"}, *assessment.reasons]
+        assessment.save(update_fields=["decision", "reasons"])
+    for pid, qty in lines:
+        risk_event_record(kind="ORDER_PAID", buyer=buyer, order_id=order_id, product_id=pid, quantity=qty,
+                          amount=amount)
+    return assessment
+
+
+# --- review queue ------------------------------------------------------------------------
+
+
+class ReviewClosed(Exception):
+    code = "REVIEW_ALREADY_DECIDED"
+
+
+def review_open(*, order_id: int, assessment: Assessment) -> ReviewItem:
+    review, _ = ReviewItem.objects.get_or_create(order_id=order_id, defaults={"assessment": assessment})
+    return review
+
+
+def review_pending(*, order_id: int) -> ReviewItem | None:
+    return ReviewItem.objects.filter(order_id=order_id, decided_at__isnull=True).first()
+
+
+def review_decide(*, order_id: int, outcome: str, user=None, note: str = "") -> ReviewItem:
+    """Record the human decision once. Call inside a transaction."""
+    updated = ReviewItem.objects.filter(order_id=order_id, decided_at__isnull=True).update(
+        outcome=outcome, decided_at=timezone.now(), decided_by=user, note=note
+    )
+    if updated != 1:
+        raise ReviewClosed(f"order {order_id} has no open review")
+    return ReviewItem.objects.get(order_id=order_id)
