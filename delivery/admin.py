@@ -1,10 +1,16 @@
-"""Admin for the delivery outbox: read-only, the worker and services write it."""
+"""Admin for the delivery outbox: read-only rows (the worker and services
+write them), two actions (resend, mark failed) and links to the RQ dashboard."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
+from django_rq.settings import QUEUES_MAP
 
-from delivery.models import Delivery, OwnerAlert
+from delivery.models import Delivery, DeliveryAttempt, DeliveryStatus, OwnerAlert, SweepRun
+from delivery.services import QUEUE
 from shop.admin import ReadOnlyAdminMixin
+from shop.services import ResendNotAllowed, order_delivery_dead_letter, order_resend
 
 LAST_ERROR_CHARS = 80
 
@@ -17,16 +23,67 @@ def recipient_mask(recipient: str) -> str:
     return f"***{recipient[-4:]}" if len(recipient) > 4 else "***"
 
 
+class DeliveryAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("resend", "number", "outcome", "started_at", "duration_ms", "error", "provider_message_id")
+    extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("id")
+
+
+def _staff(request) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("order", "channel", "masked_recipient", "status", "attempts", "short_last_error", "sent_at")
+    list_display = (
+        "order", "channel", "masked_recipient", "status", "attempts", "short_last_error", "sent_at", "job_link",
+    )
     list_select_related = ("order",)
     list_filter = ("channel", "status")
     search_fields = ("order__order_no", "recipient")
     fields = (
-        "order", "channel", "recipient", "status", "attempts", "last_error", "provider_message_id",
-        "created_at", "last_attempt_at", "sent_at",
+        "order", "channel", "recipient", "status", "attempts", "resends", "last_error", "provider_message_id",
+        "created_at", "last_attempt_at", "sending_started_at", "sent_at", "job_link",
     )
+    readonly_fields = ("job_link",)
+    inlines = [DeliveryAttemptInline]
+    actions = ["resend", "mark_failed"]
+    change_list_template = "delivery/admin/delivery_change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("rq_home")}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @admin.display(description="job")
+    def job_link(self, obj):
+        if obj.channel == "INBOX" or obj.pk is None:
+            return self.get_empty_value_display()
+        url = reverse("rq_job_detail", args=[QUEUES_MAP[QUEUE], obj.job_id])
+        return format_html('<a href="{}">{}</a>', url, obj.job_id)
+
+    @admin.action(description="Resend the same keys (selected deliveries)")
+    def resend(self, request, queryset):
+        queued, refused = 0, 0
+        for delivery in queryset.exclude(channel="INBOX").order_by("id"):
+            try:
+                resent = order_resend(order_id=delivery.order_id, actor=_staff(request), channels=[delivery.channel])
+                queued += len(resent)
+            except ResendNotAllowed:
+                refused += 1
+        self.message_user(request, f"{queued} deliveries queued to be sent again.", messages.SUCCESS)
+        if refused:
+            self.message_user(request, f"{refused} skipped: their orders have no delivered keys.", messages.WARNING)
+
+    @admin.action(description="Mark failed (stop retrying the selected pending deliveries)")
+    def mark_failed(self, request, queryset):
+        failed = sum(
+            order_delivery_dead_letter(delivery_id=pk, reason=f"marked failed by {_staff(request)}")
+            for pk in queryset.filter(status=DeliveryStatus.PENDING).order_by("id").values_list("pk", flat=True)
+        )
+        self.message_user(request, f"{failed} deliveries marked failed.", messages.SUCCESS)
 
     @admin.display(description="recipient", ordering="recipient")
     def masked_recipient(self, obj):
@@ -45,3 +102,9 @@ class OwnerAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("kind",)
     search_fields = ("subject", "dedupe_key")
     fields = ("kind", "subject", "body", "dedupe_key", "occurrences", "created_at", "last_seen_at", "sent_at")
+
+
+@admin.register(SweepRun)
+class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "started_at", "finished_at", "result")
+    fields = ("name", "started_at", "finished_at", "result")

@@ -1,10 +1,16 @@
-"""RQ jobs of the delivery queue. Jobs take ids and are idempotent.
+"""RQ jobs of the delivery queue, and the periodic sweep. Jobs take ids and are idempotent.
 
 Jobs are an interface: they call the shop's order services, which own the
 order's state machine and call the delivery services.
 """
 
-from shop.services import order_delivery_failed, order_delivery_send
+import logging
+
+from delivery.alerts import owner_alert_raise
+from delivery.models import AlertKind
+from shop.services import order_delivery_failed, order_delivery_send, sweep_run
+
+logger = logging.getLogger(__name__)
 
 
 def delivery_send_job(delivery_id: int) -> str:
@@ -15,3 +21,20 @@ def delivery_send_failed(job, connection, exc_type, exc_value, traceback) -> Non
     # rq calls this after every failed attempt; the service decides from the
     # delivery's own attempt counter whether this one was the last.
     order_delivery_failed(delivery_id=job.args[0])
+
+
+def sweep_job() -> dict:
+    """The periodic sweep (registered by ``delivery.worker``). It never raises:
+    rq repeats a job only after a success, and one bad pass must not stop the
+    sweeper for good. A failure is logged and alerted instead."""
+    try:
+        report = sweep_run()
+    except Exception as exc:
+        logger.exception("sweep failed")
+        owner_alert_raise(
+            kind=AlertKind.SWEEPER, dedupe_key="sweeper:error",
+            subject=f"The sweeper failed: {type(exc).__name__}", body=str(exc)[:1000],
+        )
+        return {"ran": False, "error": type(exc).__name__}
+    return {"ran": report.ran, "requeued": report.requeued, "expired": report.expired,
+            "filled": report.filled, "stuck": report.stuck}

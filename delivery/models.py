@@ -28,6 +28,14 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The claim of a worker that is sending right now (a lease): set by a
+    # conditional UPDATE before the send, cleared after it. Two runs of the
+    # same job cannot both send while it is fresh; a SIGKILLed sender's lease
+    # lapses after DELIVERY_SEND_LEASE_SECONDS and the delivery can be sent again.
+    sending_started_at = models.DateTimeField(null=True, blank=True)
+    # How many times staff or the buyer asked for this delivery again: part of
+    # the idempotency key, so a deliberate resend is a new message to providers.
+    resends = models.PositiveIntegerField(default=0)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -48,6 +56,55 @@ class Delivery(models.Model):
     def job_id(self) -> str:
         """Deterministic RQ job id: a re-enqueue replaces, never doubles, the job."""
         return f"delivery-{self.pk}"
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of one send, new for each deliberate resend."""
+        return f"kamidrop-delivery-{self.pk}-{self.resends}"
+
+
+class AttemptOutcome(models.TextChoices):
+    # Still STARTED after the send should have ended: the sender died mid-send
+    # (the message may or may not have gone out).
+    STARTED = "STARTED", "Started (no result recorded)"
+    SENT = "SENT", "Sent"
+    RETRY = "RETRY", "Failed, will retry"
+    REJECTED = "REJECTED", "Rejected for good"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending a delivery: written before the send, completed after it."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.PROTECT, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    resend = models.PositiveIntegerField(default=0)
+    outcome = models.CharField(max_length=10, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
+    error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "resend", "number"], name="deliveryattempt_unique_number"),
+            models.CheckConstraint(condition=Q(outcome__in=AttemptOutcome.values), name="deliveryattempt_outcome_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.delivery_id} #{self.number} {self.outcome}"
+
+
+class SweepRun(models.Model):
+    """The sweeper's last run (one row per sweeper name): for /healthz and staff."""
+
+    name = models.CharField(max_length=40, unique=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+
+    def __str__(self):
+        return f"{self.name} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
 class AlertKind(models.TextChoices):

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from rq import Callback, Retry
+from rq.job import Job, JobStatus
 
+from delivery.alerts import owner_alert_raise
 from delivery.channels import channel_get
-from delivery.models import Channel, Delivery, DeliveryStatus
+from delivery.channels.base import PermanentDeliveryError
+from delivery.models import (
+    AlertKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus, SweepRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,41 +58,111 @@ def delivery_enqueue(*, delivery_id: int):
         "delivery.jobs.delivery_send_job",
         delivery_id,
         job_id=f"delivery-{delivery_id}",
-        retry=Retry(max=len(schedule), interval=schedule),
+        retry=Retry(max=len(schedule), interval=schedule) if schedule else None,  # empty: one attempt only
         on_failure=Callback("delivery.jobs.delivery_send_failed"),
     )
 
 
-class DeliveryNotPending(Exception):
-    code = "DELIVERY_NOT_PENDING"
+class DeliveryRejected(Exception):
+    """The channel refused this delivery for good (e.g. the address does not
+    exist): no retry. The caller dead-letters it with ``reason``."""
+
+    code = "DELIVERY_REJECTED"
+
+    def __init__(self, *, delivery_id: int, reason: str):
+        super().__init__(f"delivery {delivery_id} rejected: {reason}")
+        self.delivery_id = delivery_id
+        self.reason = reason
+
+
+ERROR_CHARS = 1000
+
+
+def _error_text(exc: BaseException) -> str:
+    # Channels raise errors about the transport (SMTP replies, HTTP statuses),
+    # never with the message body: no key material ends up here.
+    return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+
+
+def _lease_cutoff(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.DELIVERY_SEND_LEASE_SECONDS)
+
+
+def _attempt_claim(*, delivery_id: int) -> DeliveryAttempt | None:
+    """Take the send lease and open an attempt, in one short transaction.
+
+    A conditional UPDATE: only a PENDING delivery whose lease is free or has
+    lapsed can be claimed, so two runs of the same job cannot both send.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = (
+            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+            .filter(Q(sending_started_at__isnull=True) | Q(sending_started_at__lt=_lease_cutoff(now)))
+            .update(attempts=F("attempts") + 1, last_attempt_at=now, sending_started_at=now)
+        )
+        if not claimed:
+            return None
+        attempts, resends = Delivery.objects.values_list("attempts", "resends").get(pk=delivery_id)
+        return DeliveryAttempt.objects.create(
+            delivery_id=delivery_id, number=attempts, resend=resends, started_at=now
+        )
+
+
+def _attempt_close(*, attempt: DeliveryAttempt, outcome: str, started: float, error: str = "",
+                   message_id: str = "") -> None:
+    """Record how the attempt ended. Call inside a transaction."""
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
+        outcome=outcome, error=error, provider_message_id=message_id[:200], finished_at=timezone.now(),
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
 
 
 def delivery_send(*, delivery_id: int) -> Delivery:
     """Send one pending delivery through its channel.
 
     Runs outside any transaction: the channel is a network call. A SENT or
-    FAILED delivery is returned untouched (never sent twice). The attempt is
-    counted before the send, the result recorded after it in a short
-    conditional update. A failed send records the error and re-raises, so the
-    queue retries on its schedule.
+    FAILED delivery is returned untouched (never sent twice); so is one whose
+    send lease another run holds. Every attempt is recorded: opened (with the
+    lease) before the send, closed after it in a short transaction. A
+    transient failure records the error and re-raises, so the queue retries on
+    its schedule; a permanent one raises ``DeliveryRejected``.
     """
     delivery = Delivery.objects.select_related("order").get(pk=delivery_id)
     if delivery.status != DeliveryStatus.PENDING:
         return delivery
-    Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-        attempts=F("attempts") + 1, last_attempt_at=timezone.now()
-    )
+    attempt = _attempt_claim(delivery_id=delivery_id)
+    if attempt is None:
+        delivery.refresh_from_db()
+        return delivery
+    delivery.attempts, delivery.resends = attempt.number, attempt.resend
+    started = time.monotonic()
     try:
         message_id = channel_get(delivery.channel).send(delivery=delivery)
+    except PermanentDeliveryError as exc:
+        reason = _error_text(exc)
+        with transaction.atomic():
+            _attempt_close(attempt=attempt, outcome=AttemptOutcome.REJECTED, started=started, error=reason)
+            # The lease stays until the caller dead-letters it: no run sends in between.
+            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(last_error=reason)
+        logger.warning("delivery %s (%s) rejected for good: %s", delivery_id, delivery.channel, type(exc).__name__)
+        raise DeliveryRejected(delivery_id=delivery_id, reason=reason) from exc
     except Exception as exc:
-        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-            last_error=f"{type(exc).__name__}: {exc}"[:1000]
-        )
+        error = _error_text(exc)
+        with transaction.atomic():
+            _attempt_close(attempt=attempt, outcome=AttemptOutcome.RETRY, started=started, error=error)
+            Delivery.objects.filter(
+                pk=delivery_id, status=DeliveryStatus.PENDING, sending_started_at=attempt.started_at
+            ).update(last_error=error, sending_started_at=None)
         logger.warning("delivery %s (%s) attempt failed: %s", delivery_id, delivery.channel, type(exc).__name__)
         raise
-    Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-        status=DeliveryStatus.SENT, sent_at=timezone.now(), provider_message_id=message_id[:200], last_error=""
-    )
+    message_id = message_id or ""
+    with transaction.atomic():
+        _attempt_close(attempt=attempt, outcome=AttemptOutcome.SENT, started=started, message_id=message_id)
+        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.SENT, sent_at=timezone.now(), provider_message_id=message_id[:200],
+            last_error="", sending_started_at=None,
+        )
     delivery.refresh_from_db()
     return delivery
 
@@ -95,12 +172,121 @@ def delivery_attempts_exhausted(*, delivery_id: int) -> bool:
     return delivery.status == DeliveryStatus.PENDING and delivery.attempts > len(settings.DELIVERY_RETRY_SCHEDULE)
 
 
-def delivery_mark_failed(*, delivery_id: int) -> bool:
-    """PENDING → FAILED (the dead letter; still re-deliverable). Call inside a transaction."""
-    return bool(
-        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(status=DeliveryStatus.FAILED)
+def delivery_mark_failed(*, delivery_id: int, reason: str = "") -> bool:
+    """PENDING → FAILED (the dead letter; still re-deliverable) and tell the owner.
+
+    Call inside a transaction. One alert per channel within the alert window
+    (a mail outage dead-letters many deliveries: the owner gets one message
+    counting them, not one each). Returns False when it was not PENDING.
+    """
+    fields = {"status": DeliveryStatus.FAILED, "sending_started_at": None}
+    if reason:
+        fields["last_error"] = reason[:ERROR_CHARS]
+    if not Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(**fields):
+        return False
+    delivery = Delivery.objects.select_related("order").get(pk=delivery_id)
+    owner_alert_raise(
+        kind=AlertKind.DEAD_LETTER,
+        dedupe_key=f"dead-letter:{delivery.channel}",
+        subject=f"{delivery.get_channel_display()} delivery failed for good (order {delivery.order.order_no})",
+        body=(
+            f"Order {delivery.order.order_no}, {delivery.get_channel_display()}, after {delivery.attempts} "
+            f"attempt(s): {delivery.last_error}\n\nEvery failed delivery: "
+            f"{settings.SITE_URL}/admin/delivery/delivery/?status__exact={DeliveryStatus.FAILED}\n"
+            f"Send them again with `manage.py redeliver --failed-only` once the cause is fixed."
+        ),
     )
+    return True
+
+
+def delivery_resend(*, delivery_id: int, enqueue: bool = True) -> bool:
+    """Ask for a delivery again (buyer, staff, ``redeliver``): the same keys.
+
+    Call inside a transaction. A SENT or FAILED delivery goes back to PENDING
+    as a new send (a new idempotency key, a fresh retry budget); a PENDING one
+    is only kicked (its job re-enqueued now). The job is enqueued after
+    commit, unless ``enqueue`` is False (the caller sends it itself). The
+    inbox has nothing to send. Returns whether a send will happen.
+    """
+    delivery = Delivery.objects.filter(pk=delivery_id).exclude(channel=Channel.INBOX).first()
+    if delivery is None:
+        return False
+    if delivery.status != DeliveryStatus.PENDING:
+        updated = Delivery.objects.filter(
+            pk=delivery_id, status__in=[DeliveryStatus.SENT, DeliveryStatus.FAILED]
+        ).update(
+            status=DeliveryStatus.PENDING, resends=F("resends") + 1, attempts=0, last_error="", sent_at=None,
+            sending_started_at=None,
+        )
+        if not updated:
+            return False
+    if enqueue:
+        transaction.on_commit(partial(delivery_enqueue, delivery_id=delivery_id))
+    return True
 
 
 def deliveries_all_sent(*, order_id: int) -> bool:
     return not Delivery.objects.filter(order_id=order_id).exclude(status=DeliveryStatus.SENT).exists()
+
+
+# --- the sweeper's part -------------------------------------------------------
+
+_LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+SWEEP_BATCH = 500
+
+
+def _job_live(job: Job | None, *, now: datetime) -> bool:
+    """Will this job still run the send? A STARTED job older than the send
+    lease is dead: the job timeout is shorter than the lease, so a live one
+    would have ended (its worker was SIGKILLed or lost)."""
+    if job is None:
+        return False
+    status = job.get_status(refresh=False)
+    if status in _LIVE_STATUSES:
+        return True
+    if status == JobStatus.STARTED:
+        started_at = job.started_at
+        if started_at is not None and started_at.tzinfo is None:
+            started_at = started_at.replace(tzinfo=UTC)
+        return started_at is None or started_at >= _lease_cutoff(now)
+    return False
+
+
+def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
+    """Re-enqueue PENDING deliveries older than ``older_than_seconds`` whose job
+    is gone or dead (Redis lost its data, a worker was SIGKILLed, rq gave up).
+
+    Reads the DB, not Redis, to find the work; asks Redis only whether each
+    job is still alive. A network call: never call it inside a transaction.
+    Safe to repeat: the job id is deterministic and the send is leased.
+    """
+    now = timezone.now()
+    candidates = list(
+        Delivery.objects.filter(status=DeliveryStatus.PENDING, created_at__lt=now - timedelta(seconds=older_than_seconds))
+        .exclude(channel=Channel.INBOX)
+        .filter(Q(sending_started_at__isnull=True) | Q(sending_started_at__lt=_lease_cutoff(now)))
+        .order_by("id")
+        .values_list("pk", flat=True)[:SWEEP_BATCH]
+    )
+    if not candidates:
+        return []
+    connection = django_rq.get_queue(QUEUE).connection
+    jobs = Job.fetch_many([f"delivery-{pk}" for pk in candidates], connection=connection)
+    requeued = []
+    for delivery_id, job in zip(candidates, jobs):
+        if _job_live(job, now=now):
+            continue
+        if job is not None:
+            job.delete()  # a dead run's leftovers, out of every registry
+        delivery_enqueue(delivery_id=delivery_id)
+        requeued.append(delivery_id)
+    if requeued:
+        logger.warning("sweeper re-enqueued %d orphaned deliveries", len(requeued))
+    return requeued
+
+
+def sweep_run_record(*, name: str, started_at: datetime, result: dict) -> SweepRun:
+    run, _ = SweepRun.objects.update_or_create(
+        name=name, defaults={"started_at": started_at, "finished_at": timezone.now(), "result": result}
+    )
+    return run

@@ -7,15 +7,18 @@ deliveries and payments as read-only inlines.
 
 from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from delivery.models import Delivery
 from inventory.models import CardKeyStatus
 from payments.models import Payment
+from payments.services import RefundError, payment_refund
+from riskctl.services import buyer_block, buyer_unblock, order_buyer
 from shop.models import Order, OrderEvent, OrderLine, Product
+from shop.services import OrderTransitionError
 
 
 class ReadOnlyAdminMixin:
@@ -101,13 +104,68 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
         "created_at", "updated_at", "paid_at", "delivered_at", "card_keys",
     )
-    readonly_fields = ("card_keys",)
+    readonly_fields = ("card_keys", "risk")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
+    actions = ("refund_orders", "block_buyers", "unblock_buyers")
+
+    def get_fields(self, request, obj=None):
+        return (*self.fields, "risk")
+
+    @admin.display(description="risk assessments")
+    def risk(self, obj):
+        rows = [
+            (a.created_at.strftime("%Y-%m-%d %H:%M"), a.get_stage_display(), a.decision, a.score, a.ref,
+             "; ".join(f"{r['rule']} ({r['points']})" for r in a.reasons[:3]) or "no rule matched")
+            for a in obj.risk_assessments.order_by("created_at")
+        ]
+        return format_html_join("\n", "<div>{} {}: {} (score {}, {}) — {}</div>", rows) or "—"
+
+    def has_block_permission(self, request) -> bool:
+        return request.user.has_perm("riskctl.add_listentry")
+
+    @admin.action(description="Block these buyers (email, IP, device, phone)", permissions=["block"])
+    def block_buyers(self, request, queryset):
+        for order in queryset.order_by("id"):
+            buyer = order_buyer(order_id=order.pk)
+            if buyer is None:
+                self.message_user(request, f"{order.order_no}: no identifiers recorded.", messages.ERROR)
+                continue
+            entries = buyer_block(buyer=buyer, reason=f"blocked from order {order.order_no}", user=request.user)
+            self.message_user(request, f"{order.order_no}: blocked {', '.join(e.kind for e in entries)}.")
+
+    @admin.action(description="Unblock these buyers", permissions=["block"])
+    def unblock_buyers(self, request, queryset):
+        for order in queryset.order_by("id"):
+            buyer = order_buyer(order_id=order.pk)
+            if buyer is None:
+                continue
+            still = buyer_unblock(buyer=buyer)
+            if still:
+                listed = "; ".join(str(entry) for entry in still)
+                self.message_user(request, f"{order.order_no}: unblocked, but still blocked by {listed}.",
+                                  messages.WARNING)
+            else:
+                self.message_user(request, f"{order.order_no}: unblocked.")
 
     @admin.display(description="card keys")
     def card_keys(self, obj):
         url = reverse("admin:inventory_cardkey_changelist") + "?" + urlencode({"q": obj.order_no})
         return format_html('<a href="{}">Keys of this order (masked)</a>', url)
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("payments.add_refund")
+
+    @admin.action(description="Refund: give the money back, return unsent keys to stock", permissions=["refund"])
+    def refund_orders(self, request, queryset):
+        actor = f"staff:{request.user.get_username()}"
+        for order in queryset.order_by("id"):
+            try:
+                refund = payment_refund(order=order, actor=actor, reason="refunded from admin")
+            except (RefundError, OrderTransitionError) as refused:
+                self.message_user(request, f"{order.order_no}: not refunded ({refused.code}).", messages.ERROR)
+                continue
+            level = messages.ERROR if refund.status == "FAILED" else messages.SUCCESS
+            self.message_user(request, f"{order.order_no}: refund {refund.get_status_display().lower()}.", level)
 
 
 @admin.register(OrderLine)

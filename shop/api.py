@@ -4,28 +4,38 @@ import json
 import logging
 import uuid
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
+from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 
 from payments.providers import ProviderUnknown
 from payments.services import checkout_start_payment
+from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_token_matches
 from shop.models import Order
 from shop.selectors import order_keys, products_for_sale
-from shop.services import CheckoutError
+from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
 logger = logging.getLogger(__name__)
 
 _CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "OUT_OF_STOCK": 409}
 
 
+# Seconds a rate-limited client is told to wait (the limits are per minute or longer).
+RETRY_AFTER_SECONDS = 60
+
+
 def api_error(code: str, message: str, status: int, **extra) -> JsonResponse:
     ref = uuid.uuid4().hex[:12]
     logger.info("api error %s %s ref=%s", status, code, ref)
-    return JsonResponse({"error": {"code": code, "message": message, "ref": ref, **extra}}, status=status)
+    response = JsonResponse({"error": {"code": code, "message": message, "ref": ref, **extra}}, status=status)
+    if status == 429:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def _money(value) -> str:
@@ -61,7 +71,7 @@ def orders_create(request):
     quantity = body["quantity"]
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         return api_error("QUANTITY_INVALID", "quantity must be a whole number.", 400, fields=["quantity"])
-    for name in ("product", "email", "phone", "provider"):
+    for name in ("product", "email", "phone", "provider", "device_id"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
             return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
     try:
@@ -71,7 +81,9 @@ def orders_create(request):
             email=body["email"],
             phone=body.get("phone") or "",
             provider_id=body.get("provider") or "sandbox",
-            client_ip=request.META.get("REMOTE_ADDR"),
+            client_ip=client_ip(request),
+            device=device_id(request, body.get("device_id") or ""),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
     except ProviderUnknown:
         return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment provider.", 400, fields=["provider"])
@@ -118,3 +130,44 @@ def order_read(request, order_no: str):
             "events": [{"type": e.type, "at": e.at.isoformat()} for e in order.events.order_by("at", "id")],
         }
     )
+
+
+RESEND_GROUP = "shop.resend.order"
+
+
+def resend_rate_per_ip(group, request) -> str:
+    return settings.RESEND_RATE_PER_IP
+
+
+def resend_limited_for_order(request, order_no: str) -> bool:
+    """Count a resend of this order (web page and API share the budget) and say
+    whether it is over the limit. Counted only once the buyer proved access,
+    so strangers cannot use up a buyer's resends."""
+    return is_ratelimited(
+        request, group=RESEND_GROUP, key=lambda group, request: order_no,
+        rate=settings.RESEND_RATE_PER_ORDER, increment=True,
+    )
+
+
+@csrf_exempt
+@ratelimit(key="ip", rate=resend_rate_per_ip, method="POST", block=False)
+@require_http_methods(["POST"])
+def order_resend_request(request, order_no: str):
+    """POST /api/v1/orders/<order_no>/resend: the keys again to the order's own channels."""
+    if getattr(request, "limited", False):
+        return api_error("RATE_LIMITED", "Too many resend requests from your network; try again later.", 429)
+    auth = request.headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
+    order = Order.objects.filter(order_no=order_no).first()
+    if order is None or not order_token_matches(order=order, token=token.strip()):
+        return api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
+    if resend_limited_for_order(request, order_no):
+        return api_error("RATE_LIMITED", "This order was resent recently; try again later.", 429)
+    try:
+        resent = order_resend(order_id=order.pk, actor="buyer")
+    except ResendNotAllowed as exc:
+        return api_error(exc.code, exc.message, 409)
+    channels = sorted(order.deliveries.filter(pk__in=resent).values_list("channel", flat=True))
+    return JsonResponse({"order_no": order.order_no, "resent": channels}, status=202)

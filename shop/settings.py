@@ -194,27 +194,87 @@ SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
 # Minutes a checkout holds stock for the buyer to pay.
 ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
 
+# --- risk control -------------------------------------------------------------
+
+# Proxies whose X-Forwarded-For is believed (IPs or CIDR ranges, comma-separated).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+# django-ratelimit keys on the same client IP the risk rules see.
+RATELIMIT_IP_META_KEY = "riskctl.identity.ratelimit_ip"
+# What the buyer is told while an order is being checked.
+REVIEW_EXPECTED_WAIT = env_str("REVIEW_EXPECTED_WAIT", "usually within 2 hours")
+
 # --- payments -----------------------------------------------------------------
 
+# Provider id → dotted path. A provider whose settings are missing reports
+# itself disabled: it is neither offered at checkout nor answers its notify.
 PAYMENT_PROVIDERS = {
     "sandbox": "payments.providers.sandbox.SandboxProvider",
+    "epay": "payments.providers.epay.EpayProvider",
+    "stripe": "payments.providers.stripe.StripeProvider",
 }
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)
 SANDBOX_SECRET = _secret("SANDBOX_SECRET", generate=lambda: secrets.token_urlsafe(32)) if SANDBOX_ENABLED else ""
 # Where the sandbox gateway posts its server-to-server notify.
 SANDBOX_NOTIFY_URL = env_str("SANDBOX_NOTIFY_URL", f"{SITE_URL}/payments/sandbox/notify")
+# How the sandbox gateway notifies by default: normal, duplicate, out_of_order, wrong_amount, overpay, lost.
+SANDBOX_NOTIFY_MODE = env_str("SANDBOX_NOTIFY_MODE", "normal")
+
+# 易支付 (EPay v1): merchant id, merchant key (MD5 signs), the gateway's submit.php URL.
+EPAY_PID = env_str("EPAY_PID", "")
+EPAY_KEY = env_str("EPAY_KEY", "")
+EPAY_GATEWAY = env_str("EPAY_GATEWAY", "")
+# Payment type sent to submit.php (alipay, wxpay, qqpay); empty lets the gateway's cashier ask.
+EPAY_TYPE = env_str("EPAY_TYPE", "")
+if EPAY_PID and not (EPAY_KEY and EPAY_GATEWAY):
+    # An empty key would make every notify forgeable.
+    raise ImproperlyConfigured("EPAY_KEY and EPAY_GATEWAY must be set when EPAY_PID is")
+
+# Stripe: the secret API key and the webhook endpoint's signing secret (whsec_...).
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+if STRIPE_SECRET_KEY and not STRIPE_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("STRIPE_WEBHOOK_SECRET must be set when STRIPE_SECRET_KEY is")
+# Seconds a webhook's signed timestamp may lag (replay window).
+STRIPE_WEBHOOK_TOLERANCE = env_int("STRIPE_WEBHOOK_TOLERANCE", 300)
+# Base URL of the Stripe API; None is Stripe itself (tests point it at a local fake).
+STRIPE_API_BASE = None
 
 # --- delivery ---------------------------------------------------------------
 
 DELIVERY_CHANNELS = {
     "INBOX": "delivery.channels.inbox.InboxChannel",
     "EMAIL": "delivery.channels.email.EmailChannel",
+    "SMS": "delivery.channels.sms.SmsChannel",
 }
+# The SMS gateway (dotted path): delivery.sms.console.ConsoleSmsBackend (prints),
+# delivery.sms.twilio_backend.TwilioSmsBackend, delivery.sms.webhook.WebhookSmsBackend.
+SMS_BACKEND = env_str("SMS_BACKEND", "delivery.sms.console.ConsoleSmsBackend")
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_FROM = env_str("TWILIO_FROM")
+SMS_WEBHOOK_URL = env_str("SMS_WEBHOOK_URL")
+SMS_WEBHOOK_SECRET = env_str("SMS_WEBHOOK_SECRET")
 # Seconds between attempts after a failure (about three days in all).
 DELIVERY_RETRY_SCHEDULE = [
     int(s) for s in env_list("DELIVERY_RETRY_SCHEDULE", ["10", "30", "120", "600", "1800", "3600",
                                                         "10800", "21600", "43200", "86400", "86400"])
 ]
+# Seconds a worker's claim on a delivery it is sending holds: longer than the
+# job timeout, so a live send is never taken over; a SIGKILLed sender's claim
+# lapses after it and the delivery is sent again (at most one duplicate).
+DELIVERY_SEND_LEASE_SECONDS = env_int("DELIVERY_SEND_LEASE_SECONDS", 90)
+# The worker class of `manage.py rqworker`: it registers the periodic sweep.
+RQ = {"WORKER_CLASS": "delivery.worker.SweepingWorker"}
+# Seconds between sweeps (re-enqueue lost deliveries, expire unpaid orders,
+# fill orders waiting for stock, alert on stuck orders).
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60)
+# A PENDING delivery older than this with no live job is re-enqueued.
+SWEEP_ORPHAN_AFTER_SECONDS = env_int("SWEEP_ORPHAN_AFTER_SECONDS", 120)
+# Paid orders not delivered after this many minutes alert the owner.
+SWEEP_STUCK_MINUTES = env_int("SWEEP_STUCK_MINUTES", 30)
+# How often a buyer may ask for a resend (django-ratelimit rates: per order, per IP address).
+RESEND_RATE_PER_ORDER = env_str("RESEND_RATE_PER_ORDER", "3/h")
+RESEND_RATE_PER_IP = env_str("RESEND_RATE_PER_IP", "10/h")
 
 # --- owner alerts -------------------------------------------------------------
 

@@ -3,20 +3,23 @@
 from django.conf import settings
 from django.db import connection
 from django.http import Http404, JsonResponse
+from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.decorators import ratelimit
 from redis import Redis
 from rq import Queue
 
 from payments.providers import ProviderUnknown
 from payments.services import checkout_start_payment
+from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_link_matches, order_token_matches
 from shop.forms import CheckoutForm
 from shop.models import Order, Product
 from shop.selectors import order_keys, product_stock, products_for_sale
-from shop.services import CheckoutError
+from shop.api import resend_limited_for_order, resend_rate_per_ip
+from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
 SESSION_ORDERS = "orders"
 
@@ -40,7 +43,9 @@ def product_detail(request, slug: str):
                 email=form.cleaned_data["email"],
                 phone=form.cleaned_data["phone"],
                 provider_id=request.POST.get("provider", "sandbox"),
-                client_ip=request.META.get("REMOTE_ADDR"),
+                client_ip=client_ip(request),
+                device=device_id(request, request.POST.get("device_id", "")),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
             )
         except CheckoutError as exc:
             error = (exc.code, exc.message)
@@ -52,7 +57,11 @@ def product_detail(request, slug: str):
             _session_grant(request, started.order.order_no)
             return redirect(started.pay_url)
     context = {"product": product, "stock": product_stock(product=product), "form": form, "error": error}
-    return render(request, "shop/product.html", context, status=400 if error else 200)
+    limited = error is not None and error[0] == "RATE_LIMITED"
+    response = render(request, "shop/product.html", context, status=429 if limited else 400 if error else 200)
+    if limited:
+        response["Retry-After"] = "60"
+    return response
 
 
 def _session_grant(request, order_no: str) -> None:
@@ -87,8 +96,29 @@ def order_detail(request, order_no: str):
         "lines": order.lines.select_related("product"),
         "events": order.events.order_by("at", "id"),
         "keys": order_keys(order=order),
+        "review_wait": settings.REVIEW_EXPECTED_WAIT,
     }
     return render(request, "shop/order.html", context)
+
+
+@ratelimit(key="ip", rate=resend_rate_per_ip, method="POST", block=False)
+@require_POST
+def order_resend_request(request, order_no: str):
+    """The Resend button: the keys again to the order's own channels."""
+    order = _order_for_buyer(request, order_no)
+    if getattr(request, "limited", False) or resend_limited_for_order(request, order_no):
+        messages.error(request, "You asked for a resend a moment ago. Please wait a while before asking again.")
+        return redirect("shop:order", order_no=order_no)
+    try:
+        resent = order_resend(order_id=order.pk, actor="buyer")
+    except ResendNotAllowed as exc:
+        messages.error(request, exc.message)
+    else:
+        if resent:
+            messages.success(request, f"On its way again to {order.email}. Check your spam folder too.")
+        else:
+            messages.info(request, "There is nothing to resend for this order.")
+    return redirect("shop:order", order_no=order_no)
 
 
 @require_GET

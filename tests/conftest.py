@@ -3,6 +3,7 @@ a burst RQ worker, and builders for products, orders and signed notifies."""
 
 from __future__ import annotations
 
+import importlib
 import socket
 from decimal import Decimal
 
@@ -15,15 +16,21 @@ from rq import SimpleWorker
 from inventory.services import keys_import
 from payments.models import Payment
 from payments.providers.sandbox import sandbox_sign, sandbox_trade_no
-from shop import embedded
 from shop.access import order_token_new
 from shop.models import Order, OrderEvent, OrderEventType, OrderLine, Product
 
 
-def pytest_sessionfinish(session, exitstatus):
-    # Stop the embedded servers this test run started (not ones a `make run`
-    # in another terminal is using).
-    embedded.stop_started()
+@pytest.fixture(autouse=True)
+def default_risk_rules(request):
+    """The rule set the migration ships, in every database test: transactional
+    tests flush the tables, so without this a test would see them or not
+    depending on what ran before it."""
+    if request.node.get_closest_marker("django_db") is None and "db" not in request.fixturenames:
+        return
+    from django.apps import apps
+
+    seed = importlib.import_module("riskctl.migrations.0003_default_rules")
+    seed.forwards(apps, None)
 
 
 @pytest.fixture(autouse=True)

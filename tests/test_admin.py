@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from inventory.models import CardKey, CardKeyStatus
 from payments.providers.sandbox import sandbox_trade_no
-from riskctl.models import BlockEntry, BlockKind
+from riskctl.models import IdentifierKind, ListEntry
 from shop.models import Order
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
@@ -53,13 +53,13 @@ def _reveal_post(keys) -> dict:
         ("admin:payments_payment_changelist", lambda o: [o.order_no, sandbox_trade_no(o.order_no), "Succeeded"]),
         ("admin:payments_paymentevent_changelist", lambda o: [sandbox_trade_no(o.order_no), "Accepted: order paid"]),
         ("admin:delivery_delivery_changelist", lambda o: [o.order_no, "b***@example.com", "Order page", "Email"]),
-        ("admin:riskctl_blockentry_changelist", lambda o: ["bad@example.com", "chargeback"]),
+        ("admin:riskctl_listentry_changelist", lambda o: ["bad@example.com", "chargeback"]),
     ],
 )
 def test_changelist_lists_the_rows(admin_client, make_product, make_unpaid_order, pay, url_name, expected):
     # given
     order = pay(make_unpaid_order(product=make_product(keys=3)))
-    BlockEntry.objects.create(kind=BlockKind.EMAIL, value="bad@example.com", reason="chargeback")
+    ListEntry.objects.create(kind=IdentifierKind.EMAIL, value="bad@example.com", reason="chargeback")
     # when
     response = admin_client.get(reverse(url_name))
     # then
@@ -81,7 +81,7 @@ def test_changelist_lists_the_rows(admin_client, make_product, make_unpaid_order
         "admin:payments_payment_changelist",
         "admin:payments_paymentevent_changelist",
         "admin:delivery_delivery_changelist",
-        "admin:riskctl_blockentry_changelist",
+        "admin:riskctl_listentry_changelist",
     ],
 )
 def test_changelist_queries_do_not_grow_with_rows(
@@ -90,13 +90,13 @@ def test_changelist_queries_do_not_grow_with_rows(
     # given
     url = reverse(url_name)
     pay(make_unpaid_order(product=make_product(keys=2)))
-    BlockEntry.objects.create(kind=BlockKind.EMAIL, value="a@example.com", reason="x", created_by=admin_user)
+    ListEntry.objects.create(kind=IdentifierKind.EMAIL, value="a@example.com", reason="x", created_by=admin_user)
     admin_client.get(url)  # warm the session and content-type caches
     with CaptureQueriesContext(connection) as few:
         assert admin_client.get(url).status_code == 200
     for _ in range(3):
         pay(make_unpaid_order(product=make_product(keys=2), email="other@example.com"))
-    BlockEntry.objects.create(kind=BlockKind.EMAIL, value="b@example.com", reason="y", created_by=admin_user)
+    ListEntry.objects.create(kind=IdentifierKind.EMAIL, value="b@example.com", reason="y", created_by=admin_user)
     # when
     with CaptureQueriesContext(connection) as many:
         response = admin_client.get(url)
@@ -290,43 +290,44 @@ def test_orderevent_cannot_be_added_changed_or_deleted(admin_client, make_produc
     assert event.actor == "test"
 
 
-def test_blockentry_add_normalises_value_and_records_creator(admin_client, admin_user):
+def test_listentry_add_normalises_value_and_records_creator(admin_client, admin_user):
     # when
     response = admin_client.post(
-        reverse("admin:riskctl_blockentry_add"),
-        {"kind": BlockKind.EMAIL, "value": " Bad@Example.COM ", "reason": "chargeback",
+        reverse("admin:riskctl_listentry_add"),
+        {"list_type": "BLOCK", "kind": IdentifierKind.EMAIL, "value": " Bad.Guy+x@Gmail.COM ", "reason": "chargeback",
          "expires_at_0": "", "expires_at_1": ""},
     )
     # then
     assert response.status_code == 302
-    entry = BlockEntry.objects.get()
-    assert (entry.kind, entry.value, entry.created_by_id) == (BlockKind.EMAIL, "bad@example.com", admin_user.pk)
+    entry = ListEntry.objects.get()
+    assert (entry.kind, entry.value, entry.created_by_id) == (IdentifierKind.EMAIL, "badguy@gmail.com", admin_user.pk)
 
 
-def test_blockentry_add_refuses_invalid_ip(admin_client):
+def test_listentry_add_refuses_invalid_ip(admin_client):
     # when
     response = admin_client.post(
-        reverse("admin:riskctl_blockentry_add"),
-        {"kind": BlockKind.IP, "value": "300.1.2.3", "reason": "abuse", "expires_at_0": "", "expires_at_1": ""},
+        reverse("admin:riskctl_listentry_add"),
+        {"list_type": "BLOCK", "kind": IdentifierKind.IP, "value": "300.1.2.3", "reason": "abuse", "expires_at_0": "",
+         "expires_at_1": ""},
     )
     # then
     assert response.status_code == 200
-    assert "Enter a valid IPv4 or IPv6 address." in response.content.decode()
-    assert BlockEntry.objects.count() == 0
+    assert "Enter an IP address or a CIDR range such as 203.0.113.0/24." in response.content.decode()
+    assert ListEntry.objects.count() == 0
 
 
 @pytest.mark.parametrize(
     "model",
     [
         "shop.product", "shop.order", "shop.orderline", "shop.orderevent", "inventory.cardkey",
-        "payments.payment", "payments.paymentevent", "delivery.delivery", "riskctl.blockentry",
+        "payments.payment", "payments.paymentevent", "delivery.delivery", "riskctl.listentry",
     ],
 )
 def test_change_page_renders_without_key_plaintext(admin_client, make_product, make_unpaid_order, pay, model):
     # given
     product = make_product(keys=1)
     pay(make_unpaid_order(product=product))
-    BlockEntry.objects.create(kind=BlockKind.IP, value="203.0.113.9", reason="abuse")
+    ListEntry.objects.create(kind=IdentifierKind.IP, value="203.0.113.9", reason="abuse")
     model_class = apps.get_model(model)
     obj = model_class.objects.order_by("id").first()
     # when

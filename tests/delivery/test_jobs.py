@@ -6,7 +6,7 @@ import django_rq
 import pytest
 from rq.registry import ScheduledJobRegistry
 
-from delivery.models import Channel, Delivery, DeliveryStatus
+from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus, OwnerAlert
 from delivery.services import delivery_enqueue
 from shop.models import OrderEventType, OrderStatus
 from tests.conftest import NOTIFY_URL, sandbox_notice
@@ -98,3 +98,6 @@ def test_delivery_is_dead_lettered_when_retries_run_out(client, make_product, ma
     event = order.events.get(type=OrderEventType.DELIVERY_FAILED)
     assert event.data == {"channel": "EMAIL", "attempts": 2}
     assert smtp_server.messages == []
+    alert = OwnerAlert.objects.get()
+    assert (alert.kind, alert.dedupe_key, alert.occurrences) == (AlertKind.DEAD_LETTER, "dead-letter:EMAIL", 1)
+    assert delivery.last_error in alert.body

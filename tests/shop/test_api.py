@@ -122,4 +122,6 @@ def test_order_creation_is_rate_limited_per_ip(client, make_product):
     # then
     assert codes[:30] == [201] * 30
     assert codes[30] == 429
+    limited = _create(client, product="a-card", quantity=1, email="x@example.com")
+    assert (limited["Retry-After"], limited.json()["error"]["code"]) == ("60", "RATE_LIMITED")
     assert Order.objects.count() == 30

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from payments.models import Payment
-from riskctl.models import BlockEntry, BlockKind
+from riskctl.models import Assessment, IdentifierKind, ListEntry
 from riskctl.services import CheckoutBlocked
 from shop.models import Order, OrderEvent, OrderStatus
 from shop.services import CheckoutError, checkout_place_order
@@ -55,21 +55,22 @@ def test_order_records_price_amount_and_creation_event(make_product):
 def test_blocked_email_gets_a_reference_and_nothing_is_created(make_product):
     # given
     product = make_product(keys=5)
-    BlockEntry.objects.create(kind=BlockKind.EMAIL, value="fraud@example.com", reason="chargebacks")
+    ListEntry.objects.create(kind=IdentifierKind.EMAIL, value="fraud@example.com", reason="chargebacks")
     # when
     with pytest.raises(CheckoutBlocked) as blocked:
         checkout_place_order(product_slug=product.slug, quantity=1, email="Fraud@Example.com")
     # then
     assert blocked.value.code == "BLOCKED"
-    assert blocked.value.ref.startswith("R") and len(blocked.value.ref) == 9
+    assert blocked.value.ref.startswith("R-") and len(blocked.value.ref) == 7
+    assert Assessment.objects.get(ref=blocked.value.ref).decision == "BLOCK"
     assert Order.objects.count() == 0
 
 
 def test_blocked_ip_and_expired_block(make_product):
     # given
     product = make_product(keys=5)
-    BlockEntry.objects.create(kind=BlockKind.IP, value="203.0.113.9", reason="card testing")
-    BlockEntry.objects.create(kind=BlockKind.EMAIL, value="old@example.com", reason="x",
+    ListEntry.objects.create(kind=IdentifierKind.IP, value="203.0.113.9", reason="card testing")
+    ListEntry.objects.create(kind=IdentifierKind.EMAIL, value="old@example.com", reason="x",
                               expires_at=timezone.now() - timedelta(days=1))
     # when / then
     with pytest.raises(CheckoutBlocked):

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         total = None if file == "-" else os.path.getsize(file)
         source = f"manage.py import_keys {'stdin' if file == '-' else os.path.basename(file)}"
         with binary, tqdm(total=total, unit="B", unit_scale=True, desc="importing", disable=None,
-                          file=self.stderr._out) as bar:
+                          file=sys.stderr) as bar:
             report = product_stock_import(
                 product=target, entries=key_entries(_decoded_lines(binary, bar), delimiter=separator), source=source,
             )

@@ -1,5 +1,7 @@
 """Re-seal every card key under the first of KEY_ENCRYPTION_KEYS."""
 
+import sys
+
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
@@ -18,6 +20,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size: int, **options):
         total = CardKey.objects.count()
-        with tqdm(total=total, unit="key", desc="re-sealing", disable=None, file=self.stderr._out) as bar:
+        with tqdm(total=total, unit="key", desc="re-sealing", disable=None, file=sys.stderr) as bar:
             rotated = keys_rotate(batch_size=batch_size, progress=bar.update)
         self.stdout.write(f"{rotated} of {total} keys re-sealed under the primary key")

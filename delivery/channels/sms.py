@@ -1,0 +1,16 @@
+from django.conf import settings
+from django.template.loader import render_to_string
+
+from delivery.channels.base import DeliveryChannel
+from delivery.sms import sms_backend_get
+from inventory.selectors import keys_for_order
+
+
+class SmsChannel(DeliveryChannel):
+    """A short text with the key(s) and the order link, through ``SMS_BACKEND``."""
+
+    def send(self, *, delivery) -> str:
+        order = delivery.order
+        context = {"order": order, "keys": list(keys_for_order(order_id=order.pk)), "shop_name": settings.SHOP_NAME}
+        text = render_to_string("delivery/sms_keys.txt", context).strip()
+        return sms_backend_get().send(to=delivery.recipient, text=text, idempotency_key=delivery.idempotency_key)

@@ -1,0 +1,95 @@
+"""manage.py redeliver: send orders' SAME keys again, by order numbers or filters."""
+
+from datetime import datetime, time
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from tqdm import tqdm
+
+from delivery.admin import recipient_mask
+from delivery.models import Channel, DeliveryStatus
+from delivery.selectors import deliveries_select
+from delivery.services import delivery_enqueue
+from shop.services import ResendNotAllowed, order_delivery_send, order_resend
+
+ACTOR = "ops:redeliver"
+
+
+def _when(value: str) -> datetime:
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        if day is None:
+            raise CommandError(f"not a date or date-time: {value!r} (use 2026-11-22 or 2026-11-22T08:00)")
+        moment = datetime.combine(day, time.min)
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+class Command(BaseCommand):
+    help = (
+        "Send deliveries again with the SAME keys (never new ones): by order numbers and/or filters. "
+        "Sends inline; exits 1 when something could not be sent (it stays queued for retries)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("order_nos", nargs="*", metavar="ORDER_NO")
+        parser.add_argument("--status", choices=DeliveryStatus.values, help="delivery status")
+        parser.add_argument("--since", type=_when, help="deliveries created at or after (date or ISO date-time)")
+        parser.add_argument("--until", type=_when, help="deliveries created before (date or ISO date-time)")
+        parser.add_argument("--product", metavar="SLUG")
+        parser.add_argument("--channel", choices=[Channel.EMAIL, Channel.SMS])
+        parser.add_argument("--failed-only", action="store_true", help="only dead letters (same as --status FAILED)")
+        parser.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+
+    def handle(self, *args, order_nos, status, since, until, product, channel, failed_only, dry_run, **options):
+        if failed_only:
+            if status and status != DeliveryStatus.FAILED:
+                raise CommandError("--failed-only contradicts --status")
+            status = DeliveryStatus.FAILED
+        if not (order_nos or status or since or until or product or channel):
+            raise CommandError("name order numbers or give at least one filter (redelivering everything is refused)")
+        deliveries = list(
+            deliveries_select(
+                order_nos=order_nos, status=status, since=since, until=until, product_slug=product, channel=channel
+            )
+        )
+        if dry_run:
+            self._table(deliveries)
+            self.stdout.write(f"{len(deliveries)} deliveries would be sent again (dry run: nothing sent)")
+            return
+        sent, failed, skipped = 0, [], 0
+        for delivery in tqdm(deliveries, desc="redeliver", unit="delivery", file=self.stderr._out):
+            try:
+                if not order_resend(
+                    order_id=delivery.order_id, actor=ACTOR, channels=[delivery.channel], enqueue=False
+                ):
+                    skipped += 1
+                    continue
+            except ResendNotAllowed:
+                skipped += 1
+                continue
+            try:
+                outcome = order_delivery_send(delivery_id=delivery.pk)
+            except Exception as exc:  # transient: the queue keeps trying on its schedule
+                delivery_enqueue(delivery_id=delivery.pk)
+                outcome = f"retrying ({type(exc).__name__})"
+            if outcome == DeliveryStatus.SENT:
+                sent += 1
+            else:
+                failed.append((delivery, outcome))
+        for delivery, outcome in failed:
+            self.stderr.write(f"not sent: {delivery.order.order_no} {delivery.channel}: {outcome}")
+        self.stdout.write(f"{len(deliveries)} selected: {sent} sent, {len(failed)} not sent, {skipped} skipped")
+        if failed:
+            raise CommandError(f"{len(failed)} deliveries could not be sent", returncode=1)
+
+    def _table(self, deliveries) -> None:
+        rows = [("ORDER", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "LAST ERROR")]
+        rows += [
+            (d.order.order_no, d.channel, recipient_mask(d.recipient), d.status, str(d.attempts), d.last_error[:60])
+            for d in deliveries
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+        for row in rows:
+            self.stdout.write("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip())

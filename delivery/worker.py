@@ -1,0 +1,44 @@
+"""The project's RQ worker (``RQ["WORKER_CLASS"]``): registers the periodic sweep.
+
+Every long-running worker makes sure the sweep job is on the schedule when it
+starts, so the sweeper runs wherever a worker runs (``make run``, compose)
+with no extra process. The job repeats itself through rq's ``Repeat``; the
+fixed job id keeps one schedule however many workers start.
+"""
+
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from rq import Repeat, Worker
+from rq.job import JobStatus
+
+SWEEP_JOB_ID = "sweep-periodic"
+SWEEP_QUEUE = "default"
+SWEEP_TIMEOUT = 300
+# rq needs a finite count; at one pass a minute this outlasts any worker,
+# and every worker start tops it up again.
+SWEEP_REPEATS = 10**9
+
+_ALIVE = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+
+
+def sweep_periodic_register() -> bool:
+    """Put the sweep on the schedule unless it is already there. Returns whether it was added."""
+    queue = django_rq.get_queue(SWEEP_QUEUE)
+    job = queue.fetch_job(SWEEP_JOB_ID)
+    if job is not None and job.get_status() in _ALIVE:
+        return False
+    interval = settings.SWEEP_INTERVAL_SECONDS
+    queue.enqueue_in(
+        timedelta(seconds=interval), "delivery.jobs.sweep_job", job_id=SWEEP_JOB_ID,
+        job_timeout=SWEEP_TIMEOUT, repeat=Repeat(times=SWEEP_REPEATS, interval=interval),
+    )
+    return True
+
+
+class SweepingWorker(Worker):
+    def work(self, burst: bool = False, *args, **kwargs):
+        if not burst:
+            sweep_periodic_register()
+        return super().work(burst, *args, **kwargs)

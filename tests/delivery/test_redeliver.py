@@ -1,0 +1,120 @@
+"""manage.py redeliver: the same keys again, by order numbers or filters; dry run; exit code."""
+
+from datetime import timedelta
+from io import StringIO
+
+import django_rq
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from delivery.models import Delivery, DeliveryStatus
+from inventory.models import CardKey
+from shop.models import OrderEventType
+from tests.delivery.conftest import email_of
+
+pytestmark = pytest.mark.django_db
+
+
+def _redeliver(*args) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("redeliver", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def dead_letter(pay, make_product, make_unpaid_order, run_worker, smtp_server, settings):
+    """A paid order whose email failed for good (no retries configured, server refusing)."""
+    settings.DELIVERY_RETRY_SCHEDULE = []
+    order = pay(make_unpaid_order(product=make_product(keys=1, slug="dead"), email="late@example.com"))
+    smtp_server.refuse = True
+    run_worker()
+    smtp_server.refuse = False
+    assert email_of(order).status == DeliveryStatus.FAILED
+    return order
+
+
+def test_dry_run_prints_the_table_and_sends_nothing(dead_letter, paid_order, run_worker, smtp_server):
+    # given: one dead letter, one delivered order
+    run_worker()
+    delivery = email_of(dead_letter)
+    # when
+    out, _ = _redeliver("--failed-only", "--dry-run")
+    # then
+    assert out.splitlines() == [
+        "ORDER           CHANNEL  TO                STATUS  ATTEMPTS  LAST ERROR",
+        f"{dead_letter.order_no}  EMAIL    l***@example.com  FAILED  1         "
+        "SMTPDataError: (451, b'Requested action aborted: try again l",
+        "1 deliveries would be sent again (dry run: nothing sent)",
+    ]
+    assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.FAILED
+    assert len(smtp_server.messages) == 1  # only the delivered order's email
+    assert dead_letter.events.filter(type=OrderEventType.RESEND_REQUESTED).count() == 0
+
+
+def test_failed_only_sends_the_same_keys_again_and_summarises(dead_letter, smtp_server):
+    # given
+    delivery = email_of(dead_letter)
+    key = CardKey.objects.get(order_line__order=dead_letter)
+    # when
+    out, err = _redeliver("--failed-only")
+    # then
+    assert out == "1 selected: 1 sent, 0 not sent, 0 skipped\n"
+    assert "redeliver: 100%" in err
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.resends, delivery.attempts) == (DeliveryStatus.SENT, 1, 1)
+    assert delivery.provider_message_id == f"<delivery-{delivery.pk}.r1.{dead_letter.order_no}@kamidrop.local>"
+    assert len(smtp_server.messages) == 1
+    assert key.secret.encode() in smtp_server.messages[0].content
+    assert CardKey.objects.filter(order_line__order=dead_letter).count() == 1
+    event = dead_letter.events.get(type=OrderEventType.RESEND_REQUESTED)
+    assert (event.actor, event.data) == ("ops:redeliver", {"channels": ["EMAIL"]})
+    dead_letter.refresh_from_db()
+    assert dead_letter.status == "DELIVERED"
+
+
+def test_exit_code_is_non_zero_when_something_could_not_be_sent(dead_letter, smtp_server):
+    # given: the mail server is still refusing
+    smtp_server.refuse = True
+    delivery = email_of(dead_letter)
+    # when
+    with pytest.raises(CommandError) as failure:
+        _redeliver(dead_letter.order_no)
+    # then: it stays queued for the normal retries
+    assert failure.value.returncode == 1
+    assert str(failure.value) == "1 deliveries could not be sent"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+    assert django_rq.get_queue("delivery").job_ids == [delivery.job_id]
+
+
+def test_filters_select_by_product_channel_status_and_time(pay, make_product, make_unpaid_order, run_worker,
+                                                            smtp_server):
+    # given: three delivered orders of two products, one of them older
+    gift, game = make_product(keys=2, slug="gift"), make_product(keys=1, slug="game")
+    old, new = pay(make_unpaid_order(product=gift)), pay(make_unpaid_order(product=gift))
+    other = pay(make_unpaid_order(product=game))
+    run_worker()
+    Delivery.objects.filter(order=old).update(created_at=timezone.now() - timedelta(days=3))
+    since = (timezone.localdate() - timedelta(days=1)).isoformat()
+
+    def selected(*args) -> list[str]:
+        out, _ = _redeliver(*args, "--dry-run")
+        return [line.split()[0] for line in out.splitlines()[1:-1]]
+
+    # when / then
+    assert selected("--product", "gift") == [old.order_no, new.order_no]
+    assert selected("--product", "gift", "--since", since) == [new.order_no]
+    assert selected("--until", since) == [old.order_no]
+    assert selected("--channel", "EMAIL", "--status", "SENT") == [old.order_no, new.order_no, other.order_no]
+    assert selected("--channel", "SMS") == []
+    assert selected(other.order_no) == [other.order_no]
+    assert len(smtp_server.messages) == 3
+
+
+def test_refuses_to_redeliver_everything_without_a_selection():
+    # when
+    with pytest.raises(CommandError) as refused:
+        _redeliver()
+    # then
+    assert str(refused.value) == "name order numbers or give at least one filter (redelivering everything is refused)"

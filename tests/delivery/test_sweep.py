@@ -1,0 +1,200 @@
+"""The sweeper: re-enqueues lost deliveries, expires unpaid orders, fills
+orders waiting for stock, alerts on stuck orders; safe when two run at once."""
+
+from datetime import timedelta
+from io import StringIO
+
+import django_rq
+import psycopg
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+
+from delivery.models import AlertKind, Delivery, DeliveryStatus, OwnerAlert, SweepRun
+from delivery.worker import SWEEP_JOB_ID, SweepingWorker, sweep_periodic_register
+from inventory.services import keys_import
+from shop.models import Order, OrderEventType, OrderStatus
+from shop.services import SWEEP_LOCK
+from tests.delivery.conftest import email_of
+
+pytestmark = pytest.mark.django_db
+
+
+def _sweep() -> str:
+    out = StringIO()
+    call_command("sweep", stdout=out)
+    return out.getvalue().strip()
+
+
+def _age(order, **delta) -> None:
+    """Make an order's email delivery look as old as ``delta``."""
+    Delivery.objects.filter(order=order).update(created_at=timezone.now() - timedelta(**delta))
+
+
+def test_sweep_reenqueues_a_pending_delivery_whose_job_was_lost(paid_order, run_worker, smtp_server, redis_clean):
+    # given: Redis lost the job (flushed), the delivery is older than the grace period
+    redis_clean.flushdb()
+    _age(paid_order, minutes=5)
+    # when
+    out = _sweep()
+    run_worker()
+    # then
+    assert out == "re-enqueued 1 deliveries, expired 0 unpaid orders, filled 0 orders from stock, 0 orders stuck"
+    assert email_of(paid_order).status == DeliveryStatus.SENT
+    assert len(smtp_server.messages) == 1
+    alert = OwnerAlert.objects.get()
+    assert (alert.kind, alert.dedupe_key) == (AlertKind.SWEEPER, "sweeper:requeued")
+
+
+def test_sweep_leaves_a_delivery_with_a_live_job_alone(paid_order, run_worker, smtp_server):
+    # given: the first attempt failed; the retry is scheduled
+    smtp_server.refuse = True
+    run_worker()
+    _age(paid_order, minutes=5)
+    job_id = email_of(paid_order).job_id
+    # when
+    out = _sweep()
+    # then
+    assert out.startswith("re-enqueued 0 deliveries")
+    queue = django_rq.get_queue("delivery")
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == [job_id]
+    assert queue.job_ids == []
+    assert OwnerAlert.objects.count() == 0
+
+
+def test_sweep_leaves_a_young_delivery_alone(paid_order):
+    # given: the job is gone but the delivery was just written (its enqueue may be on the way)
+    django_rq.get_queue("delivery").empty()
+    # when
+    out = _sweep()
+    # then
+    assert out.startswith("re-enqueued 0 deliveries")
+    assert django_rq.get_queue("delivery").job_ids == []
+
+
+def test_sweep_never_resends_a_sent_delivery(paid_order, run_worker, smtp_server, redis_clean):
+    # given
+    run_worker()
+    redis_clean.flushdb()
+    _age(paid_order, minutes=5)
+    # when
+    _sweep()
+    run_worker()
+    # then
+    assert len(smtp_server.messages) == 1
+    assert email_of(paid_order).attempts == 1
+
+
+def test_sweep_expires_unpaid_orders_past_their_hold_once(make_product, make_unpaid_order):
+    # given
+    product = make_product(keys=2)
+    lapsed, holding = make_unpaid_order(product=product), make_unpaid_order(product=product)
+    Order.objects.filter(pk=lapsed.pk).update(hold_expires_at=timezone.now() - timedelta(seconds=1))
+    Order.objects.filter(pk=holding.pk).update(hold_expires_at=timezone.now() + timedelta(minutes=10))
+    # when
+    first, second = _sweep(), _sweep()
+    # then
+    assert "expired 1 unpaid orders" in first and "expired 0 unpaid orders" in second
+    lapsed.refresh_from_db()
+    holding.refresh_from_db()
+    assert (lapsed.status, holding.status) == (OrderStatus.EXPIRED, OrderStatus.PENDING_PAYMENT)
+    assert list(lapsed.events.filter(type=OrderEventType.EXPIRED).values_list("actor", flat=True)) == ["system"]
+    assert holding.events.filter(type=OrderEventType.EXPIRED).count() == 0
+
+
+def test_sweep_fills_orders_waiting_for_stock(pay, make_product, make_unpaid_order, run_worker, smtp_server,
+                                              django_capture_on_commit_callbacks):
+    # given: paid while out of stock, then keys arrive outside the import service
+    product = make_product(keys=0, slug="late")
+    order = pay(make_unpaid_order(product=product))
+    assert order.status == OrderStatus.AWAITING_STOCK
+    keys_import(product=product, entries=[(1, "LATE-KEY-1")], source="test")
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        out = _sweep()
+    run_worker()
+    # then
+    assert "filled 1 orders from stock" in out
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
+    assert b"LATE-KEY-1" in smtp_server.messages[0].content
+
+
+def test_sweep_alerts_once_on_orders_stuck_past_the_threshold(pay, make_product, make_unpaid_order, settings):
+    # given: a paid order waiting for stock for an hour
+    settings.SWEEP_STUCK_MINUTES = 30
+    order = pay(make_unpaid_order(product=make_product(keys=0)))
+    Order.objects.filter(pk=order.pk).update(paid_at=timezone.now() - timedelta(hours=1))
+    # when
+    outs = [_sweep(), _sweep()]
+    # then
+    assert [o.endswith("1 orders stuck") for o in outs] == [True, True]
+    alert = OwnerAlert.objects.get(kind=AlertKind.SWEEPER)
+    assert alert.subject == "1 paid order(s) not delivered after 30 minutes"
+    assert alert.body == f"1 AWAITING_STOCK.\nOldest: {order.order_no}"
+    assert alert.occurrences == 2
+
+
+def test_sweep_records_its_last_run():
+    # when
+    _sweep()
+    # then
+    run = SweepRun.objects.get()
+    assert run.name == "sweep"
+    assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "stuck": 0}
+    assert run.finished_at >= run.started_at
+
+
+def test_a_sweep_started_while_another_runs_does_nothing(make_product, make_unpaid_order):
+    # given: another sweeper (another connection) holds the advisory lock, and there is work to do
+    order = make_unpaid_order(product=make_product(keys=1))
+    Order.objects.filter(pk=order.pk).update(hold_expires_at=timezone.now() - timedelta(seconds=1))
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or None, dbname=db["NAME"], user=db["USER"]) as other:
+        assert other.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [SWEEP_LOCK]).fetchone() == (True,)
+        # when
+        out = _sweep()
+    # then
+    assert out == "another sweep is running; nothing done"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PENDING_PAYMENT
+    assert SweepRun.objects.count() == 0
+
+
+def test_periodic_sweep_is_registered_once_and_repeats(run_worker, settings):
+    # given
+    settings.SWEEP_INTERVAL_SECONDS = 60
+    queue = django_rq.get_queue("default")
+    # when
+    registered = [sweep_periodic_register(), sweep_periodic_register()]
+    # then
+    assert registered == [True, False]
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == [SWEEP_JOB_ID]
+    # and when it comes due, it sweeps and puts itself back on the schedule
+    queue.enqueue_job(queue.fetch_job(SWEEP_JOB_ID))
+    run_worker()
+    job = queue.fetch_job(SWEEP_JOB_ID)
+    assert job.get_status() == JobStatus.SCHEDULED
+    assert SweepRun.objects.count() == 1
+
+
+def test_the_project_worker_registers_the_sweep_when_it_starts():
+    # given
+    queue = django_rq.get_queue("default")
+    worker = SweepingWorker([queue], connection=queue.connection)
+    # when: a long-running worker starts (and stops after a second idle)
+    worker.work(burst=False, max_idle_time=1)
+    # then
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == [SWEEP_JOB_ID]
+
+
+def test_a_burst_worker_does_not_register_the_sweep(run_worker):
+    # given
+    queue = django_rq.get_queue("default")
+    # when
+    SweepingWorker([queue], connection=queue.connection).work(burst=True)
+    # then
+    assert ScheduledJobRegistry(queue=queue).get_job_ids() == []
