@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from functools import partial
 
 import django_rq
 from django.conf import settings
@@ -44,7 +43,7 @@ def owner_alert_raise(*, kind: str, dedupe_key: str, subject: str, body: str = "
             return open_alert
         alert = OwnerAlert.objects.create(kind=kind, dedupe_key=dedupe_key, subject=subject[:200], body=body)
         logger.warning("owner alert %s: %s", kind, subject)
-        transaction.on_commit(partial(_enqueue_send, alert_id=alert.pk))
+        transaction.on_commit(lambda alert_id=alert.pk: _enqueue_send(alert_id=alert_id), robust=True)
         return alert
 
 

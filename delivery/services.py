@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from functools import partial
 
 import django_rq
 from django.conf import settings
@@ -45,7 +44,7 @@ def deliveries_create(*, order, channels: list[tuple[str, str]]) -> list[Deliver
             )
         else:
             delivery = Delivery.objects.create(order=order, channel=channel, recipient=recipient)
-            transaction.on_commit(partial(delivery_enqueue, delivery_id=delivery.pk))
+            transaction.on_commit(lambda delivery_id=delivery.pk: delivery_enqueue(delivery_id=delivery_id), robust=True)
         created.append(delivery)
     return created
 
@@ -221,7 +220,7 @@ def delivery_resend(*, delivery_id: int, enqueue: bool = True) -> bool:
         if not updated:
             return False
     if enqueue:
-        transaction.on_commit(partial(delivery_enqueue, delivery_id=delivery_id))
+        transaction.on_commit(lambda delivery_id=delivery_id: delivery_enqueue(delivery_id=delivery_id), robust=True)
     return True
 
 

@@ -19,9 +19,10 @@ from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus
 from inventory import services as inventory_services
 from inventory.selectors import key_on_order
 from riskctl.identity import BuyerContext, email_normalise, phone_normalise
+from riskctl.models import RiskEventKind
 from riskctl.services import (
     CheckoutBlocked, LimitExceeded, assessment_attach, checkout_assess, payment_assess, review_decide, review_open,
-    review_pending,
+    review_pending, risk_event_for_order,
 )
 from shop.access import order_token_new
 from shop.models import Order, OrderEvent, OrderEventType, OrderLine, OrderStatus, Product
@@ -401,6 +402,7 @@ def order_delivery_send(*, delivery_id: int) -> str:
                 delivered_at=timezone.now(),
             )
             order_event_record(order=order, type=OrderEventType.DELIVERED)
+            risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
     return delivery.status
 
 
@@ -478,6 +480,7 @@ def order_resend(*, order_id: int, actor: str, channels: list[str] | None = None
             order_event_record(
                 order=order, type=OrderEventType.RESEND_REQUESTED, actor=actor, data={"channels": list(sent_to)}
             )
+            risk_event_for_order(kind=RiskEventKind.RESEND, order_id=order.pk)
     return resent
 
 
@@ -579,3 +582,4 @@ def order_refund_complete(*, order: Order, actor: str, data: dict) -> None:
     """The money went back (or the owner was told to send it by hand): the
     buyer's timeline says so. Call inside a transaction."""
     order_event_record(order=order, type=OrderEventType.REFUNDED, actor=actor, data=data)
+    risk_event_for_order(kind=RiskEventKind.REFUNDED, order_id=order.pk, amount=order.amount)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 
 import django_rq
 from django.db import IntegrityError, transaction
@@ -37,6 +36,8 @@ from payments.models import (
 from payments.providers import provider_get
 from payments.providers.base import CallbackNotice, NoticeKind
 from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
+from riskctl.models import RiskEventKind
+from riskctl.services import risk_event_for_order
 from shop.models import Order, OrderEventType, OrderStatus
 from shop.services import (
     REFUNDABLE_STATUSES,
@@ -146,6 +147,8 @@ def _callback_apply(*, provider_id: str, notice: CallbackNotice) -> CallbackOutc
     if notice.kind == NoticeKind.DISPUTE:
         return _dispute_notice_apply(event=event, payment=payment, notice=notice)
     if not notice.succeeded:
+        # A declined or failed attempt: card testers leave many of these.
+        risk_event_for_order(kind=RiskEventKind.PAYMENT_FAILED, order_id=payment.order_id)
         return _event_settle(event, PaymentEventOutcome.IGNORED)
 
     order = Order.objects.select_for_update().get(pk=payment.order_id)
@@ -268,7 +271,7 @@ def _refund_notice_apply(*, event: PaymentEvent, payment: Payment, notice: Callb
         )
         Payment.objects.filter(pk=payment.pk, status=PaymentStatus.SUCCEEDED).update(status=PaymentStatus.REFUNDED)
         order_refund_complete(order=order, actor=actor, data={"refund": refund.pk, "amount": str(refund.amount)})
-        transaction.on_commit(partial(refund_email_enqueue, refund_id=refund.pk), robust=True)
+        transaction.on_commit(lambda refund_id=refund.pk: refund_email_enqueue(refund_id=refund_id), robust=True)
         return _event_settle(event, PaymentEventOutcome.REFUNDED)
     # Refunded after the keys went out, or only in part: a person decides.
     code = "PARTIAL_REFUND" if not full else "REFUNDED_AFTER_DELIVERY"
@@ -296,6 +299,7 @@ def _dispute_notice_apply(*, event: PaymentEvent, payment: Payment, notice: Call
         body=f"{notice.amount} {notice.currency} of payment {payment.reference} is disputed at {event.provider}. "
              "The order's timeline and its payment notices in admin are the evidence to submit.",
     )
+    risk_event_for_order(kind=RiskEventKind.DISPUTE, order_id=order.pk, amount=notice.amount)
     return _event_settle(event, PaymentEventOutcome.DISPUTED)
 
 

@@ -17,7 +17,6 @@ inside a transaction or under a row lock:
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -92,7 +91,7 @@ def payment_refund(*, order: Order, actor: str, reason: str) -> Refund:
                 subject=f"Refund order {locked.order_no} by hand at {payment.provider}",
                 body=result.instructions,
             )
-        transaction.on_commit(partial(refund_email_enqueue, refund_id=refund.pk), robust=True)
+        transaction.on_commit(lambda refund_id=refund.pk: refund_email_enqueue(refund_id=refund_id), robust=True)
     refund.refresh_from_db()
     logger.info("order %s refunded (%s) by %s", locked.order_no, refund.status, actor)
     return refund

@@ -248,3 +248,39 @@ def test_api_refuses_a_blocked_buyer_with_a_reference(client, make_product):
     assessment = Assessment.objects.get()
     assert error["message"] == f"This order cannot be taken. Quote {assessment.ref} to the shop."
     assert Order.objects.count() == 0
+
+
+def test_failed_payments_through_callbacks_trip_card_testing(client, make_product):
+    # given: five orders from one IP whose payments all fail at the gateway
+    from payments.models import Payment
+    from tests.conftest import NOTIFY_URL, sandbox_notice
+
+    product = make_product(keys=10)
+    for i in range(5):
+        order = _checkout(product, f"card{i}@example.com", ip="192.0.2.99")
+        Payment.objects.create(order=order, provider="sandbox", reference=order.order_no, amount=order.amount,
+                               currency=order.currency)
+        assert client.post(NOTIFY_URL, sandbox_notice(order, status="FAILED")).content == b"success"
+    # when / then
+    assert RiskEvent.objects.filter(kind="PAYMENT_FAILED", ip="192.0.2.99").count() == 5
+    with pytest.raises(CheckoutBlocked) as blocked:
+        _checkout(product, "next@example.com", ip="192.0.2.99")
+    assert Assessment.objects.get(ref=blocked.value.ref).reasons[0]["rule"] == "card-testing-ip"
+
+
+def test_a_delivered_order_counts_in_the_buyers_history(make_product, run_worker, smtp_server,
+                                                       django_capture_on_commit_callbacks):
+    # given
+    product = make_product(keys=2)
+    order = _checkout(product, "Loyal@Example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        _pay(order)
+    # when
+    run_worker()
+    # then
+    order.refresh_from_db()
+    assert order.status == OrderStatus.DELIVERED
+    assert list(RiskEvent.objects.filter(order_id=order.pk).values_list("kind", "email")) == [
+        ("ORDER_CREATED", "loyal@example.com"), ("ORDER_PAID", "loyal@example.com"),
+        ("DELIVERED", "loyal@example.com"),
+    ]
