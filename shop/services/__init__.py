@@ -1,0 +1,43 @@
+"""The shop's services, by topic; import them from here."""
+
+from shop.services.checkout import (  # noqa: F401
+    CheckoutError,
+    CheckoutTicket,
+    PlacedOrder,
+    checkout_place_order,
+    checkout_place_prepared,
+    checkout_prepare,
+)
+from shop.services.deliveries import (  # noqa: F401
+    STUCK_LISTED,
+    SWEEP_LOCK,
+    ResendNotAllowed,
+    SweepReport,
+    order_delivery_dead_letter,
+    order_delivery_failed,
+    order_delivery_send,
+    order_resend,
+    orders_stuck_alert,
+    sweep_run,
+)
+from shop.services.fulfilment import (  # noqa: F401
+    order_fill_from_stock,
+    order_fulfil,
+    order_handover,
+    order_key_get,
+    order_key_replace,
+    order_review_approve,
+    product_low_stock_check,
+    product_stock_import,
+)
+from shop.services.orders import (  # noqa: F401
+    REFUNDABLE_STATUSES,
+    SYSTEM,
+    OrderTransitionError,
+    order_event_record,
+    order_expire,
+    order_mark_paid,
+    order_refund_begin,
+    order_refund_complete,
+    orders_expire_due,
+)

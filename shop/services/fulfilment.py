@@ -1,0 +1,204 @@
+"""Fulfilment: keys for a paid order, review holds, waiting orders, replacements."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+
+from delivery import services as delivery_services
+from delivery.alerts import owner_alert_raise
+from delivery.models import AlertKind, Channel
+from inventory import services as inventory_services
+from inventory.selectors import key_on_order
+from riskctl.services import (
+    payment_assess,
+    review_decide,
+    review_open,
+    review_pending,
+)
+from shop.models import (
+    Order,
+    OrderEventType,
+    OrderStatus,
+    Product,
+)
+from shop.services.orders import (
+    SYSTEM,
+    OrderTransitionError,
+    _order_transition,
+    order_event_record,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def order_fulfil(*, order: Order) -> str:
+    """Reserve the keys of a PAID (or AWAITING_STOCK) order and hand them over.
+    Call inside a transaction holding the order's lock. Returns the new status.
+
+    All lines get their keys or none do: short of stock → AWAITING_STOCK (no
+    partial delivery; an order already waiting just keeps waiting). Otherwise
+    the keys go to the buyer's inbox (the order page) in this transaction and
+    one outbox Delivery per other channel is written, to be sent after commit.
+    """
+    source = order.status
+    lines = list(order.lines.all())
+    review = _order_review_at_payment(order=order, lines=lines) if source == OrderStatus.PAID else \
+        review_pending(order_id=order.pk)
+    try:
+        with transaction.atomic():
+            claimed = {line.pk: inventory_services.keys_reserve(line=line) for line in lines}
+    except inventory_services.KeysUnavailable as short:
+        if source == OrderStatus.AWAITING_STOCK:
+            return order.status
+        _order_transition(order=order, source=[OrderStatus.PAID], target=OrderStatus.AWAITING_STOCK)
+        order_event_record(
+            order=order, type=OrderEventType.AWAITING_STOCK, data={"wanted": short.wanted, "free": short.claimed}
+        )
+        logger.warning("order %s awaiting stock: wanted %d, free %d", order.order_no, short.wanted, short.claimed)
+        return order.status
+    if source == OrderStatus.AWAITING_STOCK:
+        order_event_record(order=order, type=OrderEventType.STOCK_FILLED)
+    order_event_record(
+        order=order, type=OrderEventType.KEYS_RESERVED, data={"keys": sum(len(ids) for ids in claimed.values())}
+    )
+    if review is not None:
+        # Held for a human: the keys are set aside but not revealed.
+        _order_transition(order=order, source=[source], target=OrderStatus.IN_REVIEW)
+        return order.status
+    order_handover(order=order, lines=lines, source=source)
+    return order.status
+
+
+def _order_review_at_payment(*, order: Order, lines: list) -> object | None:
+    """Assess a just-paid order; on REVIEW open the review item, tell the
+    owner (one digest per window, not one mail per order) and return it."""
+    assessment = payment_assess(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines],
+                                amount=order.amount)
+    if assessment.decision != "REVIEW":
+        return None
+    review = review_open(order_id=order.pk, assessment=assessment)
+    order_event_record(order=order, type=OrderEventType.REVIEW_OPENED,
+                       data={"ref": assessment.ref, "score": assessment.score})
+    owner_alert_raise(
+        kind=AlertKind.REVIEW, dedupe_key="review-queue",
+        subject="Orders are waiting for review",
+        body=f"Order {order.order_no} (score {assessment.score}) and possibly others wait in the review queue.",
+    )
+    return review
+
+
+def order_handover(*, order: Order, lines: list, source: str) -> None:
+    """Reveal reserved keys: inbox now, other channels from the outbox. Call
+    inside a transaction holding the order's lock."""
+    for line in lines:
+        inventory_services.keys_mark_delivered(line=line)
+    channels = [(Channel.INBOX, ""), (Channel.EMAIL, order.email)]
+    if order.phone:  # the buyer gave a phone number: the key by SMS too
+        channels.append((Channel.SMS, order.phone))
+    delivery_services.deliveries_create(order=order, channels=channels)
+    _order_transition(order=order, source=[source], target=OrderStatus.FULFILLING)
+    order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": Channel.INBOX})
+    for product_id in {line.product_id for line in lines}:
+        product_low_stock_check(product_id=product_id)
+
+
+def order_review_approve(*, order_id: int, user=None, note: str = "") -> str:
+    """A human approved a held order: deliver it (or, if it is still waiting
+    for stock, let the fill deliver it). Returns the order's status."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        review_decide(order_id=order_id, outcome="APPROVED", user=user, note=note)
+        actor = f"staff:{user.get_username()}" if user else SYSTEM
+        order_event_record(order=order, type=OrderEventType.REVIEW_APPROVED, actor=actor, data={"note": note[:500]})
+        if order.status == OrderStatus.IN_REVIEW:
+            order_handover(order=order, lines=list(order.lines.all()), source=OrderStatus.IN_REVIEW)
+    return order.status
+
+
+def product_low_stock_check(*, product_id: int) -> bool:
+    """Alert the owner once when a product's stock falls to its threshold."""
+    policy = inventory_services.low_stock_crossed(product_id=product_id)
+    if policy is None:
+        return False
+    product = Product.objects.get(pk=product_id)
+    owner_alert_raise(
+        kind=AlertKind.LOW_STOCK,
+        dedupe_key=f"low-stock:{product_id}:{policy.low_stock_alerted_at.isoformat()}",
+        subject=f"Low stock: {product.name} is down to {policy.low_stock_threshold} keys or fewer",
+        body=f"Import more keys for {product.name} ({product.slug}).",
+    )
+    return True
+
+
+def order_fill_from_stock(*, product_id: int | None = None) -> int:
+    """Fill AWAITING_STOCK orders (of one product, or all), oldest paid first.
+
+    Each order is filled in its own short transaction through the normal
+    fulfilment path (keys, inbox, email outbox, events). Per product the queue
+    is strict: when the oldest waiting order cannot be filled, younger ones of
+    the same product wait behind it. Orders locked elsewhere are skipped and
+    picked up by the next call. Returns the number of orders filled.
+    """
+    waiting = Order.objects.filter(status=OrderStatus.AWAITING_STOCK)
+    if product_id is not None:
+        waiting = waiting.filter(lines__product_id=product_id)
+    blocked: set[int] = set()
+    filled = 0
+    for order_id in waiting.order_by("paid_at", "id").values_list("pk", flat=True).distinct():
+        with transaction.atomic():
+            order = (
+                Order.objects.select_for_update(skip_locked=True)
+                .filter(pk=order_id, status=OrderStatus.AWAITING_STOCK).first()
+            )
+            if order is None:
+                continue
+            products = set(order.lines.values_list("product_id", flat=True))
+            if products & blocked:
+                continue
+            if order_fulfil(order=order) == OrderStatus.FULFILLING:
+                filled += 1
+            else:
+                blocked |= products
+    return filled
+
+
+def product_stock_import(*, product: Product, entries, source: str, created_by=None, progress=None):
+    """Import keys, then serve the orders that were waiting for them and re-arm
+    the low-stock alert. Returns the import report."""
+    report = inventory_services.keys_import(
+        product=product, entries=entries, source=source, created_by=created_by, progress=progress
+    )
+    if report.added:
+        order_fill_from_stock(product_id=product.pk)
+        inventory_services.low_stock_rearm(product_id=product.pk)
+    return report
+
+
+def order_key_replace(*, order_id: int, key_id: int, actor: str, reason: str, ip: str | None = None) -> int:
+    """Replace a delivered key that does not work: the old one is voided (kept
+    on the line as evidence), a new one is reserved and handed over to the
+    inbox in the same transaction. Returns the new key's id."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status not in Order.KEYS_VISIBLE:
+            raise OrderTransitionError(order=order, wanted="key replaced")
+        key = order_key_get(order=order, key_id=key_id)
+        line = key.order_line
+        inventory_services.key_void_delivered(key_id=key_id, line=line, reason=reason, actor=actor, ip=ip)
+        new_id = inventory_services.keys_reserve(line=line, quantity=1)[0]
+        inventory_services.keys_mark_delivered(line=line)
+        order_event_record(
+            order=order, type=OrderEventType.KEY_REPLACED, actor=actor,
+            data={"old_key": key_id, "new_key": new_id, "reason": reason[:200]},
+        )
+        product_low_stock_check(product_id=line.product_id)
+    return new_id
+
+
+def order_key_get(*, order: Order, key_id: int):
+    key = key_on_order(order_id=order.pk, key_id=key_id)
+    if key is None:
+        raise inventory_services.KeyStateError("KEY_NOT_ON_ORDER", "this key is not on this order")
+    return key
