@@ -15,6 +15,9 @@ class Product(models.Model):
     currency = models.CharField(max_length=3, default="CNY")
     active = models.BooleanField(default=True)
     max_per_order = models.PositiveIntegerField(default=10, help_text="Most keys one order may buy.")
+    # Channels besides the order page (which every order gets).
+    deliver_by_email = models.BooleanField(default=True, help_text="Email the keys to the buyer.")
+    deliver_by_sms = models.BooleanField(default=True, help_text="Text the keys when the buyer gives a phone number.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -43,7 +43,7 @@ def order_fulfil(*, order: Order) -> str:
     one outbox Delivery per other channel is written, to be sent after commit.
     """
     source = order.status
-    lines = list(order.lines.all())
+    lines = list(order.lines.select_related("product"))
     review = _order_review_at_payment(order=order, lines=lines) if source == OrderStatus.PAID else \
         review_pending(order_id=order.pk)
     try:
@@ -94,9 +94,12 @@ def order_handover(*, order: Order, lines: list, source: str) -> None:
     inside a transaction holding the order's lock."""
     for line in lines:
         inventory_services.keys_mark_delivered(line=line)
-    channels = [(Channel.INBOX, ""), (Channel.EMAIL, order.email)]
-    if order.phone:  # the buyer gave a phone number: the key by SMS too
-        channels.append((Channel.SMS, order.phone))
+    products = [line.product for line in lines]  # lines come with select_related("product")
+    channels = [(Channel.INBOX, "")]
+    if any(product.deliver_by_email for product in products):
+        channels.append((Channel.EMAIL, order.email))
+    if order.phone and any(product.deliver_by_sms for product in products):
+        channels.append((Channel.SMS, order.phone))  # the buyer gave a phone number
     delivery_services.deliveries_create(order=order, channels=channels)
     _order_transition(order=order, source=[source], target=OrderStatus.FULFILLING)
     order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": Channel.INBOX})
@@ -113,7 +116,7 @@ def order_review_approve(*, order_id: int, user=None, note: str = "") -> str:
         actor = f"staff:{user.get_username()}" if user else SYSTEM
         order_event_record(order=order, type=OrderEventType.REVIEW_APPROVED, actor=actor, data={"note": note[:500]})
         if order.status == OrderStatus.IN_REVIEW:
-            order_handover(order=order, lines=list(order.lines.all()), source=OrderStatus.IN_REVIEW)
+            order_handover(order=order, lines=list(order.lines.select_related("product")), source=OrderStatus.IN_REVIEW)
     return order.status
 
 
