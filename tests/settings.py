@@ -5,10 +5,17 @@ the same server. Redis: a database number of its own (flushed per test), so a
 running ``make run`` worker never picks up a test's jobs.
 """
 
-from shop.settings import *  # noqa: F401,F403
-from shop.settings import REDIS_URL, RQ_QUEUES
+import os
 
-TEST_REDIS_DB = 9
+from shop.settings import *  # noqa: F401,F403
+from shop.settings import DATABASES, REDIS_URL, RQ_QUEUES
+
+# Two test runs at once on one machine (two engineers, two terminals) must not
+# share a database or a Redis db: KAMIDROP_TEST_DB / KAMIDROP_TEST_REDIS_DB
+# give a run its own.
+TEST_REDIS_DB = int(os.environ.get("KAMIDROP_TEST_REDIS_DB", "9"))
+if os.environ.get("KAMIDROP_TEST_DB"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["KAMIDROP_TEST_DB"]}
 
 
 def _with_db(url: str, db: int) -> str:
