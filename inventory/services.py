@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -222,7 +223,7 @@ def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
                 WHERE product_id = %s AND status = %s
                 ORDER BY id
                 LIMIT %s
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE{" SKIP LOCKED" if settings.INVENTORY_CLAIM_SKIP_LOCKED else ""}
             )
             UPDATE {table} AS k
             SET status = %s, order_line_id = %s, reserved_at = %s

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import operator
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -56,14 +57,14 @@ class LimitExceeded(Exception):
 # --- lists ------------------------------------------------------------------------
 
 
-def _live_entries(list_type: str):
-    return ListEntry.objects.filter(list_type=list_type).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
-    )
+def _live_entries(list_type: str | None):
+    entries = ListEntry.objects.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+    return entries.filter(list_type=list_type) if list_type else entries
 
 
-def list_matches(*, list_type: str, buyer: BuyerContext) -> list[ListEntry]:
-    """The live entries of one list that match any identifier of the buyer."""
+def list_matches(*, list_type: str | None, buyer: BuyerContext) -> list[ListEntry]:
+    """The live entries of one list (or of both, with None) that match any
+    identifier of the buyer."""
     exact = Q(kind=IdentifierKind.EMAIL, value=buyer.email)
     if buyer.device:
         exact |= Q(kind=IdentifierKind.DEVICE, value=buyer.device)
@@ -188,15 +189,31 @@ class _Verdict:
     versions: dict
 
 
-def _thresholds(product_id: int | None) -> tuple[int, int]:
-    row = (Thresholds.objects.filter(product_id=product_id).first() if product_id else None) or \
-        Thresholds.objects.filter(product__isnull=True).first()
-    return (row.review_at, row.block_at) if row else (50, 80)
+_config_cache: dict = {"until": 0.0}
+
+
+def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]]]:
+    """Active rules and all thresholds, re-read at most every
+    RISK_CONFIG_CACHE_SECONDS per process: on the paid hot path they are read
+    far more often than an owner edits them."""
+    now = time.monotonic()
+    if now >= _config_cache["until"]:
+        _config_cache["rules"] = list(Rule.objects.filter(active=True).order_by("code"))
+        _config_cache["thresholds"] = {
+            row.product_id: (row.review_at, row.block_at) for row in Thresholds.objects.all()
+        }
+        _config_cache["until"] = now + settings.RISK_CONFIG_CACHE_SECONDS
+    return _config_cache["rules"], _config_cache["thresholds"]
+
+
+def _thresholds(product_id: int | None, thresholds: dict) -> tuple[int, int]:
+    return thresholds.get(product_id) or thresholds.get(None) or (50, 80)
 
 
 def _evaluate(*, features: dict, product_id: int | None) -> _Verdict:
     score, hard, reasons, shadow, versions = 0, None, [], [], {}
-    for rule in Rule.objects.filter(active=True).order_by("code"):
+    rules, thresholds = _risk_config()
+    for rule in rules:
         versions[rule.code] = rule.version
         value = features.get(rule.feature)
         if value is None or not _OPERATORS[rule.operator](Decimal(str(value)), rule.threshold):
@@ -212,7 +229,7 @@ def _evaluate(*, features: dict, product_id: int | None) -> _Verdict:
             reasons.append(hit)
             hard = Decision.BLOCK if rule.action == RuleAction.BLOCK or hard == Decision.BLOCK else Decision.REVIEW
     score = max(0, min(100, score))
-    review_at, block_at = _thresholds(product_id)
+    review_at, block_at = _thresholds(product_id, thresholds)
     if hard == Decision.BLOCK or score >= block_at:
         decision = Decision.BLOCK
     elif hard == Decision.REVIEW or score >= review_at:
@@ -230,8 +247,9 @@ def _ref_new() -> str:
 def _assess(*, stage: str, buyer: BuyerContext, product_id: int | None, quantity: int, amount: Decimal,
             order_id: int | None = None) -> Assessment:
     features = features_compute(buyer=buyer, amount=amount, quantity=quantity, exclude_order_id=order_id)
-    allowed = list_matches(list_type=ListType.ALLOW, buyer=buyer)
-    blocked = list_matches(list_type=ListType.BLOCK, buyer=buyer) if not allowed else []
+    listed = list_matches(list_type=None, buyer=buyer)
+    allowed = [entry for entry in listed if entry.list_type == ListType.ALLOW]
+    blocked = [entry for entry in listed if entry.list_type == ListType.BLOCK]
     verdict = _evaluate(features=features, product_id=product_id)
     if allowed:
         verdict.decision = Decision.ALLOW

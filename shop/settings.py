@@ -194,12 +194,21 @@ SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
 # Minutes a checkout holds stock for the buyer to pay.
 ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
 
+# --- inventory ------------------------------------------------------------------
+
+# Bench only: 0 makes the key claim a plain FOR UPDATE, to measure what
+# SKIP LOCKED buys under contention (bench/flash_sale.py --claim both).
+INVENTORY_CLAIM_SKIP_LOCKED = env_bool("BENCH_CLAIM_SKIP_LOCKED", True)
+
 # --- risk control -------------------------------------------------------------
 
 # Proxies whose X-Forwarded-For is believed (IPs or CIDR ranges, comma-separated).
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # django-ratelimit keys on the same client IP the risk rules see.
 RATELIMIT_IP_META_KEY = "riskctl.identity.ratelimit_ip"
+# Seconds a process may keep using the risk rules and thresholds it read
+# (edits in the admin take effect within this long).
+RISK_CONFIG_CACHE_SECONDS = env_int("RISK_CONFIG_CACHE_SECONDS", 5)
 # What the buyer is told while an order is being checked.
 REVIEW_EXPECTED_WAIT = env_str("REVIEW_EXPECTED_WAIT", "usually within 2 hours")
 

@@ -34,3 +34,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SANDBOX_ENABLED = True
 SANDBOX_SECRET = "test-sandbox-secret"
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
+# Tests edit rules and thresholds and expect the next assessment to see them.
+RISK_CONFIG_CACHE_SECONDS = 0

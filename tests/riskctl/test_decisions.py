@@ -284,3 +284,23 @@ def test_a_delivered_order_counts_in_the_buyers_history(make_product, run_worker
         ("ORDER_CREATED", "loyal@example.com"), ("ORDER_PAID", "loyal@example.com"),
         ("DELIVERED", "loyal@example.com"),
     ]
+
+
+def test_rules_are_read_once_per_cache_window(make_product, settings, django_assert_max_num_queries):
+    # given
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from riskctl import services as risk_services
+
+    settings.RISK_CONFIG_CACHE_SECONDS = 60
+    risk_services._config_cache["until"] = 0.0
+    product = make_product(keys=5)
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        _checkout(product, "a@example.com")
+        _checkout(product, "b@example.com")
+    # then
+    rule_reads = [q for q in queries.captured_queries if 'FROM "riskctl_rule"' in q["sql"]]
+    assert len(rule_reads) == 1
+    risk_services._config_cache["until"] = 0.0

@@ -1,0 +1,170 @@
+"""Flash-sale benchmark: N buyers pay for K keys (N > K) at once.
+
+    .venv/bin/python bench/flash_sale.py [--keys 5000 --orders 10000 --concurrency 32]
+        [--claim skip|plain|both] [--rate 0] [--web-workers 4] [--rq-workers 2]
+
+Starts the stack (gunicorn, RQ workers, SMTP sink) on the embedded servers,
+creates K keys and N unpaid EPay orders, fires N signed notifies over HTTP from
+a separate load process, waits until every fulfilled order's email reached
+the SMTP sink, then checks: no oversell, no key twice, every order DELIVERED or
+AWAITING_STOCK, and `manage.py audit`. Reports callbacks/s, callback latency,
+paid → email latency and peak memory, and appends them to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg  # noqa: E402
+
+from stack import BASE_DIR, PY, Stack, commit, machine, percentile  # noqa: E402
+
+
+def database_url_for_psycopg(django_url: str) -> str:
+    return django_url
+
+
+def run_once(args, *, skip_locked: bool) -> dict:
+    extra = {"BENCH_CLAIM_SKIP_LOCKED": "1" if skip_locked else "0"}
+    with Stack(web_workers=args.web_workers, rq_workers=args.rq_workers, worker_class=args.worker_class,
+               extra_env=extra) as stack:
+        bodies = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False).name
+        setup = stack.manage_script("bench/flash_setup.py", "--keys", str(args.keys), "--orders", str(args.orders),
+                                    "--bodies", bodies)
+        peaks = {"web": 0.0, "workers": 0.0}
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                try:
+                    peaks["web"] = max(peaks["web"], stack.rss_mb("web"))
+                    peaks["workers"] = max(peaks["workers"], sum(stack.rss_mb(n) for n in stack.processes
+                                                                 if n.startswith("worker")))
+                except Exception:
+                    pass
+                time.sleep(0.5)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+        load = [PY, "bench/load.py", "--url", f"http://127.0.0.1:{stack.web_port}/payments/epay/notify",
+                "--bodies", bodies, "--concurrency", str(args.concurrency), "--out", out]
+        if args.rate:
+            load += ["--rate", str(args.rate)]
+        import subprocess
+
+        subprocess.run(load, cwd=BASE_DIR, check=True)
+        loaded = json.load(open(out))
+        results = [r for r in loaded["results"] if r]
+        conn = psycopg.connect(stack.env["DATABASE_URL"], autocommit=True)
+        fulfilled = conn.execute(
+            "SELECT count(*) FROM shop_order WHERE status IN ('FULFILLING', 'DELIVERED')").fetchone()[0]
+        deadline = time.monotonic() + args.drain_timeout
+        while time.monotonic() < deadline:
+            sent = conn.execute(
+                "SELECT count(*) FROM delivery_delivery WHERE channel = 'EMAIL' AND status = 'SENT'").fetchone()[0]
+            if sent >= fulfilled:
+                break
+            time.sleep(0.5)
+        sampling.set()
+        sampler.join()
+        paid_at = dict(conn.execute(
+            "SELECT order_no, extract(epoch FROM paid_at) FROM shop_order WHERE paid_at IS NOT NULL").fetchall())
+        arrivals = {}
+        for record in stack.sink_arrivals():
+            order_no = record["message_id"].split(".", 1)[-1].split("@", 1)[0]
+            arrivals.setdefault(order_no, record["at"])
+        email_ms = [(arrivals[no] - float(paid_at[no])) * 1000 for no in arrivals if no in paid_at]
+        statuses = dict(conn.execute("SELECT status, count(*) FROM shop_order GROUP BY status").fetchall())
+        delivered_keys = conn.execute(
+            "SELECT count(*), count(DISTINCT order_line_id) FROM inventory_cardkey WHERE status = 'DELIVERED'"
+        ).fetchone()
+        conn.close()
+        audit = stack.manage("audit", check=False)
+        return {
+            "skip_locked": skip_locked,
+            "setup": setup.strip(),
+            "elapsed_s": loaded["elapsed_s"],
+            "callbacks_per_s": len(results) / loaded["elapsed_s"],
+            "ok_replies": sum(1 for r in results if r["reply"] == "success"),
+            "latency": [percentile([r["latency_ms"] for r in results], q) for q in (50, 95, 99)],
+            "email_ms": [percentile(email_ms, q) for q in (50, 95, 99)],
+            "emails": len(email_ms),
+            "statuses": statuses,
+            "delivered_keys": delivered_keys[0],
+            "distinct_lines": delivered_keys[1],
+            "audit": (audit.returncode, (audit.stdout or audit.stderr).strip().splitlines()[-1:] or [""]),
+            "peak_web_mb": peaks["web"],
+            "peak_workers_mb": peaks["workers"],
+        }
+
+
+def verdict(run: dict, keys: int, orders: int) -> list[str]:
+    problems = []
+    if run["delivered_keys"] > keys:
+        problems.append(f"OVERSOLD: {run['delivered_keys']} keys delivered of {keys}")
+    if run["delivered_keys"] != run["distinct_lines"]:
+        problems.append("a key is on two lines")
+    done = run["statuses"].get("DELIVERED", 0) + run["statuses"].get("AWAITING_STOCK", 0)
+    if done != orders:
+        problems.append(f"{orders - done} orders neither DELIVERED nor AWAITING_STOCK: {run['statuses']}")
+    if run["audit"][0] != 0:
+        problems.append(f"audit exit {run['audit'][0]}: {run['audit'][1]}")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keys", type=int, default=5000)
+    parser.add_argument("--orders", type=int, default=10000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=0)
+    parser.add_argument("--claim", choices=["skip", "plain", "both"], default="both")
+    parser.add_argument("--web-workers", type=int, default=4)
+    parser.add_argument("--rq-workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="")
+    parser.add_argument("--drain-timeout", type=float, default=300)
+    args = parser.parse_args()
+
+    modes = {"skip": [True], "plain": [False], "both": [True, False]}[args.claim]
+    runs = [run_once(args, skip_locked=mode) for mode in modes]
+    command = "`.venv/bin/python bench/flash_sale.py " + " ".join(sys.argv[1:]) + "`"
+    lines = [f"\n## flash sale — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
+             f"- machine: {machine()}; commit {commit()}", f"- command: {command}",
+             f"- {args.keys:,} keys, {args.orders:,} orders, concurrency {args.concurrency}"
+             + (f", paced at {args.rate:g}/s" if args.rate else "")
+             + f"; gunicorn {args.web_workers} sync workers, {args.rq_workers} RQ workers"
+             + (f" ({args.worker_class})" if args.worker_class else "")]
+    for run in runs:
+        label = "SKIP LOCKED" if run["skip_locked"] else "plain FOR UPDATE"
+        problems = verdict(run, args.keys, args.orders)
+        lines += [
+            f"- **{label}**: {run['callbacks_per_s']:,.0f} callbacks/s ({args.orders:,} in {run['elapsed_s']:.1f} s, "
+            f"{run['ok_replies']:,} answered success); callback latency p50/p95/p99 "
+            f"{run['latency'][0]:.0f} / {run['latency'][1]:.0f} / {run['latency'][2]:.0f} ms; "
+            f"paid → email accepted by SMTP p50/p95/p99 {run['email_ms'][0]:.0f} / {run['email_ms'][1]:.0f} / "
+            f"{run['email_ms'][2]:.0f} ms ({run['emails']:,} emails); peak RSS web {run['peak_web_mb']:.0f} MB, "
+            f"workers {run['peak_workers_mb']:.0f} MB",
+            f"  - orders: {run['statuses']}; keys delivered {run['delivered_keys']:,} on "
+            f"{run['distinct_lines']:,} lines; audit: exit {run['audit'][0]} {run['audit'][1][0] if run['audit'][1] else ''}",
+            f"  - verdict: {'OK (no oversell, no key twice, every order DELIVERED or AWAITING_STOCK)' if not problems else '; '.join(problems)}",
+        ]
+    if len(runs) == 2:
+        lines.append(f"- SKIP LOCKED / plain FOR UPDATE throughput: "
+                     f"{runs[0]['callbacks_per_s'] / runs[1]['callbacks_per_s']:.2f}×")
+    with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
