@@ -26,7 +26,9 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	exec $(PY) -m shop.devstack
 
+# The browser tests drive Debian's Chromium; install it when missing (root in CI).
 test: install
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 migrate: install

@@ -30,6 +30,9 @@ parser.add_argument("--keys", type=int, required=True)
 parser.add_argument("--orders", type=int, required=True)
 parser.add_argument("--bodies", required=True)
 parser.add_argument("--copies", type=int, default=1, help="send each notify this many times (chaos)")
+parser.add_argument("--forged", type=int, default=0, help="add this many notifies with a bad sign (chaos)")
+parser.add_argument("--wrong-amount", type=int, default=0,
+                    help="add this many correctly signed notifies for too little money under a new trade (chaos)")
 args = parser.parse_args()
 
 price = Decimal("10.00")
@@ -56,6 +59,13 @@ for i, order in enumerate(orders):
               "param": "", "sign_type": "MD5"}
     params["sign"] = epay_sign(params, os.environ["EPAY_KEY"])
     bodies.extend([urlencode(params)] * args.copies)
+    if i < args.forged:
+        bodies.append(urlencode({**params, "sign": "0" * 32}))
+    if args.forged <= i < args.forged + args.wrong_amount:
+        wrong = {**params, "money": "0.01", "trade_no": f"W{i:015d}"}
+        wrong.pop("sign")
+        wrong["sign"] = epay_sign(wrong, os.environ["EPAY_KEY"])
+        bodies.append(urlencode(wrong))
 random.shuffle(bodies)
 Path(args.bodies).write_text("\n".join(bodies) + "\n")
 print(f"{args.keys} keys, {args.orders} orders, {len(bodies)} notify bodies")

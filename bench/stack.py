@@ -19,7 +19,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 PY = sys.executable
 BENCH_DB = "kamidrop_bench"
-BENCH_REDIS_DB = 12
+BENCH_REDIS_DB = 0
+BENCH_REDIS_ROOT = Path("/tmp/kamidrop-bench")
 EPAY_PID, EPAY_KEY = "1001", "bench-epay-key"
 
 
@@ -49,7 +50,8 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None) -> di
     with psycopg.connect(base.replace(f"/{embedded.DATABASE_NAME}?", "/postgres?"), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    redis_url = f"{embedded.redis_ensure()}?db={BENCH_REDIS_DB}"
+    # A Redis of its own: the chaos run stops it, and nothing else may notice.
+    redis_url = f"{embedded.redis_ensure(root=BENCH_REDIS_ROOT)}?db={BENCH_REDIS_DB}"
     redis.Redis.from_url(redis_url).flushdb()
     return {
         **os.environ,
@@ -92,7 +94,7 @@ class Stack:
 
     def start_process(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
         process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=open(f"/tmp/kamidrop-bench-{name}.log", "w"),
+                                   stdout=subprocess.DEVNULL, stderr=open(f"/tmp/kamidrop-bench-{name}.log", "a"),
                                    **kwargs)
         self.processes[name] = process
         return process
@@ -102,6 +104,15 @@ class Stack:
         if self.worker_class:
             argv += ["--worker-class", self.worker_class]
         return self.start_process(name, argv)
+
+    def workers_revive(self) -> int:
+        """Restart workers that exited (as compose's restart policy would); return how many."""
+        revived = 0
+        for name in [n for n, p in self.processes.items() if n.startswith("worker") and p.poll() is not None]:
+            self.processes.pop(name)
+            self.start_worker(name)
+            revived += 1
+        return revived
 
     def __enter__(self) -> "Stack":
         self.manage("migrate", "-v", "0")
@@ -113,6 +124,8 @@ class Stack:
                                    "--backlog", "2048", "--timeout", "60"])
         for n in range(self.rq_workers):
             self.start_worker(f"worker{n}")
+        self.start_process("sweeper", [PY, "manage.py", "sweep", "--every",
+                                       self.env.get("SWEEP_INTERVAL_SECONDS", "60")])
         deadline = time.monotonic() + 60
         while True:
             try:

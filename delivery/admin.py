@@ -7,8 +7,17 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 from django_rq.settings import QUEUES_MAP
 
-from delivery.models import Delivery, DeliveryAttempt, DeliveryStatus, OwnerAlert, SweepRun
+from delivery.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    OwnerAlert,
+    SweepRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from delivery.services import QUEUE
+from delivery.webhooks import webhook_resend
 from shop.admin import ReadOnlyAdminMixin
 from shop.services import ResendNotAllowed, order_delivery_dead_letter, order_resend
 
@@ -108,3 +117,31 @@ class OwnerAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class SweepRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("name", "started_at", "finished_at", "result")
     fields = ("name", "started_at", "finished_at", "result")
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("url", "event_list", "active", "description", "created_at")
+    list_filter = ("active",)
+    fields = ("url", "secret", "events", "active", "description")
+
+    @admin.display(description="events")
+    def event_list(self, obj):
+        return ", ".join(obj.events) or "all"
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("event", "endpoint", "status", "attempts", "response_code", "last_error", "created_at", "sent_at")
+    list_select_related = ("endpoint",)
+    list_filter = ("status", "event")
+    fields = (
+        "endpoint", "event", "status", "attempts", "response_code", "last_error", "payload",
+        "created_at", "last_attempt_at", "sent_at",
+    )
+    actions = ["send_again"]
+
+    @admin.action(description="Send the selected webhooks again")
+    def send_again(self, request, queryset):
+        sent = sum(webhook_resend(delivery_id=pk) for pk in queryset.order_by("id").values_list("pk", flat=True))
+        self.message_user(request, f"{sent} webhook(s) will be sent again.", messages.SUCCESS)

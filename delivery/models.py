@@ -129,9 +129,77 @@ class OwnerAlert(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Over OWNER_ALERT_RATE_PER_HOUR for its kind: kept in the admin, not sent.
+    suppressed = models.BooleanField(default=False)
+    # The notification channels (email, webhook, telegram) it reached: a retry
+    # of the send job skips them.
+    sent_channels = models.JSONField(default=list, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["dedupe_key", "created_at"], name="owneralert_key_idx")]
 
     def __str__(self):
         return f"{self.kind}: {self.subject}"
+
+
+class WebhookEvent(models.TextChoices):
+    ORDER_PAID = "order.paid", "Order paid"
+    ORDER_DELIVERED = "order.delivered", "Order delivered"
+    ORDER_REFUNDED = "order.refunded", "Order refunded"
+    PRODUCT_LOW_STOCK = "product.low_stock", "Product low on stock"
+
+
+class WebhookEndpoint(models.Model):
+    """A merchant's URL that hears about orders and stock, signed with ``secret``."""
+
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200, help_text="Shared secret: X-Kamidrop-Signature is an HMAC-SHA256 with it.")
+    events = models.JSONField(default=list, blank=True, help_text='Event names, e.g. ["order.paid"]; empty: all.')
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.url
+
+    def wants(self, event: str) -> bool:
+        return not self.events or event in self.events
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "PENDING", "Pending"
+    SENT = "SENT", "Sent"
+    FAILED = "FAILED", "Failed"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the log the admin shows, and the job's state."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40, choices=WebhookEvent.choices)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=10, choices=WebhookDeliveryStatus.choices, default=WebhookDeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    response_code = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=WebhookDeliveryStatus.values), name="webhookdelivery_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="webhookdelivery_status_idx")]
+
+    def __str__(self):
+        return f"{self.event} → {self.endpoint_id} ({self.status})"
+
+    @property
+    def job_id(self) -> str:
+        return f"webhook-{self.pk}"

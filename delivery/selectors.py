@@ -24,3 +24,20 @@ def deliveries_select(
     if channel:
         deliveries = deliveries.filter(channel=channel)
     return deliveries.distinct().order_by("created_at", "id")
+
+
+def delivery_oldest_pending_at() -> datetime | None:
+    """When the oldest delivery still waiting to be sent was written (None: none waits)."""
+    from delivery.models import DeliveryStatus
+
+    return (
+        Delivery.objects.filter(status=DeliveryStatus.PENDING).order_by("created_at")
+        .values_list("created_at", flat=True).first()
+    )
+
+
+def sweep_last_run(*, name: str = "sweep"):
+    """The sweeper's last recorded run, or None if it never ran."""
+    from delivery.models import SweepRun
+
+    return SweepRun.objects.filter(name=name).first()

@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from rq import Callback, Retry
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 
 from delivery.alerts import owner_alert_raise
 from delivery.channels import channel_get
@@ -230,25 +231,44 @@ def deliveries_all_sent(*, order_id: int) -> bool:
 
 # --- the sweeper's part -------------------------------------------------------
 
-_LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+_LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.DEFERRED}
 SWEEP_BATCH = 500
 
 
-def _job_live(job: Job | None, *, now: datetime) -> bool:
+def _job_live(job: Job | None, *, now: datetime, scheduled: ScheduledJobRegistry | None = None) -> bool:
     """Will this job still run the send? A STARTED job older than the send
     lease is dead: the job timeout is shorter than the lease, so a live one
-    would have ended (its worker was SIGKILLed or lost)."""
+    would have ended (its worker was SIGKILLed or lost). A retry SCHEDULED for
+    a time long past is dead too: no scheduler is left to release it (the
+    worker holding the scheduler lock died)."""
     if job is None:
         return False
     status = job.get_status(refresh=False)
     if status in _LIVE_STATUSES:
         return True
+    if status == JobStatus.SCHEDULED:
+        due = scheduled.get_scheduled_time(job) if scheduled is not None else None
+        if due is None:
+            return scheduled is None  # not asked (see deliveries_with_live_job) or no longer in the registry
+        if due.tzinfo is None:
+            due = due.replace(tzinfo=UTC)
+        return due >= now - timedelta(seconds=settings.SWEEP_ORPHAN_AFTER_SECONDS)
     if status == JobStatus.STARTED:
         started_at = job.started_at
         if started_at is not None and started_at.tzinfo is None:
             started_at = started_at.replace(tzinfo=UTC)
         return started_at is None or started_at >= _lease_cutoff(now)
     return False
+
+
+def deliveries_with_live_job(*, delivery_ids: list[int]) -> set[int]:
+    """The deliveries among ``delivery_ids`` whose send job will still run.
+    Asks Redis (a network call): never inside a transaction."""
+    if not delivery_ids:
+        return set()
+    jobs = Job.fetch_many([f"delivery-{pk}" for pk in delivery_ids], connection=django_rq.get_connection(QUEUE))
+    now = timezone.now()
+    return {pk for pk, job in zip(delivery_ids, jobs) if _job_live(job, now=now)}
 
 
 def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
@@ -269,19 +289,34 @@ def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
     )
     if not candidates:
         return []
-    connection = django_rq.get_queue(QUEUE).connection
-    jobs = Job.fetch_many([f"delivery-{pk}" for pk in candidates], connection=connection)
+    queue = django_rq.get_queue(QUEUE)
+    jobs = Job.fetch_many([f"delivery-{pk}" for pk in candidates], connection=queue.connection)
+    scheduled = ScheduledJobRegistry(queue=queue)
     requeued = []
     for delivery_id, job in zip(candidates, jobs):
-        if _job_live(job, now=now):
-            continue
+        try:
+            if _job_live(job, now=now, scheduled=scheduled):
+                continue
+        except ValueError:
+            # rq's own records of the job are broken (a Redis outage or a
+            # SIGKILL between its writes): the job will not run; replace it.
+            logger.warning("delivery %s: unreadable job state, replacing the job", delivery_id)
         if job is not None:
-            job.delete()  # a dead run's leftovers, out of every registry
+            _job_discard(job)
         delivery_enqueue(delivery_id=delivery_id)
         requeued.append(delivery_id)
     if requeued:
         logger.warning("sweeper re-enqueued %d orphaned deliveries", len(requeued))
     return requeued
+
+
+def _job_discard(job: Job) -> None:
+    """Remove a dead run's leftovers from every registry; if rq cannot (its
+    records are inconsistent), drop the job's hash so a fresh one can replace it."""
+    try:
+        job.delete()
+    except ValueError:
+        job.connection.delete(job.key)
 
 
 def sweep_run_record(*, name: str, started_at: datetime, result: dict) -> SweepRun:

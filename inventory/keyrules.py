@@ -41,6 +41,12 @@ class KeyRules:
         Points at the first character that cannot start a valid key
         ("character 6 is not allowed"), or says what is missing at the end.
         """
+        found = self.format_problem_at(key)
+        return None if found is None else found[1]
+
+    def format_problem_at(self, key: str) -> tuple[int | None, str] | None:
+        """``format_problem`` with the 1-based position it points at (None
+        when the key is only too short), or None if the key has the format."""
         if not self.format_regex:
             return None
         pattern = _compiled(self.format_regex)
@@ -48,8 +54,8 @@ class KeyRules:
             return None
         for position in range(1, len(key) + 1):
             if not pattern.fullmatch(key[:position], partial=True):
-                return f"character {position} ({key[position - 1]!r}) is not allowed there"
-        return f"too short: {len(key)} characters, the format needs more"
+                return position, f"character {position} ({key[position - 1]!r}) is not allowed there"
+        return None, f"too short: {len(key)} characters, the format needs more"
 
 
 _cache: dict[str, regex.Pattern] = {}

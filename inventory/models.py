@@ -28,6 +28,9 @@ class KeyPolicy(models.Model):
     # Set when the alert for the current crossing went out; cleared when stock
     # rises above the threshold again: one alert per crossing.
     low_stock_alerted_at = models.DateTimeField(null=True, blank=True)
+    activation_limit = models.PositiveIntegerField(
+        default=0, help_text="Licence activations (instances) a sold key may have at once (0: no activations)."
+    )
 
     class Meta:
         verbose_name_plural = "key policies"
@@ -140,9 +143,16 @@ class KeyAuditEvent(models.Model):
         REPLACED = "REPLACED", "Replaced on its order"
         EXPORTED = "EXPORTED", "Exported"
         UNVOIDED = "UNVOIDED", "Returned to stock"
+        SOLD = "SOLD", "Sold (reserved for an order line)"
+        DELIVERED = "DELIVERED", "Delivered to the buyer"
+        RELEASED = "RELEASED", "Released back to stock"
+        REDEEMED = "REDEEMED", "Redeemed by the merchant"
+        REDEMPTION_REVERTED = "REDEMPTION_REVERTED", "Redemption reverted"
+        ACTIVATED = "ACTIVATED", "Licence instance activated"
+        DEACTIVATED = "DEACTIVATED", "Licence instance deactivated"
 
     card_key = models.ForeignKey(CardKey, on_delete=models.PROTECT, related_name="audit_events")
-    action = models.CharField(max_length=10, choices=Action.choices)
+    action = models.CharField(max_length=30, choices=Action.choices)
     actor = models.CharField(max_length=150)
     ip = models.GenericIPAddressField(null=True, blank=True)
     at = models.DateTimeField(default=timezone.now)
@@ -153,3 +163,72 @@ class KeyAuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.action} key #{self.card_key_id} by {self.actor}"
+
+
+class MerchantApiKey(models.Model):
+    """A merchant's credential for the key verification API. Only a SHA-256 of
+    the high-entropy token is stored; the token is shown once, at creation."""
+
+    name = models.CharField(max_length=100)
+    # First characters of the token (after "kd_"), shown to tell keys apart and
+    # used to find the row; the rest is compared through the hash.
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    products = models.ManyToManyField(
+        "shop.Product", related_name="merchant_api_keys", help_text="Products whose keys this API key may check."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "merchant API key"
+
+    def __str__(self):
+        return f"{self.name} (kd_{self.prefix}…)"
+
+
+class KeyRedemption(models.Model):
+    """A key used up on the merchant's service. One live redemption per key;
+    a staff revert (with a reason) keeps the row and frees the key."""
+
+    card_key = models.ForeignKey(CardKey, on_delete=models.PROTECT, related_name="redemptions")
+    api_key = models.ForeignKey(MerchantApiKey, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="redemptions")
+    # The merchant's own id for this redemption: a retry with the same id is the same redemption.
+    redemption_id = models.CharField(max_length=100)
+    redeemer = models.CharField(max_length=150, blank=True, help_text="The merchant's label or id of the user.")
+    at = models.DateTimeField(default=timezone.now)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.CharField(max_length=150, blank=True)
+    revert_reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card_key"], condition=Q(reverted_at__isnull=True), name="keyredemption_one_live_per_key"
+            ),
+        ]
+
+    def __str__(self):
+        return f"Redemption {self.redemption_id} of key #{self.card_key_id}"
+
+
+class KeyActivation(models.Model):
+    """A licence instance (machine, seat) a sold key is activated on."""
+
+    card_key = models.ForeignKey(CardKey, on_delete=models.PROTECT, related_name="activations")
+    instance_id = models.CharField(max_length=200, help_text="The instance name or fingerprint the app sent.")
+    created_at = models.DateTimeField(default=timezone.now)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["card_key", "instance_id"], condition=Q(deactivated_at__isnull=True),
+                name="keyactivation_one_live_per_instance",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Activation {self.instance_id} of key #{self.card_key_id}"

@@ -203,7 +203,15 @@ def import_batch_void(*, batch_id: int, actor: str, ip: str | None = None) -> in
 # --- claim and hand-over --------------------------------------------------------
 
 
-def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
+def _line_detail(line) -> str:
+    # The order number is already loaded wherever the paid flow passes a line
+    # (it comes from ``order.lines``); the line id is the fallback.
+    if line._meta.get_field("order").is_cached(line):
+        return f"order {line.order.order_no}"
+    return f"order line {line.pk}"
+
+
+def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") -> list[int]:
     """Claim ``quantity`` (default: the line's quantity) available keys of the
     line's product for it.
 
@@ -215,7 +223,10 @@ def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
     """
     wanted = line.quantity if quantity is None else quantity
     table = CardKey._meta.db_table
+    now = timezone.now()
     with transaction.atomic(), connection.cursor() as cursor:
+        # The audit rows (SOLD) are written by the same statement: no extra
+        # round trip, and they vanish with a short claim's rollback.
         cursor.execute(
             f"""
             WITH picked AS (
@@ -224,16 +235,22 @@ def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
                 ORDER BY id
                 LIMIT %s
                 FOR UPDATE{" SKIP LOCKED" if settings.INVENTORY_CLAIM_SKIP_LOCKED else ""}
+            ), claimed AS (
+                UPDATE {table} AS k
+                SET status = %s, order_line_id = %s, reserved_at = %s
+                FROM picked
+                WHERE k.id = picked.id AND k.status = %s
+                RETURNING k.id
+            ), audited AS (
+                INSERT INTO {KeyAuditEvent._meta.db_table} (card_key_id, action, actor, ip, at, detail)
+                SELECT id, %s, %s, NULL, %s, %s FROM claimed
             )
-            UPDATE {table} AS k
-            SET status = %s, order_line_id = %s, reserved_at = %s
-            FROM picked
-            WHERE k.id = picked.id AND k.status = %s
-            RETURNING k.id
+            SELECT id FROM claimed
             """,
             [
                 line.product_id, CardKeyStatus.AVAILABLE, wanted,
-                CardKeyStatus.RESERVED, line.pk, timezone.now(), CardKeyStatus.AVAILABLE,
+                CardKeyStatus.RESERVED, line.pk, now, CardKeyStatus.AVAILABLE,
+                KeyAuditEvent.Action.SOLD, actor, now, _line_detail(line),
             ],
         )
         claimed = [row[0] for row in cursor.fetchall()]
@@ -242,19 +259,41 @@ def keys_reserve(*, line, quantity: int | None = None) -> list[int]:
     return sorted(claimed)
 
 
-def keys_mark_delivered(*, line) -> int:
-    """Move the line's reserved keys to DELIVERED. Call inside a transaction."""
-    return CardKey.objects.filter(order_line=line, status=CardKeyStatus.RESERVED).update(
-        status=CardKeyStatus.DELIVERED, delivered_at=timezone.now()
-    )
+def keys_mark_delivered(*, line, actor: str = "system") -> int:
+    """Move the line's reserved keys to DELIVERED (audited). Call inside a transaction."""
+    now = timezone.now()
+    return _keys_move(line=line, sets="status = %s, delivered_at = %s", set_params=[CardKeyStatus.DELIVERED, now],
+                      action=KeyAuditEvent.Action.DELIVERED, actor=actor, now=now)
 
 
-def keys_release(*, line) -> int:
+def _keys_move(*, line, sets: str, set_params: list, action: str, actor: str, now) -> int:
+    """Move the line's RESERVED keys (``SET sets``) and write one audit row
+    each, in one statement."""
+    table = CardKey._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH moved AS (
+                UPDATE {table} SET {sets}
+                WHERE order_line_id = %s AND status = %s
+                RETURNING id
+            ), audited AS (
+                INSERT INTO {KeyAuditEvent._meta.db_table} (card_key_id, action, actor, ip, at, detail)
+                SELECT id, %s, %s, NULL, %s, %s FROM moved
+            )
+            SELECT count(*) FROM moved
+            """,
+            [*set_params, line.pk, CardKeyStatus.RESERVED, action, actor, now, _line_detail(line)],
+        )
+        return cursor.fetchone()[0]
+
+
+def keys_release(*, line, actor: str = "system") -> int:
     """Return the line's RESERVED keys to stock (reject, refund). Call inside a
     transaction. Delivered keys are never released: the buyer has seen them."""
-    return CardKey.objects.filter(order_line=line, status=CardKeyStatus.RESERVED).update(
-        status=CardKeyStatus.AVAILABLE, order_line=None, reserved_at=None
-    )
+    return _keys_move(line=line, sets="status = %s, order_line_id = NULL, reserved_at = NULL",
+                      set_params=[CardKeyStatus.AVAILABLE], action=KeyAuditEvent.Action.RELEASED, actor=actor,
+                      now=timezone.now())
 
 
 # --- owner actions ----------------------------------------------------------------

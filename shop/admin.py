@@ -17,7 +17,18 @@ from inventory.models import CardKeyStatus
 from payments.models import Payment
 from payments.services import RefundError, payment_refund
 from riskctl.services import buyer_block, buyer_unblock, order_buyer
-from shop.models import Order, OrderEvent, OrderLine, Product
+from shop.models import (
+    Category,
+    Coupon,
+    KeyReport,
+    KeyReportStatus,
+    KeyReveal,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Product,
+    QuantityTier,
+)
 from shop.services import OrderTransitionError
 
 
@@ -35,8 +46,14 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class QuantityTierInline(admin.TabularInline):
+    model = QuantityTier
+    extra = 0
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    inlines = (QuantityTierInline,)
     list_display = ("name", "slug", "price", "currency", "active", "max_per_order", "available_keys")
     list_filter = ("active",)
     search_fields = ("name", "slug")
@@ -102,7 +119,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # token_hash is left out: a hash of the buyer's token is of no use to staff.
     fields = (
         "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
-        "created_at", "updated_at", "paid_at", "delivered_at", "card_keys",
+        "created_at", "updated_at", "paid_at", "delivered_at", "coupon_code", "discount", "language", "card_keys",
     )
     readonly_fields = ("card_keys", "risk")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
@@ -185,3 +202,52 @@ class OrderEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("type",)
     search_fields = ("order__order_no",)
     fields = ("order", "type", "at", "actor", "data")
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("name", "name_zh", "slug", "position")
+    prepopulated_fields = {"slug": ("name",)}
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    list_display = ("code", "kind", "value", "used_count", "usage_limit", "expires_at", "active")
+    list_filter = ("active", "kind")
+    search_fields = ("code",)
+    filter_horizontal = ("products",)
+    readonly_fields = ("used_count",)  # counted by checkout, race-free
+
+    def save_model(self, request, obj, form, change):
+        obj.code = obj.code.strip().upper()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(KeyReveal)
+class KeyRevealAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("order", "card_key_id", "at", "ip", "user_agent")
+    search_fields = ("order__order_no",)
+    list_filter = ("at",)
+
+
+@admin.register(KeyReport)
+class KeyReportAdmin(admin.ModelAdmin):
+    """Keys buyers said do not work. Replace one from the order's key in the
+    inventory admin, then mark the report resolved here."""
+
+    list_display = ("order", "card_key_id", "status", "reason", "replacement_key_id", "ip", "created_at")
+    list_filter = ("status", "created_at")
+    search_fields = ("order__order_no",)
+    readonly_fields = ("order", "card_key", "reason", "status", "replacement_key", "ip", "created_at")
+    actions = ("mark_resolved",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Mark selected reports resolved")
+    def mark_resolved(self, request, queryset):
+        done = queryset.filter(status=KeyReportStatus.OPEN).update(status=KeyReportStatus.RESOLVED)
+        self.message_user(request, f"{done} reports marked resolved.", messages.SUCCESS)

@@ -71,7 +71,7 @@ def orders_create(request):
     quantity = body["quantity"]
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         return api_error("QUANTITY_INVALID", "quantity must be a whole number.", 400, fields=["quantity"])
-    for name in ("product", "email", "phone", "provider", "device_id"):
+    for name in ("product", "email", "phone", "provider", "device_id", "coupon"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
             return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
     try:
@@ -84,6 +84,7 @@ def orders_create(request):
             client_ip=client_ip(request),
             device=device_id(request, body.get("device_id") or ""),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            coupon=body.get("coupon") or "",
         )
     except ProviderUnknown:
         return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment provider.", 400, fields=["provider"])

@@ -1,8 +1,8 @@
 """``make run``: the whole demo stack in the foreground.
 
 Starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are
-set, migrates, loads the demo shop, then runs the web server and one RQ worker
-(with the scheduler, so retries fire). Ctrl-C or SIGTERM stops everything this
+set, migrates, loads the demo shop, then runs the web server, one RQ worker
+(with the scheduler, so retries fire) and the sweeper loop. Ctrl-C or SIGTERM stops everything this
 command started — the web server, the worker, and the embedded servers if it
 was the one that started them — and so does either child dying.
 """
@@ -79,6 +79,8 @@ def main() -> int:
         children["worker"] = _start(
             "worker", [*MANAGE, "rqworker", "default", "delivery", "--with-scheduler"], env
         )
+        # The sweeper reads the database, so it keeps healing when Redis or the worker is down.
+        children["sweeper"] = _start("sweeper", [*MANAGE, "sweep", "--every", "60"], env)
         _log(f"shop on http://127.0.0.1:{port}/  admin on http://127.0.0.1:{port}/admin/  (Ctrl-C stops)")
         while not stop_requested:
             for name, process in children.items():

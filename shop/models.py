@@ -3,14 +3,49 @@
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.translation import get_language
+from django.utils.translation import gettext_lazy as _
+
+
+def _localised(obj, field: str) -> str:
+    """The Chinese text when the active language is Chinese and it was filled in."""
+    if (get_language() or "").lower().startswith("zh"):
+        return getattr(obj, f"{field}_zh") or getattr(obj, field)
+    return getattr(obj, field)
+
+
+class Category(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=100)
+    name_zh = models.CharField(max_length=100, blank=True, help_text="Chinese (Simplified) name.")
+    position = models.PositiveIntegerField(default=0, help_text="Lower comes first.")
+
+    class Meta:
+        verbose_name_plural = "categories"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return _localised(self, "name")
 
 
 class Product(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=200)
+    name_zh = models.CharField(max_length=200, blank=True, help_text="Chinese (Simplified) name.")
     description = models.TextField(blank=True)
+    description_zh = models.TextField(blank=True, help_text="Chinese (Simplified) description.")
+    usage_notes = models.TextField(blank=True, help_text="How to redeem the key; shown with the key.")
+    usage_notes_zh = models.TextField(blank=True, help_text="Chinese (Simplified) usage notes.")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="products")
+    auto_replacements_per_order = models.PositiveIntegerField(
+        default=0, help_text="Keys a buyer may replace by themselves per order (report a problem); 0: staff decide.",
+    )
     price = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="CNY")
     active = models.BooleanField(default=True)
@@ -30,16 +65,76 @@ class Product(models.Model):
     def __str__(self):
         return self.name
 
+    @property
+    def display_name(self) -> str:
+        return _localised(self, "name")
+
+    @property
+    def display_description(self) -> str:
+        return _localised(self, "description")
+
+    @property
+    def display_usage_notes(self) -> str:
+        return _localised(self, "usage_notes")
+
+
+class QuantityTier(models.Model):
+    """Wholesale price: from ``min_quantity`` keys on, ``percent_off`` off the unit price."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="tiers")
+    min_quantity = models.PositiveIntegerField()
+    percent_off = models.DecimalField(max_digits=5, decimal_places=2)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "min_quantity"], name="tier_product_min_quantity_unique"),
+            models.CheckConstraint(condition=Q(min_quantity__gte=2), name="tier_min_quantity_at_least_two"),
+            models.CheckConstraint(condition=Q(percent_off__gt=0, percent_off__lt=100), name="tier_percent_off_range"),
+        ]
+
+    def __str__(self):
+        return f"{self.product_id}: {self.min_quantity}+ at {self.percent_off}% off"
+
+
+class CouponKind(models.TextChoices):
+    PERCENT = "PERCENT", "Percentage off"
+    FIXED = "FIXED", "Fixed amount off"
+
+
+class Coupon(models.Model):
+    code = models.CharField(max_length=40, unique=True, help_text="Stored upper-case; buyers may type any case.")
+    kind = models.CharField(max_length=10, choices=CouponKind.choices)
+    value = models.DecimalField(max_digits=12, decimal_places=2, help_text="Percent (1-100) or an amount off the order.")
+    products = models.ManyToManyField(Product, blank=True, related_name="coupons",
+                                      help_text="Only these products; none: every product.")
+    usage_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Orders it may be used on; empty: no limit.")
+    used_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="coupon_value_positive"),
+            models.CheckConstraint(condition=~Q(kind="PERCENT") | Q(value__lte=100), name="coupon_percent_at_most_100"),
+            models.CheckConstraint(condition=Q(usage_limit__isnull=True) | Q(used_count__lte=F("usage_limit")),
+                                   name="coupon_used_within_limit"),
+            models.CheckConstraint(condition=Q(code=Upper("code")), name="coupon_code_upper"),
+        ]
+
+    def __str__(self):
+        return self.code
+
 
 class OrderStatus(models.TextChoices):
-    PENDING_PAYMENT = "PENDING_PAYMENT", "Awaiting payment"
-    PAID = "PAID", "Paid"
-    IN_REVIEW = "IN_REVIEW", "Being checked"
-    AWAITING_STOCK = "AWAITING_STOCK", "Paid, waiting for stock"
-    FULFILLING = "FULFILLING", "Delivering"
-    DELIVERED = "DELIVERED", "Delivered"
-    EXPIRED = "EXPIRED", "Expired (not paid)"
-    REFUNDED = "REFUNDED", "Refunded"
+    PENDING_PAYMENT = "PENDING_PAYMENT", _("Awaiting payment")
+    PAID = "PAID", _("Paid")
+    IN_REVIEW = "IN_REVIEW", _("Being checked")
+    AWAITING_STOCK = "AWAITING_STOCK", _("Paid, waiting for stock")
+    FULFILLING = "FULFILLING", _("Delivering")
+    DELIVERED = "DELIVERED", _("Delivered")
+    EXPIRED = "EXPIRED", _("Expired (not paid)")
+    REFUNDED = "REFUNDED", _("Refunded")
 
 
 class Order(models.Model):
@@ -60,6 +155,13 @@ class Order(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Optional secret for the lookup page, hashed with Django's password hashers.
+    query_password_hash = models.CharField(max_length=128, blank=True)
+    coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, null=True, blank=True, related_name="orders")
+    coupon_code = models.CharField(max_length=40, blank=True)
+    discount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"),
+                                   help_text="Tier and coupon discounts together.")
+    language = models.CharField(max_length=10, blank=True, help_text="The buyer's language at checkout.")
 
     class Meta:
         constraints = [
@@ -88,6 +190,8 @@ class OrderLine(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="order_lines")
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+    # list price × quantity − discount = amount
+    discount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"))
     amount = models.DecimalField(max_digits=12, decimal_places=2)
 
     class Meta:
@@ -101,27 +205,28 @@ class OrderLine(models.Model):
 
 
 class OrderEventType(models.TextChoices):
-    CREATED = "CREATED", "Order placed"
-    PAID = "PAID", "Payment received"
-    PAYMENT_EXTRA = "PAYMENT_EXTRA", "An extra payment arrived (to refund)"
-    KEYS_RESERVED = "KEYS_RESERVED", "Keys set aside"
-    AWAITING_STOCK = "AWAITING_STOCK", "Waiting for stock"
-    DELIVERY_SENT = "DELIVERY_SENT", "Delivered"
-    DELIVERY_FAILED = "DELIVERY_FAILED", "Delivery failed"
-    DELIVERED = "DELIVERED", "Everything delivered"
-    EXPIRED = "EXPIRED", "Expired unpaid"
-    STOCK_FILLED = "STOCK_FILLED", "Stock arrived for this order"
-    KEYS_RELEASED = "KEYS_RELEASED", "Keys returned to stock"
-    KEY_REPLACED = "KEY_REPLACED", "Key replaced"
-    RESEND_REQUESTED = "RESEND_REQUESTED", "Resend requested"
-    PAYMENT_REJECTED = "PAYMENT_REJECTED", "A payment notice was rejected"
-    PAYMENT_ODD = "PAYMENT_ODD", "An unusual payment needs staff attention"
-    REFUND_REQUESTED = "REFUND_REQUESTED", "Refund started"
-    REFUNDED = "REFUNDED", "Refunded"
-    DISPUTE_OPENED = "DISPUTE_OPENED", "Payment disputed"
-    REVIEW_OPENED = "REVIEW_OPENED", "Held for review"
-    REVIEW_APPROVED = "REVIEW_APPROVED", "Review approved"
-    REVIEW_REJECTED = "REVIEW_REJECTED", "Review rejected"
+    CREATED = "CREATED", _("Order placed")
+    PAID = "PAID", _("Payment received")
+    PAYMENT_EXTRA = "PAYMENT_EXTRA", _("An extra payment arrived (to refund)")
+    KEYS_RESERVED = "KEYS_RESERVED", _("Keys set aside")
+    AWAITING_STOCK = "AWAITING_STOCK", _("Waiting for stock")
+    DELIVERY_SENT = "DELIVERY_SENT", _("Delivered")
+    DELIVERY_FAILED = "DELIVERY_FAILED", _("Delivery failed")
+    DELIVERED = "DELIVERED", _("Everything delivered")
+    EXPIRED = "EXPIRED", _("Expired unpaid")
+    STOCK_FILLED = "STOCK_FILLED", _("Stock arrived for this order")
+    KEYS_RELEASED = "KEYS_RELEASED", _("Keys returned to stock")
+    KEY_REPLACED = "KEY_REPLACED", _("Key replaced")
+    KEY_REPORTED = "KEY_REPORTED", _("Problem with a key reported")
+    RESEND_REQUESTED = "RESEND_REQUESTED", _("Resend requested")
+    PAYMENT_REJECTED = "PAYMENT_REJECTED", _("A payment notice was rejected")
+    PAYMENT_ODD = "PAYMENT_ODD", _("An unusual payment needs staff attention")
+    REFUND_REQUESTED = "REFUND_REQUESTED", _("Refund started")
+    REFUNDED = "REFUNDED", _("Refunded")
+    DISPUTE_OPENED = "DISPUTE_OPENED", _("Payment disputed")
+    REVIEW_OPENED = "REVIEW_OPENED", _("Held for review")
+    REVIEW_APPROVED = "REVIEW_APPROVED", _("Review approved")
+    REVIEW_REJECTED = "REVIEW_REJECTED", _("Review rejected")
 
 
 class OrderEvent(models.Model):
@@ -141,3 +246,61 @@ class OrderEvent(models.Model):
 
     def __str__(self):
         return f"{self.order_id} {self.type} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class KeyReveal(models.Model):
+    """A buyer pressed "Show key": dispute evidence (when, from where, which browser)."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="key_reveals")
+    card_key = models.ForeignKey("inventory.CardKey", on_delete=models.PROTECT, related_name="reveals")
+    at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["order", "at"], name="keyreveal_order_at_idx")]
+
+    def __str__(self):
+        return f"key #{self.card_key_id} shown on {self.order_id} @ {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class KeyReportStatus(models.TextChoices):
+    REPLACED = "REPLACED", _("Replaced automatically")
+    OPEN = "OPEN", _("Waiting for staff")
+    RESOLVED = "RESOLVED", _("Resolved by staff")
+
+
+class KeyReport(models.Model):
+    """The buyer said a key does not work."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="key_reports")
+    card_key = models.ForeignKey("inventory.CardKey", on_delete=models.PROTECT, related_name="reports")
+    reason = models.CharField(max_length=500)
+    status = models.CharField(max_length=10, choices=KeyReportStatus.choices)
+    replacement_key = models.ForeignKey("inventory.CardKey", on_delete=models.PROTECT, null=True, blank=True,
+                                        related_name="+")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=KeyReportStatus.values), name="keyreport_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="keyreport_status_idx")]
+
+    def __str__(self):
+        return f"report on key #{self.card_key_id} ({self.order_id})"
+
+
+class LookupLink(models.Model):
+    """A one-time sign-in link to an order page, sent by email. The link holds
+    this row's id signed with SECRET_KEY (nothing secret is stored);
+    ``used_at`` makes it one-time, ``expires_at`` short-lived."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lookup_links")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"lookup link for {self.order_id}"

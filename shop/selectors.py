@@ -4,7 +4,7 @@ from django.db.models import Min, Sum
 from django.utils import timezone
 
 from inventory.selectors import keys_available_by_product, keys_available_count, keys_for_order
-from shop.models import OrderLine, OrderStatus, Product
+from shop.models import Category, OrderEventType, OrderLine, OrderStatus, Product
 
 
 def _live_holds(product):
@@ -32,7 +32,7 @@ def product_stock(*, product) -> int:
 
 
 def products_for_sale() -> list[Product]:
-    products = list(Product.objects.filter(active=True).order_by("name"))
+    products = list(Product.objects.filter(active=True).select_related("category").order_by("name"))
     available = keys_available_by_product(product_ids=[p.pk for p in products])
     held_rows = (
         OrderLine.objects.filter(
@@ -54,3 +54,31 @@ def order_keys(*, order) -> list:
     if not order.keys_visible:
         return []
     return list(keys_for_order(order_id=order.pk))
+
+
+def catalogue_by_category() -> list[tuple[Category | None, list[Product]]]:
+    """Products for sale grouped by category (in the categories' order, then
+    uncategorised last), each with ``stock`` set."""
+    groups: dict[int | None, list[Product]] = {}
+    for product in products_for_sale():
+        groups.setdefault(product.category_id, []).append(product)
+    categories = {c.pk: c for c in Category.objects.filter(pk__in=[k for k in groups if k is not None])}
+    ordered = sorted((k for k in groups if k is not None), key=lambda k: (categories[k].position, categories[k].name))
+    result = [(categories[k], groups[k]) for k in ordered]
+    if None in groups:
+        result.append((None, groups[None]))
+    return result
+
+
+# What the buyer sees of an order's history; the rest is staff's audit trail.
+BUYER_EVENT_TYPES = (
+    OrderEventType.CREATED, OrderEventType.PAID, OrderEventType.KEYS_RESERVED, OrderEventType.AWAITING_STOCK,
+    OrderEventType.DELIVERY_SENT, OrderEventType.DELIVERY_FAILED, OrderEventType.DELIVERED, OrderEventType.EXPIRED,
+    OrderEventType.STOCK_FILLED, OrderEventType.KEY_REPLACED, OrderEventType.KEY_REPORTED,
+    OrderEventType.RESEND_REQUESTED, OrderEventType.REFUND_REQUESTED, OrderEventType.REFUNDED,
+    OrderEventType.REVIEW_OPENED, OrderEventType.REVIEW_APPROVED, OrderEventType.REVIEW_REJECTED,
+)
+
+
+def order_timeline(*, order) -> list:
+    return list(order.events.filter(type__in=BUYER_EVENT_TYPES).order_by("at", "id"))

@@ -74,9 +74,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "shop.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Buyer pages in the language the buyer chose (set_language) or the browser asks for.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -95,6 +98,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -149,6 +153,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env_str("TIME_ZONE", "Asia/Shanghai")
 USE_I18N = True
 USE_TZ = True
@@ -179,6 +185,10 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Off until HTTPS is confirmed: a wrong HSTS header is hard to take back.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# Only when every subdomain is HTTPS too (and, for preload, the domain is to be
+# submitted to the browsers' preload list).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 # --- email ------------------------------------------------------------------
 
@@ -199,6 +209,23 @@ ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
 # Bench only: 0 makes the key claim a plain FOR UPDATE, to measure what
 # SKIP LOCKED buys under contention (bench/flash_sale.py --claim both).
 INVENTORY_CLAIM_SKIP_LOCKED = env_bool("BENCH_CLAIM_SKIP_LOCKED", True)
+
+# --- key API ---
+
+# Merchant key verification / redemption API (django-ratelimit rates).
+KEY_API_RATE_PER_KEY = env_str("KEY_API_RATE_PER_KEY", "600/m")
+KEY_API_RATE_PER_IP = env_str("KEY_API_RATE_PER_IP", "300/m")
+# The public "check my key" page, per client IP.
+KEY_CHECK_RATE_PER_IP = env_str("KEY_CHECK_RATE_PER_IP", "10/m")
+# Cooldown after repeated NOT_FOUND from one source (API key or IP): "misses:seconds" steps;
+# past the last step each doubling of the misses doubles the cooldown (capped at a day).
+KEY_API_COOLDOWN_STEPS = [
+    tuple(int(n) for n in step.split(":")) for step in env_list("KEY_API_COOLDOWN_STEPS", ["10:60", "20:600"])
+]
+# Misses are counted over this many seconds since the first one.
+KEY_API_MISS_WINDOW_SECONDS = env_int("KEY_API_MISS_WINDOW_SECONDS", 86400)
+# NOT_FOUND answers to well-formed keys from one source within an hour that alert the owner.
+KEY_API_GUESS_ALERT_MISSES = env_int("KEY_API_GUESS_ALERT_MISSES", 30)
 
 # --- risk control -------------------------------------------------------------
 
@@ -294,11 +321,46 @@ OWNER_ALERT_DEDUPE_SECONDS = env_int("OWNER_ALERT_DEDUPE_SECONDS", 3600)
 
 # --- logging ----------------------------------------------------------------
 
+# --- observability ------------------------------------------------------------
+
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" or
+# from one of METRICS_ALLOWED_IPS (IPs or CIDR ranges); with neither set, nobody.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+# Merchant webhooks (endpoints are set in the admin): seconds between attempts, request timeout.
+WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env_list("WEBHOOK_RETRY_SCHEDULE", ["10", "60", "300", "1800", "7200", "21600"])]
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Owner alerts besides email: a signed generic webhook and a Telegram bot (each off until set).
+OWNER_ALERT_WEBHOOK_URL = env_str("OWNER_ALERT_WEBHOOK_URL", "")
+OWNER_ALERT_WEBHOOK_SECRET = env_str("OWNER_ALERT_WEBHOOK_SECRET", "")
+if OWNER_ALERT_WEBHOOK_URL and not OWNER_ALERT_WEBHOOK_SECRET:
+    raise ImproperlyConfigured("OWNER_ALERT_WEBHOOK_SECRET must be set when OWNER_ALERT_WEBHOOK_URL is")
+TELEGRAM_BOT_TOKEN = env_str("TELEGRAM_BOT_TOKEN", "")
+TELEGRAM_CHAT_ID = env_str("TELEGRAM_CHAT_ID", "")
+# Base URL of the Telegram Bot API (tests point it at a local fake).
+TELEGRAM_API_BASE = "https://api.telegram.org"
+# At most this many alerts of one kind are sent per hour; the rest stay in the admin.
+OWNER_ALERT_RATE_PER_HOUR = env_int("OWNER_ALERT_RATE_PER_HOUR", 10)
+
+# json: one JSON object per line (time, level, logger, message, request_id,
+# order_no); plain: one readable line. Secrets are redacted either way.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(order_no)s] %(message)s"},
+        "json": {"()": "shop.observability.JsonFormatter"},
+    },
+    "filters": {
+        "context": {"()": "shop.observability.ContextFilter"},
+        "redact": {"()": "shop.observability.RedactFilter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

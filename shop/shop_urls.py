@@ -1,4 +1,5 @@
 from django.urls import path
+from django.views.i18n import set_language
 
 from shop import api, views
 
@@ -10,6 +11,12 @@ urlpatterns = [
     path("orders/<str:order_no>/", views.order_detail, name="order"),
     path("orders/<str:order_no>/status", views.order_status, name="order-status"),
     path("orders/<str:order_no>/resend", views.order_resend_request, name="order-resend"),
+    path("orders/<str:order_no>/keys/<int:key_id>/reveal", views.order_key_reveal_request, name="order-key-reveal"),
+    path("orders/<str:order_no>/keys/<int:key_id>/report", views.order_key_report_request, name="order-key-report"),
+    path("lookup/", views.lookup, name="lookup"),
+    path("lookup/link/<str:token>", views.lookup_link_open, name="lookup-link"),
+    path("faq/", views.faq, name="faq"),
+    path("i18n/setlang/", set_language, name="set-language"),
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/products", api.products, name="api-products"),
     path("api/v1/orders", api.orders_create, name="api-orders"),

@@ -1,9 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from shop import dashboard, metrics
+
 urlpatterns = [
     path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/dashboard/", dashboard.dashboard, name="admin-dashboard"),
     path("admin/", admin.site.urls),
+    path("metrics", metrics.metrics, name="metrics"),
     path("payments/", include("payments.urls")),
+    path("", include("shop.keys_urls")),
     path("", include("shop.shop_urls")),
 ]

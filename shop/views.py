@@ -1,31 +1,69 @@
-"""Buyer pages: catalogue, product + checkout, order page; and /healthz."""
+"""Buyer pages: catalogue, product + checkout, order page, lookup, FAQ; and /healthz."""
 
 from django.conf import settings
+from django.contrib import messages
 from django.db import connection
 from django.http import Http404, JsonResponse
-from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
+from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 from redis import Redis
 from rq import Queue
 
+from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
 from payments.providers import ProviderUnknown
 from payments.services import checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_link_matches, order_token_matches
-from shop.forms import CheckoutForm
-from shop.models import Order, Product
-from shop.selectors import order_keys, product_stock, products_for_sale
 from shop.api import resend_limited_for_order, resend_rate_per_ip
-from shop.services import CheckoutError, ResendNotAllowed, order_resend
+from shop.forms import CheckoutForm, KeyReportForm, LookupForm
+from shop.models import KeyReportStatus, Order, Product
+from shop.selectors import catalogue_by_category, order_keys, order_timeline, product_stock
+from shop.services import (
+    CheckoutError,
+    KeyActionRefused,
+    LookupFailed,
+    ResendNotAllowed,
+    lookup_link_consume,
+    lookup_link_request,
+    order_key_report,
+    order_key_reveal,
+    order_lookup,
+    order_resend,
+    price_quote,
+)
 
 SESSION_ORDERS = "orders"
+RETRY_AFTER_SECONDS = 60
+LOOKUP_RATE_PER_IP = "10/m"
+LOOKUP_RATE_PER_ORDER = "10/h"
 
 
 def catalogue(request):
-    return render(request, "shop/catalogue.html", {"products": products_for_sale()})
+    return render(request, "shop/catalogue.html", {"groups": catalogue_by_category()})
+
+
+def faq(request):
+    return render(request, "shop/faq.html", {"lookup_url": reverse("shop:lookup")})
+
+
+def _checkout_error_message(exc: CheckoutError) -> str:
+    """The buyer's language for the codes a buyer can fix; the service's text otherwise."""
+    known = {
+        "COUPON_INVALID": _("This coupon code is not valid for this product."),
+        "COUPON_EXPIRED": _("This coupon has expired."),
+        "COUPON_USED_UP": _("This coupon has been used up."),
+        "OUT_OF_STOCK": _("Not enough stock left for this quantity."),
+        "QUERY_PASSWORD_SHORT": _("A query password has at least 6 characters."),
+        "EMAIL_INVALID": _("Enter a valid email address."),
+    }
+    return known.get(exc.code, exc.message)
 
 
 @ratelimit(key="ip", rate="20/m", method="POST", block=False)
@@ -33,8 +71,20 @@ def product_detail(request, slug: str):
     product = get_object_or_404(Product, slug=slug, active=True)
     form = CheckoutForm(request.POST or None, max_quantity=product.max_per_order)
     error = None
+    quote = None
     if request.method == "POST" and getattr(request, "limited", False):
-        error = ("RATE_LIMITED", "Too many orders from your network. Please wait a minute and try again.")
+        error = ("RATE_LIMITED", _("Too many orders from your network. Please wait a minute and try again."))
+    elif request.method == "POST" and "preview" in request.POST:
+        # "Check price": the server's price for this quantity and coupon, no order placed.
+        form.is_valid()
+        quantity = form.cleaned_data.get("quantity")
+        if quantity:
+            try:
+                quote = price_quote(product=product, quantity=quantity,
+                                    coupon_code=form.cleaned_data.get("coupon", ""))
+            except CheckoutError as exc:
+                error = (exc.code, _checkout_error_message(exc))
+        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=product.max_per_order)
     elif request.method == "POST" and form.is_valid():
         try:
             started = checkout_start_payment(
@@ -46,21 +96,27 @@ def product_detail(request, slug: str):
                 client_ip=client_ip(request),
                 device=device_id(request, request.POST.get("device_id", "")),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                coupon=form.cleaned_data["coupon"],
+                query_password=form.cleaned_data["query_password"],
             )
         except CheckoutError as exc:
-            error = (exc.code, exc.message)
+            error = (exc.code, _checkout_error_message(exc))
         except CheckoutBlocked as exc:
-            error = (exc.code, f"We cannot take this order. Contact us with reference {exc.ref}.")
+            error = (exc.code, _("We cannot take this order. Contact us with reference %(ref)s.") % {"ref": exc.ref})
         except ProviderUnknown:
-            error = ("PROVIDER_UNKNOWN", "This payment method is not available.")
+            error = ("PROVIDER_UNKNOWN", _("This payment method is not available."))
         else:
             _session_grant(request, started.order.order_no)
             return redirect(started.pay_url)
-    context = {"product": product, "stock": product_stock(product=product), "form": form, "error": error}
+    context = {
+        "product": product, "stock": product_stock(product=product), "form": form, "error": error, "quote": quote,
+        "tiers": product.tiers.order_by("min_quantity"),
+    }
     limited = error is not None and error[0] == "RATE_LIMITED"
-    response = render(request, "shop/product.html", context, status=429 if limited else 400 if error else 200)
+    status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
+    response = render(request, "shop/product.html", context, status=status)
     if limited:
-        response["Retry-After"] = "60"
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
 
 
@@ -79,6 +135,22 @@ def _order_for_buyer(request, order_no: str) -> Order:
     raise Http404("order not found")
 
 
+def _order_context(order: Order) -> dict:
+    keys = order_keys(order=order)
+    open_reports = set(order.key_reports.filter(status=KeyReportStatus.OPEN).values_list("card_key_id", flat=True))
+    lines = list(order.lines.select_related("product"))
+    return {
+        "order": order,
+        "lines": lines,
+        "events": order_timeline(order=order),
+        "keys": keys,
+        "open_reports": open_reports,
+        "usage_products": [line.product for line in lines if line.product.display_usage_notes],
+        "review_wait": settings.REVIEW_EXPECTED_WAIT,
+        "report_form": KeyReportForm(),
+    }
+
+
 @require_GET
 def order_detail(request, order_no: str):
     token, signed = request.GET.get("t"), request.GET.get("s")
@@ -91,14 +163,7 @@ def order_detail(request, order_no: str):
             _session_grant(request, order_no)
             return redirect("shop:order", order_no=order_no)  # drop the secret from the address bar
     order = _order_for_buyer(request, order_no)
-    context = {
-        "order": order,
-        "lines": order.lines.select_related("product"),
-        "events": order.events.order_by("at", "id"),
-        "keys": order_keys(order=order),
-        "review_wait": settings.REVIEW_EXPECTED_WAIT,
-    }
-    return render(request, "shop/order.html", context)
+    return render(request, "shop/order.html", _order_context(order))
 
 
 @ratelimit(key="ip", rate=resend_rate_per_ip, method="POST", block=False)
@@ -107,7 +172,7 @@ def order_resend_request(request, order_no: str):
     """The Resend button: the keys again to the order's own channels."""
     order = _order_for_buyer(request, order_no)
     if getattr(request, "limited", False) or resend_limited_for_order(request, order_no):
-        messages.error(request, "You asked for a resend a moment ago. Please wait a while before asking again.")
+        messages.error(request, _("You asked for a resend a moment ago. Please wait a while before asking again."))
         return redirect("shop:order", order_no=order_no)
     try:
         resent = order_resend(order_id=order.pk, actor="buyer")
@@ -115,28 +180,147 @@ def order_resend_request(request, order_no: str):
         messages.error(request, exc.message)
     else:
         if resent:
-            messages.success(request, f"On its way again to {order.email}. Check your spam folder too.")
+            messages.success(request, _("On its way again to %(email)s. Check your spam folder too.")
+                             % {"email": order.email})
         else:
-            messages.info(request, "There is nothing to resend for this order.")
+            messages.info(request, _("There is nothing to resend for this order."))
     return redirect("shop:order", order_no=order_no)
 
 
 @require_GET
 def order_status(request, order_no: str):
-    """Polled by the order page to refresh itself when something happens."""
+    """Polled by the order page: the status and the timeline and keys fragments,
+    rendered here so dates and words follow the buyer's language. Keys are
+    never in it (they are shown one by one through the reveal POST)."""
     order = _order_for_buyer(request, order_no)
-    return JsonResponse({"status": order.status, "events": order.events.count()})
+    context = _order_context(order)
+    return JsonResponse({
+        "status": order.status,
+        "status_label": order.get_status_display(),
+        "events": len(context["events"]),
+        "timeline_html": render_to_string("shop/_timeline.html", context, request=request),
+        "keys_html": render_to_string("shop/_keys.html", context, request=request),
+    })
+
+
+@ratelimit(key="ip", rate="60/m", method="POST", block=False)
+@require_POST
+def order_key_reveal_request(request, order_no: str, key_id: int):
+    """"Show key": one key, logged with time, IP and browser."""
+    order = _order_for_buyer(request, order_no)
+    if getattr(request, "limited", False):
+        response = JsonResponse({"error": {"code": "RATE_LIMITED", "message": _("Too many requests; slow down.")}},
+                                status=429)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    try:
+        key = order_key_reveal(order_id=order.pk, key_id=key_id, ip=client_ip(request),
+                               user_agent=request.META.get("HTTP_USER_AGENT", ""))
+    except KeyActionRefused as exc:
+        return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=404)
+    if "application/json" in request.headers.get("Accept", ""):
+        response = JsonResponse({"id": key.pk, "key": key.secret})
+    else:  # without JavaScript: the order page with this key shown
+        response = render(request, "shop/order.html", {**_order_context(order), "revealed": {key.pk}})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@ratelimit(key="ip", rate="10/h", method="POST", block=False)
+@require_POST
+def order_key_report_request(request, order_no: str, key_id: int):
+    """"Report a problem with this key": replaced at once where the product allows, else staff look."""
+    order = _order_for_buyer(request, order_no)
+    if getattr(request, "limited", False):
+        messages.error(request, _("Too many reports from your network. Please contact us instead."))
+        return redirect("shop:order", order_no=order_no)
+    form = KeyReportForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        report = order_key_report(order_id=order.pk, key_id=key_id, reason=reason, ip=client_ip(request))
+    except KeyActionRefused as exc:
+        messages.error(request, _("This key was already reported; we will reply by email.")
+                       if exc.code == "ALREADY_REPORTED" else _("This key is not on this order."))
+    else:
+        if report.status == KeyReportStatus.REPLACED:
+            messages.success(request, _("Sorry about that. The key was replaced: press Show key to see the new one."))
+        else:
+            messages.info(request, _("Thank you. Our staff will check the key and reply to %(email)s.")
+                          % {"email": order.email})
+    return redirect("shop:order", order_no=order_no)
+
+
+def _lookup_limited(request, order_no: str) -> bool:
+    by_ip = is_ratelimited(request, group="shop.lookup.ip", key="ip", rate=LOOKUP_RATE_PER_IP, increment=True)
+    by_order = is_ratelimited(request, group="shop.lookup.order", key=lambda group, request: order_no.strip(),
+                              rate=LOOKUP_RATE_PER_ORDER, increment=True)
+    return by_ip or by_order
+
+
+def lookup(request):
+    """Find an order again: number + email + query password, or a link by email.
+    Every failure reads the same, whether or not the order or email exists."""
+    form = LookupForm(request.POST or None)
+    error = notice = None
+    status = 200
+    if request.method == "POST":
+        if _lookup_limited(request, request.POST.get("order_no", "")):
+            response = render(request, "shop/lookup.html", {
+                "form": form, "error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+        if form.is_valid() and "send_link" in request.POST:
+            lookup_link_request(order_no=form.cleaned_data["order_no"], email=form.cleaned_data["email"])
+            notice = _("If an order with these details exists, we have emailed a sign-in link to its address. "
+                       "It works once, for 30 minutes.")
+        elif form.is_valid():
+            try:
+                order = order_lookup(order_no=form.cleaned_data["order_no"], email=form.cleaned_data["email"],
+                                     query_password=form.cleaned_data["query_password"])
+            except LookupFailed:
+                error, status = _("We could not find an order with these details."), 400
+            else:
+                _session_grant(request, order.order_no)
+                return redirect("shop:order", order_no=order.order_no)
+        else:
+            error, status = _("We could not find an order with these details."), 400
+    return render(request, "shop/lookup.html", {"form": form, "error": error, "notice": notice}, status=status)
+
+
+@ratelimit(key="ip", rate=LOOKUP_RATE_PER_IP, block=False)
+@require_GET
+def lookup_link_open(request, token: str):
+    if getattr(request, "limited", False):
+        response = render(request, "shop/lookup.html", {
+            "form": LookupForm(), "error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    try:
+        order = lookup_link_consume(token=token)
+    except LookupFailed:
+        return render(request, "shop/lookup.html", {
+            "form": LookupForm(), "error": _("This link has expired or was already used. Ask for a new one."),
+        }, status=400)
+    _session_grant(request, order.order_no)
+    return redirect("shop:order", order_no=order.order_no)
+
+
+# /healthz is unhealthy once the sweeper's last run is this many intervals old.
+SWEEP_OVERDUE_INTERVALS = 5
 
 
 @require_GET
 def healthz(request):
+    """For monitors: 200 when PostgreSQL and Redis answer and the sweeper runs; else 503."""
     checks = {}
+    healthy = True
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = "ok"
     except Exception as exc:  # report, never raise: this page is for monitors
         checks["database"] = f"error: {type(exc).__name__}"
+        healthy = False
     try:
         # A connection of its own with short timeouts: a hung Redis must not hang the monitor.
         redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
@@ -145,5 +329,20 @@ def healthz(request):
         checks["queues"] = {name: Queue(name, connection=redis).count for name in settings.RQ_QUEUES}
     except Exception as exc:
         checks["redis"] = f"error: {type(exc).__name__}"
-    healthy = checks["database"] == "ok" and checks["redis"] == "ok"
+        healthy = False
+    if checks["database"] == "ok":
+        now = timezone.now()
+        oldest = delivery_oldest_pending_at()
+        checks["oldest_pending_delivery_seconds"] = None if oldest is None else int((now - oldest).total_seconds())
+        run = sweep_last_run()
+        last = run.finished_at or run.started_at if run is not None else None
+        age = None if last is None else int((now - last).total_seconds())
+        # Never run yet (a fresh install whose worker is starting) is not overdue.
+        overdue = age is not None and age > SWEEP_OVERDUE_INTERVALS * settings.SWEEP_INTERVAL_SECONDS
+        checks["sweeper"] = {
+            "status": "never run" if run is None else "overdue" if overdue else "ok",
+            "last_run_at": None if last is None else last.isoformat(),
+            "age_seconds": age,
+        }
+        healthy = healthy and not overdue
     return JsonResponse({"status": "ok" if healthy else "unhealthy", **checks}, status=200 if healthy else 503)

@@ -210,7 +210,7 @@ def test_healthcheck_command_passes_with_the_first_allowed_host(live_server, set
 
 def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "sweeper"}
     postgres, redis = services["postgres"], services["redis"]
     assert postgres["image"] == "postgres:16"
     assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
@@ -225,7 +225,7 @@ def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
 
 def test_compose_app_services_use_the_image_and_the_compose_servers():
     services = compose()["services"]
-    for name in ("migrate", "web", "worker"):
+    for name in ("migrate", "web", "worker", "sweeper"):
         service = services[name]
         assert service["build"] == ".", name
         assert service["env_file"] == ".env", name
@@ -248,7 +248,7 @@ def test_compose_migrates_once_before_web_and_worker_start():
     assert command_text(services["migrate"]["command"]) == "python manage.py migrate --noinput"
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"] == servers_healthy
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "sweeper"):
         assert services[name]["depends_on"] == {
             **servers_healthy, "migrate": {"condition": "service_completed_successfully"},
         }, name
@@ -360,3 +360,9 @@ def test_env_example_with_secrets_filled_in_passes_the_system_check(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "System check identified no issues (0 silenced).\n"
     assert not (tmp_path / "data").exists()
+
+
+def test_compose_runs_the_sweeper_loop_apart_from_redis():
+    sweeper = compose()["services"]["sweeper"]
+    assert command_text(sweeper["command"]) == "python manage.py sweep --every 60"
+    assert sweeper["restart"] == "unless-stopped"

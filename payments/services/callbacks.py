@@ -66,7 +66,7 @@ class CheckoutStarted:
 
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
-    device: str = "", user_agent: str = "",
+    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen provider.
 
@@ -78,7 +78,7 @@ def checkout_start_payment(
     provider = provider_get(provider_id)  # unknown provider: refused before any row exists
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
-        device=device, user_agent=user_agent,
+        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password,
     )
     with transaction.atomic():
         placed: PlacedOrder = checkout_place_prepared(ticket=ticket)

@@ -4,9 +4,23 @@ from shop.services.checkout import (  # noqa: F401
     CheckoutError,
     CheckoutTicket,
     PlacedOrder,
+    PriceQuote,
     checkout_place_order,
     checkout_place_prepared,
     checkout_prepare,
+    coupon_code_normalise,
+    price_quote,
+)
+from shop.services.buyer import (  # noqa: F401
+    KeyActionRefused,
+    LookupFailed,
+    lookup_link_consume,
+    lookup_link_email_send,
+    lookup_link_request,
+    lookup_link_token,
+    order_key_report,
+    order_key_reveal,
+    order_lookup,
 )
 from shop.services.deliveries import (  # noqa: F401
     STUCK_LISTED,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import get_language
 
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
@@ -24,6 +28,8 @@ from riskctl.services import (
 )
 from shop.access import order_token_new
 from shop.models import (
+    Coupon,
+    CouponKind,
     Order,
     OrderEventType,
     OrderLine,
@@ -54,6 +60,91 @@ def _order_no_new() -> str:
     return f"{timezone.localdate():%y%m%d}{secrets.randbelow(10**8):08d}"
 
 
+CENT = Decimal("0.01")
+QUERY_PASSWORD_MIN_LENGTH = 6
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class PriceQuote:
+    """What an order costs, computed on the server only."""
+
+    unit_price: Decimal        # the list price
+    quantity: int
+    subtotal: Decimal          # unit_price × quantity
+    tier_percent: Decimal      # wholesale tier applied (0: none)
+    tier_discount: Decimal
+    coupon_code: str           # "" without a coupon
+    coupon_discount: Decimal
+    amount: Decimal            # what the buyer pays
+    coupon_id: int | None = field(default=None, compare=False)
+
+    @property
+    def discount(self) -> Decimal:
+        return self.tier_discount + self.coupon_discount
+
+
+def coupon_code_normalise(code: str) -> str:
+    return (code or "").strip().upper()
+
+
+def _coupon_usable(*, code: str, product: Product, now: datetime) -> Coupon:
+    coupon = Coupon.objects.filter(code=code, active=True).first()
+    if coupon is None or (coupon.products.exists() and not coupon.products.filter(pk=product.pk).exists()):
+        raise CheckoutError(code="COUPON_INVALID", message="This coupon code is not valid for this product.",
+                            field="coupon")
+    if coupon.expires_at is not None and coupon.expires_at <= now:
+        raise CheckoutError(code="COUPON_EXPIRED", message="This coupon has expired.", field="coupon")
+    if coupon.usage_limit is not None and coupon.used_count >= coupon.usage_limit:
+        raise CheckoutError(code="COUPON_USED_UP", message="This coupon has been used up.", field="coupon")
+    return coupon
+
+
+def price_quote(*, product: Product, quantity: int, coupon_code: str = "", now: datetime | None = None) -> PriceQuote:
+    """The price of ``quantity`` × ``product``: the best wholesale tier the
+    quantity reaches, then the coupon on what is left. Never below 0.01.
+    Raises CheckoutError (COUPON_INVALID / COUPON_EXPIRED / COUPON_USED_UP)."""
+    now = now or timezone.now()
+    subtotal = _cents(product.price * quantity)
+    tier = product.tiers.filter(min_quantity__lte=quantity).order_by("-min_quantity").first()
+    tier_percent = tier.percent_off if tier else Decimal("0")
+    tier_discount = _cents(subtotal * tier_percent / 100)
+    after_tier = subtotal - tier_discount
+    code = coupon_code_normalise(coupon_code)
+    coupon = _coupon_usable(code=code, product=product, now=now) if code else None
+    coupon_discount = Decimal("0.00")
+    if coupon is not None:
+        raw = after_tier * coupon.value / 100 if coupon.kind == CouponKind.PERCENT else coupon.value
+        coupon_discount = min(_cents(raw), after_tier - CENT)  # an order is never free
+    return PriceQuote(
+        unit_price=product.price, quantity=quantity, subtotal=subtotal, tier_percent=tier_percent,
+        tier_discount=tier_discount, coupon_code=code, coupon_discount=max(coupon_discount, Decimal("0.00")),
+        amount=after_tier - max(coupon_discount, Decimal("0.00")), coupon_id=coupon.pk if coupon else None,
+    )
+
+
+def _coupon_use(*, quote: PriceQuote, now: datetime) -> None:
+    """Count one use of the quote's coupon. One conditional UPDATE: two buyers
+    racing for the last use cannot both get it. Call inside a transaction."""
+    used = (
+        Coupon.objects.filter(pk=quote.coupon_id, active=True)
+        .filter(Q(usage_limit__isnull=True) | Q(used_count__lt=F("usage_limit")))
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .update(used_count=F("used_count") + 1)
+    )
+    if not used:
+        coupon = Coupon.objects.filter(pk=quote.coupon_id).first()
+        if coupon is not None and coupon.expires_at is not None and coupon.expires_at <= now:
+            raise CheckoutError(code="COUPON_EXPIRED", message="This coupon has expired.", field="coupon")
+        if coupon is not None and coupon.active:
+            raise CheckoutError(code="COUPON_USED_UP", message="This coupon has been used up.", field="coupon")
+        raise CheckoutError(code="COUPON_INVALID", message="This coupon code is not valid for this product.",
+                            field="coupon")
+
+
 @dataclass(frozen=True)
 class CheckoutTicket:
     """A checkout that passed validation and the risk assessment."""
@@ -64,15 +155,18 @@ class CheckoutTicket:
     phone: str
     client_ip: str | None
     assessment: object
+    quote: PriceQuote | None = None
+    query_password_hash: str = ""
+    language: str = ""
 
 
 def checkout_prepare(
     *, product_slug: str, quantity: int, email: str, phone: str = "", client_ip: str | None = None,
-    device: str = "", user_agent: str = "",
+    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
 ) -> CheckoutTicket:
-    """Validate the input and assess the buyer, outside any transaction: the
-    assessment is kept even when it refuses, so a blocked buyer's reference
-    (CheckoutBlocked.ref) can be looked up by staff."""
+    """Validate the input, price the order and assess the buyer, outside any
+    transaction: the assessment is kept even when it refuses, so a blocked
+    buyer's reference (CheckoutBlocked.ref) can be looked up by staff."""
     email = (email or "").strip()
     phone = (phone or "").strip()
     try:
@@ -88,18 +182,24 @@ def checkout_prepare(
         raise CheckoutError(
             code="QUANTITY_INVALID", message=f"Choose between 1 and {product.max_per_order}.", field="quantity",
         )
+    if query_password and len(query_password) < QUERY_PASSWORD_MIN_LENGTH:
+        raise CheckoutError(code="QUERY_PASSWORD_SHORT", field="query_password",
+                            message=f"A query password has at least {QUERY_PASSWORD_MIN_LENGTH} characters.")
+    quote = price_quote(product=product, quantity=quantity, coupon_code=coupon or "")
     buyer = BuyerContext(email=email_normalise(email), ip=client_ip or "", device=device,
                          phone=phone_normalise(phone) if phone else "", user_agent=user_agent[:300])
     try:
         assessment = checkout_assess(buyer=buyer, product_id=product.pk, quantity=quantity,
-                                     amount=product.price * quantity)
+                                     amount=quote.amount)
     except LimitExceeded as exc:
         raise CheckoutError(code=exc.code, message=exc.message, field="quantity") from None
     except CheckoutBlocked as blocked:
         _risk_blocked_alert(buyer=buyer, ref=blocked.ref)
         raise
     return CheckoutTicket(product=product, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
-                          assessment=assessment)
+                          assessment=assessment, quote=quote,
+                          query_password_hash=make_password(query_password) if query_password else "",
+                          language=(get_language() or "")[:10])
 
 
 def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
@@ -117,15 +217,26 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
         free = product_stock(product=product)
         if quantity > free:
             raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, free), field="quantity")
+        # Priced again under the lock: the list price or the coupon may have changed since the ticket.
+        now = timezone.now()
+        quote = price_quote(product=product, quantity=quantity,
+                            coupon_code=ticket.quote.coupon_code if ticket.quote else "", now=now)
+        if quote.coupon_id is not None:
+            _coupon_use(quote=quote, now=now)
         token, token_hash = order_token_new()
-        amount = product.price * quantity
         order = _order_create(
-            token_hash=token_hash, email=ticket.email, phone=ticket.phone, amount=amount, currency=product.currency,
-            client_ip=ticket.client_ip,
-            hold_expires_at=timezone.now() + timedelta(minutes=settings.ORDER_HOLD_MINUTES),
+            token_hash=token_hash, email=ticket.email, phone=ticket.phone, amount=quote.amount,
+            currency=product.currency, client_ip=ticket.client_ip,
+            hold_expires_at=now + timedelta(minutes=settings.ORDER_HOLD_MINUTES),
+            query_password_hash=ticket.query_password_hash, coupon_id=quote.coupon_id, coupon_code=quote.coupon_code,
+            discount=quote.discount, language=ticket.language,
         )
-        OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price, amount=amount)
-        order_event_record(order=order, type=OrderEventType.CREATED, actor="buyer", data={"quantity": quantity})
+        OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price,
+                                 discount=quote.discount, amount=quote.amount)
+        data = {"quantity": quantity}
+        if quote.discount:
+            data.update(discount=str(quote.discount), coupon=quote.coupon_code, tier_percent=str(quote.tier_percent))
+        order_event_record(order=order, type=OrderEventType.CREATED, actor="buyer", data=data)
         assessment_attach(assessment=ticket.assessment, order_id=order.pk, product_id=product.pk, quantity=quantity)
     return PlacedOrder(order=order, token=token)
 

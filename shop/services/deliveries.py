@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from delivery import services as delivery_services
 from delivery.alerts import owner_alert_raise
-from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus
+from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus, WebhookEvent
 from riskctl.models import RiskEventKind
 from riskctl.services import (
     risk_event_for_order,
@@ -28,6 +28,7 @@ from shop.services.orders import (
     order_event_record,
     orders_expire_due,
 )
+from shop.webhook_events import order_webhook_emit
 
 logger = logging.getLogger(__name__)
 
@@ -53,14 +54,40 @@ def order_delivery_send(*, delivery_id: int) -> str:
         ).exists()
         if not already:
             order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": delivery.channel})
-        if order.status == OrderStatus.FULFILLING and delivery_services.deliveries_all_sent(order_id=order.pk):
-            _order_transition(
-                order=order, source=[OrderStatus.FULFILLING], target=OrderStatus.DELIVERED,
-                delivered_at=timezone.now(),
-            )
-            order_event_record(order=order, type=OrderEventType.DELIVERED)
-            risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
+        _order_settle(order=order)
     return delivery.status
+
+
+def _order_settle(*, order: Order) -> bool:
+    """FULFILLING → DELIVERED once every channel has landed. Call inside a
+    transaction holding the order's lock."""
+    if order.status != OrderStatus.FULFILLING or not delivery_services.deliveries_all_sent(order_id=order.pk):
+        return False
+    _order_transition(
+        order=order, source=[OrderStatus.FULFILLING], target=OrderStatus.DELIVERED, delivered_at=timezone.now(),
+    )
+    order_event_record(order=order, type=OrderEventType.DELIVERED)
+    order_webhook_emit(order=order, event=WebhookEvent.ORDER_DELIVERED)
+    risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
+    return True
+
+
+def orders_settle_delivered() -> int:
+    """Settle FULFILLING orders whose every delivery is already SENT: a worker
+    died between recording the last send and settling the order, and no job
+    is left to do it. Returns how many were settled."""
+    settled = 0
+    unsettled = (
+        Order.objects.filter(status=OrderStatus.FULFILLING)
+        .exclude(deliveries__status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED])
+        .values_list("pk", flat=True)[:500]
+    )
+    for order_id in list(unsettled):
+        with transaction.atomic():
+            order = Order.objects.select_for_update(skip_locked=True).filter(pk=order_id).first()
+            if order is not None and _order_settle(order=order):
+                settled += 1
+    return settled
 
 
 def order_delivery_failed(*, delivery_id: int) -> bool:
@@ -150,6 +177,7 @@ class SweepReport:
     requeued: int = 0
     expired: int = 0
     filled: int = 0
+    settled: int = 0
     stuck: int = 0
 
 
@@ -179,12 +207,13 @@ def sweep_run() -> SweepReport:
             )
         report = SweepReport(
             ran=True, requeued=len(requeued), expired=orders_expire_due(),
-            filled=order_fill_from_stock(), stuck=orders_stuck_alert(),
+            filled=order_fill_from_stock(), settled=orders_settle_delivered(), stuck=orders_stuck_alert(),
         )
         delivery_services.sweep_run_record(
             name="sweep", started_at=started_at,
             result={
-                "requeued": report.requeued, "expired": report.expired, "filled": report.filled, "stuck": report.stuck,
+                "requeued": report.requeued, "expired": report.expired, "filled": report.filled,
+                "settled": report.settled, "stuck": report.stuck,
             },
         )
         return report

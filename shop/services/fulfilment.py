@@ -29,6 +29,7 @@ from shop.services.orders import (
     _order_transition,
     order_event_record,
 )
+from shop.webhook_events import product_low_stock_webhook_emit
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ def product_low_stock_check(*, product_id: int) -> bool:
         subject=f"Low stock: {product.name} is down to {policy.low_stock_threshold} keys or fewer",
         body=f"Import more keys for {product.name} ({product.slug}).",
     )
+    product_low_stock_webhook_emit(product_id=product_id, threshold=policy.low_stock_threshold)
     return True
 
 

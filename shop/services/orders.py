@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from delivery.models import WebhookEvent
 from inventory import services as inventory_services
 from riskctl.models import RiskEventKind
 from riskctl.services import (
@@ -18,6 +19,7 @@ from shop.models import (
     OrderEventType,
     OrderStatus,
 )
+from shop.webhook_events import order_webhook_emit
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def order_mark_paid(*, order: Order, actor: str, data: dict | None = None) -> No
         raise OrderTransitionError(order=order, wanted=OrderStatus.PAID)
     order.status, order.paid_at, order.hold_expires_at = OrderStatus.PAID, now, None
     order_event_record(order=order, type=OrderEventType.PAID, actor=actor, data={**(data or {}), "late": late})
+    order_webhook_emit(order=order, event=WebhookEvent.ORDER_PAID)
 
 
 def order_expire(*, order_id: int) -> bool:
@@ -107,3 +110,4 @@ def order_refund_complete(*, order: Order, actor: str, data: dict) -> None:
     buyer's timeline says so. Call inside a transaction."""
     order_event_record(order=order, type=OrderEventType.REFUNDED, actor=actor, data=data)
     risk_event_for_order(kind=RiskEventKind.REFUNDED, order_id=order.pk, amount=order.amount)
+    order_webhook_emit(order=order, event=WebhookEvent.ORDER_REFUNDED)

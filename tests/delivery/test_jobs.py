@@ -1,6 +1,5 @@
 """The delivery job: sends by real SMTP, retries on failure, never sends twice."""
 
-import time
 
 import django_rq
 import pytest

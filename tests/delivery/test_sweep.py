@@ -144,7 +144,7 @@ def test_sweep_records_its_last_run():
     # then
     run = SweepRun.objects.get()
     assert run.name == "sweep"
-    assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "stuck": 0}
+    assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "settled": 0, "stuck": 0}
     assert run.finished_at >= run.started_at
 
 
@@ -198,3 +198,65 @@ def test_a_burst_worker_does_not_register_the_sweep(run_worker):
     SweepingWorker([queue], connection=queue.connection).work(burst=True)
     # then
     assert ScheduledJobRegistry(queue=queue).get_job_ids() == []
+
+
+def test_sweeper_releases_a_retry_whose_scheduler_died(client, make_product, make_unpaid_order, run_worker,
+                                                       smtp_server, settings, django_capture_on_commit_callbacks):
+    # given: a failed send whose retry was scheduled for a time long past
+    # (the worker holding the scheduler lock was killed)
+    from datetime import timedelta
+
+    import django_rq
+    from django.utils import timezone
+    from rq.registry import ScheduledJobRegistry
+
+    from delivery.models import Channel, Delivery, DeliveryStatus
+    from delivery.services import deliveries_requeue_orphans
+    from tests.conftest import NOTIFY_URL, sandbox_notice
+
+    settings.SWEEP_ORPHAN_AFTER_SECONDS = 5
+    order = make_unpaid_order(product=make_product(keys=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(NOTIFY_URL, sandbox_notice(order))
+    smtp_server.refuse = True
+    run_worker()
+    delivery = Delivery.objects.get(order=order, channel=Channel.EMAIL)
+    queue = django_rq.get_queue("delivery")
+    registry = ScheduledJobRegistry(queue=queue)
+    job = queue.fetch_job(f"delivery-{delivery.pk}")
+    registry.schedule(job, timezone.now() - timedelta(minutes=5))
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    # when
+    requeued = deliveries_requeue_orphans(older_than_seconds=5)
+    smtp_server.refuse = False
+    run_worker()
+    # then
+    assert requeued == [delivery.pk]
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_sweeper_settles_an_order_whose_worker_died_after_the_send(client, make_product, make_unpaid_order,
+                                                                    django_capture_on_commit_callbacks):
+    # given: every delivery SENT, but the order still FULFILLING (the worker
+    # died between recording the send and settling the order)
+    from django.utils import timezone
+
+    from delivery.models import Delivery, DeliveryStatus
+    from shop.models import OrderEventType, OrderStatus
+    from shop.services import sweep_run
+    from tests.conftest import NOTIFY_URL, sandbox_notice
+
+    order = make_unpaid_order(product=make_product(keys=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(NOTIFY_URL, sandbox_notice(order))
+    Delivery.objects.filter(order=order).update(status=DeliveryStatus.SENT, sent_at=timezone.now())
+    # when
+    report = sweep_run()
+    # then
+    order.refresh_from_db()
+    assert (report.settled, order.status) == (1, OrderStatus.DELIVERED)
+    assert order.events.filter(type=OrderEventType.DELIVERED).count() == 1
+    assert sweep_run().settled == 0
+

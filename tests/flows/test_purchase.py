@@ -4,6 +4,7 @@ in an email accepted by a real SMTP server."""
 
 import email
 import http.cookiejar
+import json
 import re
 import urllib.parse
 import urllib.request
@@ -28,6 +29,14 @@ class Browser:
     def get(self, path: str) -> tuple[str, str]:
         with self.opener.open(self._url(path), timeout=30) as response:
             return response.geturl(), response.read().decode()
+
+    def reveal(self, path: str, page: str) -> str:
+        """Press "Show key" the way order.js does: a POST asking for JSON."""
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        request = urllib.request.Request(self._url(path), data=b"", method="POST",
+                                         headers={"Accept": "application/json", "X-CSRFToken": token})
+        with self.opener.open(request, timeout=30) as response:
+            return json.loads(response.read())["key"]
 
     def submit(self, path: str, page: str, fields: dict) -> tuple[str, str]:
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
@@ -59,7 +68,7 @@ def test_buyer_pays_in_sandbox_and_gets_key_on_page_and_by_email(
 
     # when: checkout, then the sandbox pay page
     pay_url, pay_page = browser.submit(
-        product_path, product_page, {"quantity": "2", "email": "Buyer@Example.com", "provider": "sandbox"}
+        product_path, product_page, {"quantity": "2", "email": "Buyer@Example.com", "provider": "sandbox", "terms": "on"}
     )
     assert "/payments/sandbox/pay/" in pay_url
     assert "SANDBOX" in pay_page and "200.00 CNY" in pay_page
@@ -78,8 +87,11 @@ def test_buyer_pays_in_sandbox_and_gets_key_on_page_and_by_email(
     keys = [k.secret for k in CardKey.objects.filter(order_line__order=order).order_by("id")]
     assert keys == ["GAME-CARD-KEY-00000", "GAME-CARD-KEY-00001"]
     assert order.status == OrderStatus.DELIVERED
+    # the keys are on the page only behind "Show key"
+    key_ids = list(CardKey.objects.filter(order_line__order=order).order_by("id").values_list("id", flat=True))
     for key in keys:
-        assert key in order_page
+        assert key not in order_page
+    assert [browser.reveal(f"/orders/{order.order_no}/keys/{pk}/reveal", order_page) for pk in key_ids] == keys
     assert "Everything delivered" in order_page
     # and the email arrived at the SMTP server with the keys in its body
     assert len(smtp_server.messages) == 1
@@ -93,8 +105,10 @@ def test_buyer_pays_in_sandbox_and_gets_key_on_page_and_by_email(
     assert [p for p in message.walk() if p.get_content_disposition() == "attachment"] == []
     # the emailed link opens the order page in a fresh browser
     link = re.search(r"(http://\S+/orders/\S+)", text).group(1)
-    _, linked_page = Browser(shop_url).get(link)
-    assert keys[0] in linked_page
+    linked = Browser(shop_url)
+    _, linked_page = linked.get(link)
+    assert f"Order {order.order_no}" in linked_page
+    assert linked.reveal(f"/orders/{order.order_no}/keys/{key_ids[0]}/reveal", linked_page) == keys[0]
     assert set(Delivery.objects.filter(order=order).values_list("channel", "status")) == {
         ("INBOX", DeliveryStatus.SENT), ("EMAIL", DeliveryStatus.SENT),
     }
@@ -109,7 +123,7 @@ def test_order_page_is_not_shown_to_another_browser(shop_url, make_product, run_
     product = make_product(keys=1)
     buyer = Browser(shop_url)
     _, page = buyer.get(f"/p/{product.slug}/")
-    pay_url, pay_page = buyer.submit(f"/p/{product.slug}/", page, {"quantity": "1", "email": "a@example.com"})
+    pay_url, pay_page = buyer.submit(f"/p/{product.slug}/", page, {"quantity": "1", "email": "a@example.com", "terms": "on"})
     order_url, _ = buyer.submit(pay_url, pay_page, {})
     run_worker()
     # when: someone else opens the same address

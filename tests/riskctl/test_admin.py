@@ -1,12 +1,11 @@
 """The review queue and the rules in the admin."""
 
 import pytest
-from django.db import transaction
 
 from inventory.models import CardKey, CardKeyStatus
 from riskctl.models import ListEntry, ReviewItem, Rule, Thresholds
-from shop.models import Order, OrderEventType, OrderStatus
-from shop.services import checkout_place_order, order_fulfil, order_mark_paid
+from shop.models import OrderEventType, OrderStatus
+from shop.services import checkout_place_order
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
 pytestmark = pytest.mark.django_db

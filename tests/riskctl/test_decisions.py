@@ -225,7 +225,7 @@ def test_buyer_page_says_the_order_is_being_checked(client, make_product, settin
     settings.REVIEW_EXPECTED_WAIT = "usually within 30 minutes"
     product = make_product(keys=2)
     Thresholds.objects.create(product=product, review_at=20, block_at=90)
-    response = client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "x@mailinator.com"})
+    client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "x@mailinator.com", "terms": "on"})
     order = Order.objects.get()
     _pay(order)
     # when

@@ -90,7 +90,8 @@ def test_web_checkout_redirects_to_sandbox_pay_page(client, make_product):
     # given
     product = make_product(keys=2)
     # when
-    response = client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "a@example.com", "provider": "sandbox"})
+    response = client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "a@example.com", "provider": "sandbox",
+                                                     "terms": "on"})
     # then
     order = Order.objects.get()
     assert response.status_code == 302
@@ -104,8 +105,8 @@ def test_web_checkout_shows_form_errors_and_creates_nothing(client, make_product
     # given
     product = make_product(keys=2)
     # when
-    bad_email = client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "nope"})
-    too_many = client.post(f"/p/{product.slug}/", {"quantity": "3", "email": "a@example.com"})
+    bad_email = client.post(f"/p/{product.slug}/", {"quantity": "1", "email": "nope", "terms": "on"})
+    too_many = client.post(f"/p/{product.slug}/", {"quantity": "3", "email": "a@example.com", "terms": "on"})
     # then
     assert bad_email.status_code == 200 and "Enter a valid email address." in bad_email.content.decode()
     assert too_many.status_code == 400 and "OUT_OF_STOCK" in too_many.content.decode()

@@ -1,0 +1,220 @@
+"""The OpenAPI 3 description of the public JSON API, served at
+``/api/v1/openapi.json``. Kept beside the code it describes; the test suite
+runs schemathesis against it (tests/keys/test_openapi.py)."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_responses(*statuses: int) -> dict:
+    descriptions = {400: "Malformed request", 401: "Missing or unknown credentials", 403: "Refused",
+                    404: "Not found", 409: "Conflict with the current state", 429: "Rate limited (see Retry-After)"}
+    responses = {}
+    for status in statuses:
+        response = {"description": descriptions[status], "content": {"application/json": {"schema": _ERROR}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "string"}}}
+        responses[str(status)] = response
+    return responses
+
+
+def _string(max_length: int | None = None, **extra) -> dict:
+    schema = {"type": "string", **extra}
+    if max_length:
+        schema["maxLength"] = max_length
+    return schema
+
+
+_END_USER = _string(150, description="Optional: your id (or IP) of whoever typed the key. Repeated unknown keys "
+                                    "then cool down that user only, not your whole API key.")
+
+
+def _key_operation(*, summary: str, description: str, fields: dict, required: list[str], op_id: str) -> dict:
+    fields = {**fields, "end_user": _END_USER}
+    return {
+        "post": {
+            "operationId": op_id,
+            "summary": summary,
+            "description": description,
+            "tags": ["keys"],
+            "security": [{"merchantKey": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {
+                    "type": "object", "properties": fields, "required": required,
+                }}},
+            },
+            "responses": {
+                "200": {"description": "The outcome (valid or not)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyResult"}}}},
+                **_error_responses(400, 401, 403, 429),
+            },
+        }
+    }
+
+
+_KEY = _string(200, description="The key as the user typed it: case, spaces, dashes and (per product) 0/O 1/I/L "
+                               "do not matter.")
+_INSTANCE = _string(200, description="Instance name or fingerprint (machine id, seat).")
+
+DOCUMENT = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Kamidrop API",
+        "version": "1",
+        "description": (
+            "Errors: {\"error\": {\"code\", \"message\", \"ref\"}}. Order endpoints take the order's token, "
+            "key endpoints a merchant API key (created in the admin), both as 'Authorization: Bearer ...'. "
+            "Key endpoints answer business outcomes with 200 and valid=false; only malformed or unauthorised "
+            "requests get 4xx."
+        ),
+    },
+    "paths": {
+        "/api/v1/products": {
+            "get": {
+                "operationId": "productsList",
+                "summary": "Products for sale",
+                "tags": ["shop"],
+                "responses": {"200": {"description": "Products", "content": {"application/json": {"schema": {
+                    "type": "array", "items": {"$ref": "#/components/schemas/Product"}}}}}},
+            }
+        },
+        "/api/v1/orders": {
+            "post": {
+                "operationId": "orderCreate",
+                "summary": "Place an order",
+                "tags": ["shop"],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {
+                        "product": _string(80), "quantity": {"type": "integer"}, "email": _string(254),
+                        "phone": _string(40), "provider": {"type": "string", "enum": ["sandbox", "epay", "stripe"]},
+                        "device_id": _string(64),
+                    },
+                    "required": ["product", "quantity", "email"],
+                }}}},
+                "responses": {
+                    "201": {"description": "Created", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/OrderCreated"}}}},
+                    **_error_responses(400, 403, 404, 409, 429),
+                },
+            }
+        },
+        "/api/v1/orders/{order_no}": {
+            "get": {
+                "operationId": "orderRead",
+                "summary": "Read an order",
+                "tags": ["shop"],
+                "security": [{"orderToken": []}],
+                "parameters": [{"name": "order_no", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,32}$"}}],
+                "responses": {
+                    "200": {"description": "The order", "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Order"}}}},
+                    **_error_responses(401, 404, 429),
+                },
+            }
+        },
+        "/api/v1/orders/{order_no}/resend": {
+            "post": {
+                "operationId": "orderResend",
+                "summary": "Send the keys again to the order's channels",
+                "tags": ["shop"],
+                "security": [{"orderToken": []}],
+                "parameters": [{"name": "order_no", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9]{1,32}$"}}],
+                "responses": {
+                    "202": {"description": "Resent", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"order_no": {"type": "string"},
+                                                         "resent": {"type": "array", "items": {"type": "string"}}},
+                        "required": ["order_no", "resent"]}}}},
+                    **_error_responses(401, 404, 409, 429),
+                },
+            }
+        },
+        "/api/v1/keys/verify": _key_operation(
+            op_id="keyVerify", summary="Check a key (changes nothing)",
+            description="VALID, ALREADY_REDEEMED (with redeemed_at and a masked redeemer), VOID, NOT_SOLD (the key "
+                        "is in stock or reserved for an order not handed over yet), NOT_FOUND, FORMAT_INVALID "
+                        "(with a hint naming the character to check).",
+            fields={"key": _KEY}, required=["key"],
+        ),
+        "/api/v1/keys/redeem": _key_operation(
+            op_id="keyRedeem", summary="Redeem a key, once",
+            description="Atomic. Repeating a call with the same redemption_id answers VALID with replayed=true; "
+                        "another redemption_id gets ALREADY_REDEEMED. Staff may revert a redemption.",
+            fields={"key": _KEY, "redemption_id": _string(100, description="Your id for this redemption."),
+                    "redeemer": _string(150, description="Your label or id of the user (shown masked).")},
+            required=["key", "redemption_id"],
+        ),
+        "/api/v1/keys/activate": _key_operation(
+            op_id="keyActivate", summary="Activate a licence key on an instance",
+            description="Up to the product's activation limit; the same instance again is replayed. "
+                        "ACTIVATION_DISABLED when the product has no activations, ACTIVATION_LIMIT_REACHED when full.",
+            fields={"key": _KEY, "instance": _INSTANCE}, required=["key", "instance"],
+        ),
+        "/api/v1/keys/validate": _key_operation(
+            op_id="keyValidate", summary="Is the key active on this instance?",
+            description="VALID or INSTANCE_NOT_ACTIVATED (or why the key itself is not valid).",
+            fields={"key": _KEY, "instance": _INSTANCE}, required=["key", "instance"],
+        ),
+        "/api/v1/keys/deactivate": _key_operation(
+            op_id="keyDeactivate", summary="Free the instance's activation slot",
+            description="VALID when freed, INSTANCE_NOT_ACTIVATED when it was not active.",
+            fields={"key": _KEY, "instance": _INSTANCE}, required=["key", "instance"],
+        ),
+    },
+    "components": {
+        "securitySchemes": {
+            "merchantKey": {"type": "http", "scheme": "bearer", "description": "Merchant API key (kd_...)"},
+            "orderToken": {"type": "http", "scheme": "bearer", "description": "The order's access token"},
+        },
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message", "ref"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "ref": {"type": "string"},
+                               "fields": {"type": "array", "items": {"type": "string"}}},
+            }}},
+            "Product": {"type": "object", "required": ["slug", "name", "price", "currency", "stock"], "properties": {
+                "slug": {"type": "string"}, "name": {"type": "string"}, "price": {"type": "string"},
+                "currency": {"type": "string"}, "stock": {"type": "integer"}}},
+            "OrderCreated": {"type": "object", "required": ["order_no", "token", "status", "amount", "currency",
+                                                            "pay_url"], "properties": {
+                "order_no": {"type": "string"}, "token": {"type": "string"}, "status": {"type": "string"},
+                "amount": {"type": "string"}, "currency": {"type": "string"}, "pay_url": {"type": "string"}}},
+            "Order": {"type": "object", "required": ["order_no", "status", "quantity", "amount", "currency", "keys",
+                                                     "events"], "properties": {
+                "order_no": {"type": "string"}, "status": {"type": "string"}, "quantity": {"type": "integer"},
+                "amount": {"type": "string"}, "currency": {"type": "string"},
+                "keys": {"type": "array", "items": {"type": "string"}},
+                "events": {"type": "array", "items": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "at": {"type": "string"}}}}}},
+            "KeyResult": {"type": "object", "required": ["valid", "code", "message"], "properties": {
+                "valid": {"type": "boolean"},
+                "code": {"type": "string", "enum": [
+                    "VALID", "ALREADY_REDEEMED", "VOID", "NOT_SOLD", "NOT_FOUND", "FORMAT_INVALID",
+                    "ACTIVATION_DISABLED", "ACTIVATION_LIMIT_REACHED", "INSTANCE_NOT_ACTIVATED"]},
+                "message": {"type": "string"},
+                "product": {"type": "string"},
+                "hint": {"type": "string"},
+                "position": {"type": "integer", "nullable": True},
+                "redeemed_at": {"type": "string"},
+                "redeemer": {"type": "string"},
+                "redemption_id": {"type": "string"},
+                "replayed": {"type": "boolean"},
+                "instance": {"type": "string"},
+                "activations": {"type": "object", "properties": {"used": {"type": "integer"},
+                                                                 "limit": {"type": "integer"}}},
+            }},
+        },
+    },
+}
+
+
+@require_GET
+def openapi_document(request):
+    return JsonResponse(DOCUMENT)

@@ -1,0 +1,176 @@
+"""The buyer after paying: finding an order again, seeing and reporting its keys."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import django_rq
+from django.conf import settings
+from django.contrib.auth.hashers import check_password, make_password
+from django.core import signing
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
+
+from inventory import services as inventory_services
+from inventory.models import KeyAuditEvent
+from inventory.selectors import keys_for_order
+from riskctl.models import RiskEventKind
+from riskctl.services import risk_event_for_order
+from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, Order, OrderEventType
+from shop.services.fulfilment import order_key_replace
+from shop.services.orders import order_event_record
+
+logger = logging.getLogger(__name__)
+
+BUYER = "buyer"
+LOOKUP_LINK_MINUTES = 30
+_LINK_SALT = "kamidrop.lookup-link"
+# Compared against when no order matches, so a miss costs the same hashing time as a hit.
+_DUMMY_HASH = None
+
+
+class LookupFailed(Exception):
+    """One error for every way a lookup can fail: it must not tell an unknown
+    order from a wrong email or password."""
+
+    code = "LOOKUP_FAILED"
+    message = "We could not find an order with these details."
+
+
+class KeyActionRefused(Exception):
+    def __init__(self, *, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = make_password("kamidrop-no-such-order")
+    return _DUMMY_HASH
+
+
+def order_lookup(*, order_no: str, email: str, query_password: str) -> Order:
+    """The order whose number, email and query password all match.
+
+    An order placed without a query password cannot be opened this way (only
+    by the emailed link): knowing an order number and an email is not a secret.
+    """
+    order = Order.objects.filter(order_no=(order_no or "").strip()).first()
+    encoded = order.query_password_hash if order is not None and order.query_password_hash else _dummy_hash()
+    password_ok = check_password(query_password or "", encoded)
+    if (
+        order is None or not order.query_password_hash or not password_ok
+        or order.email.strip().lower() != (email or "").strip().lower()
+    ):
+        raise LookupFailed()
+    return order
+
+
+def lookup_link_request(*, order_no: str, email: str) -> bool:
+    """Email a one-time link to the order page when the order number and email
+    match. Says whether a link was made, which the interface must NOT tell the
+    requester (the answer is the same either way). Sent by a job after commit."""
+    order = Order.objects.filter(order_no=(order_no or "").strip()).first()
+    if order is None or order.email.strip().lower() != (email or "").strip().lower():
+        return False
+    with transaction.atomic():
+        link = LookupLink.objects.create(
+            order=order, expires_at=timezone.now() + timedelta(minutes=LOOKUP_LINK_MINUTES),
+        )
+        language = translation.get_language() or settings.LANGUAGE_CODE
+        transaction.on_commit(lambda: django_rq.get_queue("default").enqueue(
+            lookup_link_email_send, link_id=link.pk, language=language, job_id=f"lookup-link-{link.pk}",
+        ))
+    return True
+
+
+def lookup_link_token(*, link_id: int) -> str:
+    return signing.dumps(link_id, salt=_LINK_SALT)
+
+
+def lookup_link_email_send(*, link_id: int, language: str) -> None:
+    """RQ job: send the lookup link (outside any transaction). The token is
+    made here, so it never sits in Redis or a log line. Does nothing for a link
+    already used or expired."""
+    link = LookupLink.objects.select_related("order").filter(
+        pk=link_id, used_at__isnull=True, expires_at__gt=timezone.now()
+    ).first()
+    if link is None:
+        return
+    with translation.override(language):
+        context = {
+            "order": link.order, "minutes": LOOKUP_LINK_MINUTES, "shop_name": getattr(settings, "SHOP_NAME", "Kamidrop"),
+            "url": f"{settings.SITE_URL}/lookup/link/{lookup_link_token(link_id=link.pk)}",
+        }
+        subject = render_to_string("shop/email_lookup_subject.txt", context).strip()
+        body = render_to_string("shop/email_lookup.txt", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [link.order.email])
+
+
+def lookup_link_consume(*, token: str) -> Order:
+    """The order of a valid, unexpired, unused link; the link is used up."""
+    try:
+        link_id = signing.loads(token or "", salt=_LINK_SALT, max_age=LOOKUP_LINK_MINUTES * 60)
+    except signing.BadSignature:
+        raise LookupFailed() from None
+    now = timezone.now()
+    used = LookupLink.objects.filter(pk=link_id, used_at__isnull=True, expires_at__gt=now).update(used_at=now)
+    if not used:
+        raise LookupFailed()
+    return LookupLink.objects.select_related("order").get(pk=link_id).order
+
+
+def _delivered_key(*, order: Order, key_id: int):
+    key = keys_for_order(order_id=order.pk).filter(pk=key_id).first()
+    if key is None or not order.keys_visible:
+        raise KeyActionRefused(code="KEY_NOT_FOUND", message="This key is not on this order.")
+    return key
+
+
+def order_key_reveal(*, order_id: int, key_id: int, ip: str | None, user_agent: str):
+    """Show one delivered key to the buyer and keep the evidence (when, IP,
+    browser). Returns the key (its ``secret`` is the plaintext)."""
+    with transaction.atomic():
+        order = Order.objects.get(pk=order_id)
+        key = _delivered_key(order=order, key_id=key_id)
+        KeyReveal.objects.create(order=order, card_key=key, ip=ip or None, user_agent=(user_agent or "")[:300])
+        inventory_services.keys_audit(key_ids=[key.pk], action=KeyAuditEvent.Action.REVEALED, actor=BUYER, ip=ip or None,
+                                      detail=f"order {order.order_no}")
+    return key
+
+
+def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None) -> KeyReport:
+    """The buyer says a key does not work. Within the product's
+    ``auto_replacements_per_order`` the key is replaced at once; otherwise (or
+    when no replacement is in stock) the report waits for staff, and the
+    buyer's risk history records it."""
+    reason = (reason or "").strip()[:500] or "not given"
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)  # serialises reports on one order
+        key = _delivered_key(order=order, key_id=key_id)
+        if KeyReport.objects.filter(card_key=key, status=KeyReportStatus.OPEN).exists():
+            raise KeyActionRefused(code="ALREADY_REPORTED", message="This key was already reported; staff will reply.")
+        allowed = key.product.auto_replacements_per_order
+        replaced = KeyReport.objects.filter(
+            order=order, card_key__product=key.product, status=KeyReportStatus.REPLACED
+        ).count()
+        if replaced < allowed:
+            try:
+                with transaction.atomic():
+                    new_id = order_key_replace(order_id=order.pk, key_id=key.pk, actor=BUYER, reason=reason, ip=ip)
+            except inventory_services.KeysUnavailable:
+                logger.warning("order %s: no key in stock to replace a reported one", order.order_no)
+            else:
+                return KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
+                                                status=KeyReportStatus.REPLACED, replacement_key_id=new_id)
+        report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
+                                          status=KeyReportStatus.OPEN)
+        order_event_record(order=order, type=OrderEventType.KEY_REPORTED, actor=BUYER,
+                           data={"key": key.pk, "report": report.pk})
+        risk_event_for_order(kind=RiskEventKind.KEY_REPORTED, order_id=order.pk)
+    return report

@@ -1,0 +1,66 @@
+"""Playwright (Python) driving Debian's Chromium against pytest-django's live server.
+
+`make test` installs /usr/bin/chromium when it is missing; a missing browser
+fails these tests rather than skipping them. Screenshots are written to
+``test-artifacts/browser/`` (BROWSER_ARTIFACTS overrides) for CI to keep.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Playwright's sync API runs an event loop in the test's thread; the ORM calls
+# the tests make between page actions are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"))
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make test` (it installs Chromium) or apt-get install chromium"
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+            locale="en-US",
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A fresh tab with no cookies from an earlier test."""
+    chromium.clear_cookies()
+    tab = chromium.new_page()
+    tab.set_default_timeout(15_000)
+    yield tab
+    tab.close()
+
+
+@pytest.fixture
+def screenshot(page, request):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = ARTIFACTS / f"{request.node.name}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
+@pytest.fixture
+def shop_url(live_server, settings):
+    settings.SITE_URL = live_server.url
+    settings.SANDBOX_NOTIFY_URL = f"{live_server.url}/payments/sandbox/notify"
+    return live_server.url

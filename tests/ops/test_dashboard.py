@@ -1,0 +1,59 @@
+"""The owner's dashboard in the admin: numbers and server-rendered SVG bars."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from inventory.models import KeyPolicy
+from shop.dashboard import bars_layout
+from shop.models import Order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_dashboard_shows_sales_statuses_latency_and_low_stock(admin_client, delivered_order, make_product,
+                                                            make_unpaid_order):
+    # given: one order delivered 4 s after payment, one unpaid, a product with no stock
+    paid_at = timezone.now() - timedelta(minutes=5)
+    Order.objects.filter(pk=delivered_order.pk).update(paid_at=paid_at, delivered_at=paid_at + timedelta(seconds=4))
+    make_unpaid_order(product=make_product(name="Empty Card"))
+    KeyPolicy.objects.update_or_create(product=delivered_order.lines.get().product, defaults={"low_stock_threshold": 0})
+    # when
+    response = admin_client.get("/admin/dashboard/")
+    page = response.content.decode()
+    # then
+    assert response.status_code == 200
+    sales = re.search(r'<table id="kd-sales">.*?</table>', page, re.DOTALL).group(0)
+    assert re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td><td>([\d.]+)</td></tr>", sales) == [
+        ("today", "2", "1", "20.00"), ("7 days", "2", "1", "20.00"), ("30 days", "2", "1", "20.00"),
+    ]
+    assert '<span class="kd-big" id="kd-success">100.0%</span>' in page
+    assert '<span id="kd-p50">4.0 s</span>' in page
+    assert '<span class="kd-big" id="kd-review">0</span>' in page
+    assert "<title>Delivered: 1</title>" in page
+    assert "<title>Awaiting payment: 1</title>" in page
+    assert '<rect class="kd-bar low"' in page and "<title>Empty Card: 0 — low</title>" in page
+
+
+def test_dashboard_is_for_staff_only(client):
+    # when
+    response = client.get("/admin/dashboard/")
+    # then
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_admin_index_links_to_the_dashboard(admin_client):
+    # when
+    page = admin_client.get("/admin/").content.decode()
+    # then
+    assert '<a href="/admin/dashboard/">' in page
+
+
+def test_bars_scale_to_the_largest_value():
+    # when
+    bars = bars_layout(rows=[("a", 10, "10", False), ("b", 5, "5", True), ("c", 0, "0", False)])
+    # then
+    assert [(b.label, b.width, b.y, b.flag) for b in bars] == [("a", 360, 0, False), ("b", 180, 24, True), ("c", 0, 48, False)]
