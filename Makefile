@@ -28,7 +28,7 @@ run: install
 
 # The browser tests drive Debian's Chromium; install it when missing (root in CI).
 test: install
-	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 migrate: install
