@@ -17,6 +17,7 @@ from payments.services.refunds import RefundError
 from payments.services.reviews import order_review_reject
 from riskctl.models import Assessment, IdentifierKind, ListEntry, PurchaseLimit, ReviewItem, RiskEvent, Rule, Thresholds
 from riskctl.services import ReviewClosed
+from shop.admin import ReadOnlyAdminMixin
 from shop.services import order_review_approve
 
 
@@ -102,19 +103,8 @@ def _reasons(reasons, limit=3) -> str:
     return "; ".join(f"{r['rule']} ({r['points']})" for r in reasons[:limit]) or "—"
 
 
-class ReadOnly:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Assessment)
-class AssessmentAdmin(ReadOnly, admin.ModelAdmin):
+class AssessmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("ref", "stage", "decision", "score", "top_reasons", "email", "ip", "order", "created_at")
     list_filter = ("stage", "decision")
     search_fields = ("ref", "email", "ip", "device", "order__order_no")
@@ -132,7 +122,7 @@ class ReviewDecisionForm(forms.Form):
 
 
 @admin.register(ReviewItem)
-class ReviewItemAdmin(ReadOnly, admin.ModelAdmin):
+class ReviewItemAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The review queue: undecided first, oldest first."""
 
     list_display = ("order", "score", "top_reasons", "amount", "email", "ip", "device", "linked_orders", "age",
@@ -254,7 +244,7 @@ class ReviewItemAdmin(ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(RiskEvent)
-class RiskEventAdmin(ReadOnly, admin.ModelAdmin):
+class RiskEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "kind", "email", "ip", "device", "order_id", "quantity", "amount")
     list_filter = ("kind",)
     search_fields = ("email", "ip", "device", "phone")

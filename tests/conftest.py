@@ -138,6 +138,20 @@ def make_unpaid_order(db):
     return make
 
 
+@pytest.fixture
+def pay(client, django_capture_on_commit_callbacks):
+    """Pay an order through the sandbox notify (keys reserved, inbox written,
+    email outbox enqueued); returns the order, refreshed."""
+
+    def run(order):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.post(NOTIFY_URL, sandbox_notice(order)).content == b"success"
+        order.refresh_from_db()
+        return order
+
+    return run
+
+
 def sandbox_notice(order: Order, *, amount: str | None = None, trade_no: str | None = None,
                    currency: str | None = None, status: str = "SUCCESS", secret: str | None = None) -> dict:
     """The form fields of a sandbox notify for ``order``, signed (with ``secret`` if given)."""

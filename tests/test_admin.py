@@ -12,26 +12,11 @@ from inventory.models import CardKey, CardKeyStatus
 from payments.providers.sandbox import sandbox_trade_no
 from riskctl.models import IdentifierKind, ListEntry
 from shop.models import Order
-from tests.conftest import NOTIFY_URL, sandbox_notice
 
 pytestmark = pytest.mark.django_db
 
 CARDKEYS_URL = reverse("admin:inventory_cardkey_changelist")
 ORDERS_URL = reverse("admin:shop_order_changelist")
-
-
-@pytest.fixture
-def pay(client, django_capture_on_commit_callbacks):
-    """Pay an order through the sandbox notify, so keys, payments and deliveries exist."""
-
-    def run(order: Order) -> Order:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(NOTIFY_URL, sandbox_notice(order))
-        assert response.content == b"success"
-        order.refresh_from_db()
-        return order
-
-    return run
 
 
 def _plaintexts(product, count: int) -> list[str]:

@@ -3,22 +3,8 @@
 import pytest
 
 from delivery.models import Channel, Delivery
-from tests.conftest import NOTIFY_URL, sandbox_notice
 
 REFUSED_PREFIX = "nobody@"
-
-
-@pytest.fixture
-def pay(client, django_capture_on_commit_callbacks):
-    """Pay an order through the sandbox notify (keys reserved, inbox + email outbox written)."""
-
-    def run(order):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert client.post(NOTIFY_URL, sandbox_notice(order)).content == b"success"
-        order.refresh_from_db()
-        return order
-
-    return run
 
 
 @pytest.fixture

@@ -5,20 +5,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.conftest import NOTIFY_URL, sandbox_notice
-
-
-@pytest.fixture
-def pay(client, django_capture_on_commit_callbacks):
-    """Pay an order through the sandbox notify: keys reserved, inbox written, email enqueued."""
-
-    def run(order):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert client.post(NOTIFY_URL, sandbox_notice(order)).content == b"success"
-        order.refresh_from_db()
-        return order
-
-    return run
 
 
 @pytest.fixture
