@@ -115,6 +115,8 @@ class AlertKind(models.TextChoices):
     REVIEW = "REVIEW", "Order held for review"
     SWEEPER = "SWEEPER", "Sweeper anomaly"
     AWAITING_STOCK = "AWAITING_STOCK", "Paid orders waiting for stock"
+    KEY_GUESSING = "KEY_GUESSING", "Someone is guessing keys"
+    RISK_BLOCK = "RISK_BLOCK", "Checkouts blocked by risk rules"
 
 
 class OwnerAlert(models.Model):

@@ -5,8 +5,12 @@ import hmac
 import secrets
 
 from django.core import signing
+from django.http import Http404
+
+from shop.models import Order
 
 _LINK_SALT = "kamidrop.order-link"
+SESSION_ORDERS = "orders"
 LINK_MAX_AGE = 60 * 60 * 24 * 90  # emailed links open the order page for 90 days
 
 
@@ -33,3 +37,19 @@ def order_link_matches(*, order_no: str, signed: str) -> bool:
         return signing.loads(signed, salt=_LINK_SALT, max_age=LINK_MAX_AGE) == order_no
     except signing.BadSignature:
         return False
+
+
+def order_session_grant(request, order_no: str) -> None:
+    """Let this browser open the order page from now on (the last 50 orders)."""
+    orders = request.session.get(SESSION_ORDERS, [])
+    if order_no not in orders:
+        request.session[SESSION_ORDERS] = [*orders[-49:], order_no]
+
+
+def order_for_session(request, order_no: str) -> Order:
+    """The order, if this browser may see it; otherwise the same 404 whether or
+    not the order exists (no order-number probing)."""
+    order = Order.objects.filter(order_no=order_no).first()
+    if order is not None and order_no in request.session.get(SESSION_ORDERS, []):
+        return order
+    raise Http404("order not found")

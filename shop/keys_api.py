@@ -32,6 +32,7 @@ from inventory.apikeys import ApiKeyInvalid, merchant_api_key_authenticate
 from inventory.keyguard import key_guard_cooldown_left, key_guard_miss_record
 from inventory.models import MerchantApiKey
 from riskctl.identity import client_ip
+from shop.access import order_for_session
 from shop.api import api_error
 from shop.models import Product
 
@@ -89,7 +90,7 @@ def _miss_record(*, source: str, result: keys.KeyCheck, label: str) -> None:
         # No alert kind fits exactly; REVIEW is the one the owner reads as
         # "look at this". The source is named, never the keys tried.
         owner_alert_raise(
-            kind=AlertKind.REVIEW, dedupe_key=f"key-guessing:{source}",
+            kind=AlertKind.KEY_GUESSING, dedupe_key=f"key-guessing:{source}",
             subject=f"Possible key guessing from {label}",
             body=(f"{outcome.guesses_this_hour} well-formed keys that do not exist were checked from {label} "
                   "within the last hour. Revoke the API key or block the address if this is not expected."),
@@ -303,9 +304,8 @@ def key_check_page(request):
 @require_POST
 def order_activation_deactivate(request, order_no: str, activation_id: int):
     """POST /orders/<order_no>/activations/<id>/deactivate from the order page."""
-    from shop.views import _order_for_buyer  # the order page's own access check
 
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     try:
         activation = keys.key_activation_deactivate(
             activation_pk=activation_id, order_id=order.pk, actor="buyer", ip=client_ip(request) or None

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection
-from django.http import Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -20,7 +20,8 @@ from payments.providers import ProviderUnknown
 from payments.services import checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
-from shop.access import order_link_matches, order_token_matches
+from inventory.redemption import activations_for_order
+from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches
 from shop.api import resend_limited_for_order, resend_rate_per_ip
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
 from shop.models import KeyReportStatus, Order, Product
@@ -39,7 +40,6 @@ from shop.services import (
     price_quote,
 )
 
-SESSION_ORDERS = "orders"
 RETRY_AFTER_SECONDS = 60
 LOOKUP_RATE_PER_IP = "10/m"
 LOOKUP_RATE_PER_ORDER = "10/h"
@@ -106,7 +106,7 @@ def product_detail(request, slug: str):
         except ProviderUnknown:
             error = ("PROVIDER_UNKNOWN", _("This payment method is not available."))
         else:
-            _session_grant(request, started.order.order_no)
+            order_session_grant(request, started.order.order_no)
             return redirect(started.pay_url)
     context = {
         "product": product, "stock": product_stock(product=product), "form": form, "error": error, "quote": quote,
@@ -118,21 +118,6 @@ def product_detail(request, slug: str):
     if limited:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
-
-
-def _session_grant(request, order_no: str) -> None:
-    orders = request.session.get(SESSION_ORDERS, [])
-    if order_no not in orders:
-        request.session[SESSION_ORDERS] = [*orders[-49:], order_no]
-
-
-def _order_for_buyer(request, order_no: str) -> Order:
-    """The order, if this browser may see it; otherwise the same 404 whether or
-    not the order exists (no order-number probing)."""
-    order = Order.objects.filter(order_no=order_no).first()
-    if order is not None and order_no in request.session.get(SESSION_ORDERS, []):
-        return order
-    raise Http404("order not found")
 
 
 def _order_context(order: Order) -> dict:
@@ -147,6 +132,7 @@ def _order_context(order: Order) -> dict:
         "open_reports": open_reports,
         "usage_products": [line.product for line in lines if line.product.display_usage_notes],
         "review_wait": settings.REVIEW_EXPECTED_WAIT,
+        "activations": list(activations_for_order(order_id=order.pk)),
         "report_form": KeyReportForm(),
     }
 
@@ -160,9 +146,9 @@ def order_detail(request, order_no: str):
             (token and order_token_matches(order=order, token=token))
             or (signed and order_link_matches(order_no=order_no, signed=signed))
         ):
-            _session_grant(request, order_no)
+            order_session_grant(request, order_no)
             return redirect("shop:order", order_no=order_no)  # drop the secret from the address bar
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     return render(request, "shop/order.html", _order_context(order))
 
 
@@ -170,7 +156,7 @@ def order_detail(request, order_no: str):
 @require_POST
 def order_resend_request(request, order_no: str):
     """The Resend button: the keys again to the order's own channels."""
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     if getattr(request, "limited", False) or resend_limited_for_order(request, order_no):
         messages.error(request, _("You asked for a resend a moment ago. Please wait a while before asking again."))
         return redirect("shop:order", order_no=order_no)
@@ -192,7 +178,7 @@ def order_status(request, order_no: str):
     """Polled by the order page: the status and the timeline and keys fragments,
     rendered here so dates and words follow the buyer's language. Keys are
     never in it (they are shown one by one through the reveal POST)."""
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     context = _order_context(order)
     return JsonResponse({
         "status": order.status,
@@ -207,7 +193,7 @@ def order_status(request, order_no: str):
 @require_POST
 def order_key_reveal_request(request, order_no: str, key_id: int):
     """"Show key": one key, logged with time, IP and browser."""
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     if getattr(request, "limited", False):
         response = JsonResponse({"error": {"code": "RATE_LIMITED", "message": _("Too many requests; slow down.")}},
                                 status=429)
@@ -230,7 +216,7 @@ def order_key_reveal_request(request, order_no: str, key_id: int):
 @require_POST
 def order_key_report_request(request, order_no: str, key_id: int):
     """"Report a problem with this key": replaced at once where the product allows, else staff look."""
-    order = _order_for_buyer(request, order_no)
+    order = order_for_session(request, order_no)
     if getattr(request, "limited", False):
         messages.error(request, _("Too many reports from your network. Please contact us instead."))
         return redirect("shop:order", order_no=order_no)
@@ -280,7 +266,7 @@ def lookup(request):
             except LookupFailed:
                 error, status = _("We could not find an order with these details."), 400
             else:
-                _session_grant(request, order.order_no)
+                order_session_grant(request, order.order_no)
                 return redirect("shop:order", order_no=order.order_no)
         else:
             error, status = _("We could not find an order with these details."), 400
@@ -301,7 +287,7 @@ def lookup_link_open(request, token: str):
         return render(request, "shop/lookup.html", {
             "form": LookupForm(), "error": _("This link has expired or was already used. Ask for a new one."),
         }, status=400)
-    _session_grant(request, order.order_no)
+    order_session_grant(request, order.order_no)
     return redirect("shop:order", order_no=order.order_no)
 
 

@@ -251,7 +251,7 @@ def _risk_blocked_alert(*, buyer: BuyerContext, ref: str) -> None:
     """One owner alert per blocked source and hour, not one per attempt."""
     source = buyer.device or buyer.ip or buyer.email
     owner_alert_raise(
-        kind=AlertKind.REVIEW, dedupe_key=f"risk-blocked:{source}",
+        kind=AlertKind.RISK_BLOCK, dedupe_key=f"risk-blocked:{source}",
         subject="Checkouts blocked by risk rules",
         body=f"Checkouts were blocked (first reference {ref}); see Risk control → Assessments.",
     )

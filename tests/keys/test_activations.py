@@ -4,7 +4,7 @@ merchant or by the buyer from the order page."""
 import pytest
 
 from inventory.models import KeyActivation, KeyAuditEvent, KeyPolicy
-from shop.views import SESSION_ORDERS
+from shop.access import SESSION_ORDERS
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +80,8 @@ def test_the_buyer_frees_a_slot_from_the_order_page(client, call, licence):
     session = client.session
     session[SESSION_ORDERS] = [order_no]
     session.save()
+    page = client.get(f"/orders/{order_no}/").content.decode()
+    assert "old laptop" in page and f"/orders/{order_no}/activations/{activation.pk}/deactivate" in page
     # when
     response = client.post(f"/orders/{order_no}/activations/{activation.pk}/deactivate", REMOTE_ADDR="192.0.2.8")
     # then

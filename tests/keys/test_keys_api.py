@@ -214,7 +214,7 @@ def test_many_well_formed_misses_raise_one_owner_alert(call, make_product, merch
             call(VERIFY, {"key": f"PRODUCT-1-KEY-{90000 + n}"}, token=token)
     # then
     alert = OwnerAlert.objects.get()
-    assert (alert.kind, alert.dedupe_key, alert.occurrences) == (AlertKind.REVIEW, f"key-guessing:apikey:{api_key.pk}", 1)
+    assert (alert.kind, alert.dedupe_key, alert.occurrences) == (AlertKind.KEY_GUESSING, f"key-guessing:apikey:{api_key.pk}", 1)
     assert "PRODUCT-1-KEY" not in alert.subject + alert.body
 
 

@@ -11,7 +11,7 @@ from riskctl.models import RiskEvent
 from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, OrderEventType
 from shop.services import checkout_place_order
 from shop.services.buyer import lookup_link_token
-from shop.views import SESSION_ORDERS
+from shop.access import SESSION_ORDERS
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
 pytestmark = pytest.mark.django_db
