@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
 
-.PHONY: run test install migrate stop clean
+.PHONY: run test bench install migrate stop clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ run: install
 test: install
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The flash-sale benchmark (gunicorn, RQ workers, SMTP sink, signed EPay
+# notifies); figures are appended to bench/RESULTS.md. Options: BENCH_ARGS.
+bench: install
+	$(PY) bench/flash_sale.py $(BENCH_ARGS)
 
 migrate: install
 	$(PY) manage.py migrate --noinput

@@ -12,6 +12,7 @@ from shop.services.checkout import (  # noqa: F401
     price_quote,
 )
 from shop.services.buyer import (  # noqa: F401
+    key_report_replace,
     KeyActionRefused,
     LookupFailed,
     lookup_link_consume,

@@ -174,3 +174,18 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
                            data={"key": key.pk, "report": report.pk})
         risk_event_for_order(kind=RiskEventKind.KEY_REPORTED, order_id=order.pk)
     return report
+
+
+def key_report_replace(*, report_id: int, actor: str) -> int:
+    """Replace the key of an open report (staff, or ``redeliver
+    --replace-invalid``): the reported key is voided and kept on the line as
+    evidence, a new one is handed over, the report is resolved. Returns the
+    new key's id; raises KeysUnavailable (nothing changed) when none is in stock."""
+    with transaction.atomic():
+        report = KeyReport.objects.select_for_update().get(pk=report_id)
+        if report.status != KeyReportStatus.OPEN:
+            raise KeyActionRefused(code="REPORT_NOT_OPEN", message="This report was already dealt with.")
+        new_id = order_key_replace(order_id=report.order_id, key_id=report.card_key_id, actor=actor,
+                                   reason=f"reported: {report.reason}"[:200])
+        KeyReport.objects.filter(pk=report.pk).update(status=KeyReportStatus.RESOLVED, replacement_key_id=new_id)
+    return new_id

@@ -82,7 +82,7 @@ def test_exit_code_is_non_zero_when_something_could_not_be_sent(dead_letter, smt
         _redeliver(dead_letter.order_no)
     # then: it stays queued for the normal retries
     assert failure.value.returncode == 1
-    assert str(failure.value) == "1 deliveries could not be sent"
+    assert str(failure.value) == "1 deliveries could not be sent, 0 reported keys not replaced"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
     assert django_rq.get_queue("delivery").job_ids == [delivery.job_id]
@@ -118,3 +118,60 @@ def test_refuses_to_redeliver_everything_without_a_selection():
         _redeliver()
     # then
     assert str(refused.value) == "name order numbers or give at least one filter (redelivering everything is refused)"
+
+
+@pytest.fixture
+def reported(pay, make_product, make_unpaid_order, run_worker, smtp_server):
+    """A delivered order whose buyer reported the key as not working (no automatic replacement)."""
+    from shop.services.buyer import order_key_report
+
+    product = make_product(keys=1, slug="rep")
+    order = pay(make_unpaid_order(product=product, email="r@example.com"))
+    run_worker()
+    key = CardKey.objects.get(order_line__order=order)
+    order_key_report(order_id=order.pk, key_id=key.pk, reason="code rejected", ip=None)
+    return order, product, key
+
+
+def test_replace_invalid_voids_the_reported_key_and_sends_a_new_one(reported, run_worker, smtp_server):
+    # given
+    from inventory.services import key_entries, keys_import
+    from shop.models import KeyReport, KeyReportStatus
+
+    order, product, old = reported
+    keys_import(product=product, source="t", entries=key_entries(["REP-NEW-0001"]))
+    before = len(smtp_server.messages)
+    # when
+    out, _ = _redeliver(order.order_no, "--replace-invalid", "--yes")
+    # then
+    old.refresh_from_db()
+    new = CardKey.objects.get(order_line__order=order, status="DELIVERED")
+    assert (old.status, new.secret) == ("VOID", "REP-NEW-0001")
+    assert "1 reported keys replaced" in out
+    assert KeyReport.objects.get().status == KeyReportStatus.RESOLVED
+    assert len(smtp_server.messages) == before + 1
+    assert b"REP-NEW-0001" in smtp_server.messages[-1].content
+    assert old.secret.encode() not in smtp_server.messages[-1].content
+    assert order.events.filter(type=OrderEventType.KEY_REPLACED).count() == 1
+
+
+def test_replace_invalid_needs_confirmation_when_not_interactive(reported):
+    # given
+    order, _, old = reported
+    # when / then: no TTY and no --yes
+    with pytest.raises(CommandError, match="^REPLACE_NEEDS_CONFIRMATION"):
+        _redeliver(order.order_no, "--replace-invalid")
+    old.refresh_from_db()
+    assert old.status == "DELIVERED"
+
+
+def test_replace_invalid_without_stock_replaces_nothing_and_exits_non_zero(reported):
+    # given: no key left to replace it with
+    order, _, old = reported
+    # when
+    with pytest.raises(CommandError) as failure:
+        _redeliver(order.order_no, "--replace-invalid", "--yes")
+    # then
+    assert str(failure.value) == "0 deliveries could not be sent, 1 reported keys not replaced"
+    old.refresh_from_db()
+    assert old.status == "DELIVERED"

@@ -1,5 +1,6 @@
 """manage.py redeliver: send orders' SAME keys again, by order numbers or filters."""
 
+import sys
 from datetime import datetime, time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,7 +12,9 @@ from delivery.admin import recipient_mask
 from delivery.models import Channel, DeliveryStatus
 from delivery.selectors import deliveries_select
 from delivery.services import delivery_enqueue
-from shop.services import ResendNotAllowed, order_delivery_send, order_resend
+from inventory.services import KeysUnavailable
+from shop.models import KeyReport, KeyReportStatus
+from shop.services import ResendNotAllowed, key_report_replace, order_delivery_send, order_resend
 
 ACTOR = "ops:redeliver"
 
@@ -41,8 +44,14 @@ class Command(BaseCommand):
         parser.add_argument("--channel", choices=[Channel.EMAIL, Channel.SMS])
         parser.add_argument("--failed-only", action="store_true", help="only dead letters (same as --status FAILED)")
         parser.add_argument("--dry-run", action="store_true", help="print what would be sent, send nothing")
+        parser.add_argument(
+            "--replace-invalid", action="store_true",
+            help="first replace the keys buyers reported as not working (open reports): void and hand over a new one",
+        )
+        parser.add_argument("--yes", action="store_true", help="do not ask before replacing keys")
 
-    def handle(self, *args, order_nos, status, since, until, product, channel, failed_only, dry_run, **options):
+    def handle(self, *args, order_nos, status, since, until, product, channel, failed_only, dry_run,
+               replace_invalid, yes, **options):
         if failed_only:
             if status and status != DeliveryStatus.FAILED:
                 raise CommandError("--failed-only contradicts --status")
@@ -54,10 +63,18 @@ class Command(BaseCommand):
                 order_nos=order_nos, status=status, since=since, until=until, product_slug=product, channel=channel
             )
         )
+        reports = (
+            list(KeyReport.objects.filter(order_id__in={d.order_id for d in deliveries}, status=KeyReportStatus.OPEN)
+                 .select_related("order").order_by("id"))
+            if replace_invalid else []
+        )
         if dry_run:
             self._table(deliveries)
+            for report in reports:
+                self.stdout.write(f"would replace key #{report.card_key_id} of {report.order.order_no}: {report.reason}")
             self.stdout.write(f"{len(deliveries)} deliveries would be sent again (dry run: nothing sent)")
             return
+        unreplaced = self._replace(reports, confirmed=yes) if reports else []
         sent, failed, skipped = 0, [], 0
         for delivery in tqdm(deliveries, desc="redeliver", unit="delivery", file=self.stderr._out):
             try:
@@ -81,8 +98,30 @@ class Command(BaseCommand):
         for delivery, outcome in failed:
             self.stderr.write(f"not sent: {delivery.order.order_no} {delivery.channel}: {outcome}")
         self.stdout.write(f"{len(deliveries)} selected: {sent} sent, {len(failed)} not sent, {skipped} skipped")
-        if failed:
-            raise CommandError(f"{len(failed)} deliveries could not be sent", returncode=1)
+        if failed or unreplaced:
+            raise CommandError(
+                f"{len(failed)} deliveries could not be sent, {len(unreplaced)} reported keys not replaced", returncode=1
+            )
+
+    def _replace(self, reports, *, confirmed: bool) -> list:
+        """Void and replace the reported keys (the resend then sends the new
+        ones); return the reports that could not be replaced (no stock)."""
+        if not confirmed:
+            if not sys.stdin.isatty():
+                raise CommandError("REPLACE_NEEDS_CONFIRMATION: replacing keys needs --yes when not run interactively")
+            answer = input(f"Replace {len(reports)} reported key(s)? Each is voided and a new one handed over. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                raise CommandError("REPLACE_CANCELLED: nothing replaced, nothing sent")
+        short = []
+        for report in reports:
+            try:
+                key_report_replace(report_id=report.pk, actor=ACTOR)
+            except KeysUnavailable:
+                short.append(report)
+        self.stdout.write(f"{len(reports) - len(short)} reported keys replaced")
+        for report in short:
+            self.stderr.write(f"not replaced (OUT_OF_STOCK): key #{report.card_key_id} of {report.order.order_no}")
+        return short
 
     def _table(self, deliveries) -> None:
         rows = [("ORDER", "CHANNEL", "TO", "STATUS", "ATTEMPTS", "LAST ERROR")]
