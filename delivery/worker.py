@@ -1,4 +1,12 @@
-"""The project's RQ worker (``RQ["WORKER_CLASS"]``): registers the periodic sweep.
+"""The project's RQ worker (``RQ["WORKER_CLASS"]``): runs jobs in its own
+process (rq's SimpleWorker, no fork per job) and registers the periodic sweep.
+
+A fork per job costs more than sending an email: with forking workers the
+flash-sale benchmark's paid → email p50 was 20 s (the queue could not keep
+up); with these it is 92 ms (bench/RESULTS.md). Jobs still time out (rq's
+signal-based death penalty), and a worker that dies is restarted by its
+supervisor (compose, make run); the send lease and the sweeper cover the job
+it was running.
 
 Every long-running worker makes sure the sweep job is on the schedule when it
 starts, so the sweeper runs wherever a worker runs (``make run``, compose)
@@ -10,7 +18,7 @@ from datetime import timedelta
 
 import django_rq
 from django.conf import settings
-from rq import Repeat, Worker
+from rq import Repeat, SimpleWorker
 from rq.job import JobStatus
 
 SWEEP_JOB_ID = "sweep-periodic"
@@ -37,7 +45,7 @@ def sweep_periodic_register() -> bool:
     return True
 
 
-class SweepingWorker(Worker):
+class SweepingWorker(SimpleWorker):
     def work(self, burst: bool = False, *args, **kwargs):
         if not burst:
             sweep_periodic_register()

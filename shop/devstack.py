@@ -4,7 +4,8 @@ Starts the embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL are
 set, migrates, loads the demo shop, then runs the web server, one RQ worker
 (with the scheduler, so retries fire) and the sweeper loop. Ctrl-C or SIGTERM stops everything this
 command started — the web server, the worker, and the embedded servers if it
-was the one that started them — and so does either child dying.
+was the one that started them — and so does the web server dying; a worker
+or the sweeper that dies is started again.
 """
 
 from __future__ import annotations
@@ -82,11 +83,18 @@ def main() -> int:
         # The sweeper reads the database, so it keeps healing when Redis or the worker is down.
         children["sweeper"] = _start("sweeper", [*MANAGE, "sweep", "--every", "60"], env)
         _log(f"shop on http://127.0.0.1:{port}/  admin on http://127.0.0.1:{port}/admin/  (Ctrl-C stops)")
+        argv = {name: process.args for name, process in children.items()}
         while not stop_requested:
-            for name, process in children.items():
-                if process.poll() is not None:
-                    _log(f"{name} exited with {process.returncode}; stopping")
+            for name, process in list(children.items()):
+                if process.poll() is None:
+                    continue
+                if name == "web":
+                    _log(f"web exited with {process.returncode}; stopping")
                     stop_requested = True
+                else:  # a worker or the sweeper died (Redis blip, OOM): start it again, as compose would
+                    _log(f"{name} exited with {process.returncode}; restarting it")
+                    time.sleep(1)
+                    children[name] = _start(name, argv[name], env)
             time.sleep(0.2)
         return 0
     except subprocess.CalledProcessError as exc:
