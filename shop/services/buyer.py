@@ -83,9 +83,10 @@ def lookup_link_request(*, order_no: str, email: str) -> bool:
             order=order, expires_at=timezone.now() + timedelta(minutes=LOOKUP_LINK_MINUTES),
         )
         language = translation.get_language() or settings.LANGUAGE_CODE
+        # Robust: with Redis down the buyer still gets the same answer (and can ask again).
         transaction.on_commit(lambda: django_rq.get_queue("default").enqueue(
             lookup_link_email_send, link_id=link.pk, language=language, job_id=f"lookup-link-{link.pk}",
-        ))
+        ), robust=True)
     return True
 
 
