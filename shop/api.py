@@ -107,19 +107,27 @@ def orders_create(request):
     )
 
 
+def _order_by_bearer(request, order_no: str) -> tuple[Order | None, JsonResponse | None]:
+    """The order whose token the request carries as ``Authorization: Bearer``,
+    or the error to answer. An unknown order and a wrong token look the same:
+    no probing for order numbers."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None, api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
+    order = Order.objects.filter(order_no=order_no).first()
+    if order is None or not order_token_matches(order=order, token=token.strip()):
+        return None, api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
+    return order, None
+
+
 @ratelimit(key="ip", rate="60/m", block=False)
 @require_GET
 def order_read(request, order_no: str):
     if getattr(request, "limited", False):
         return api_error("RATE_LIMITED", "Too many requests; slow down.", 429)
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
-    order = Order.objects.filter(order_no=order_no).first()
-    # Unknown order and wrong token look the same: no probing for order numbers.
-    if order is None or not order_token_matches(order=order, token=token.strip()):
-        return api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
+    order, refused = _order_by_bearer(request, order_no)
+    if refused:
+        return refused
     return JsonResponse(
         {
             "order_no": order.order_no,
@@ -157,13 +165,9 @@ def order_resend_request(request, order_no: str):
     """POST /api/v1/orders/<order_no>/resend: the keys again to the order's own channels."""
     if getattr(request, "limited", False):
         return api_error("RATE_LIMITED", "Too many resend requests from your network; try again later.", 429)
-    auth = request.headers.get("Authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
-    order = Order.objects.filter(order_no=order_no).first()
-    if order is None or not order_token_matches(order=order, token=token.strip()):
-        return api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
+    order, refused = _order_by_bearer(request, order_no)
+    if refused:
+        return refused
     if resend_limited_for_order(request, order_no):
         return api_error("RATE_LIMITED", "This order was resent recently; try again later.", 429)
     try:
