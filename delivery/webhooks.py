@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 
 import django_rq
 from django.conf import settings
@@ -40,10 +41,16 @@ QUEUE = "default"
 TIMEOUT_SECONDS = 10
 
 
-def webhook_emit(*, event: str, data: dict) -> list[int]:
+def webhook_emit(*, event: str, data: dict | Callable[[], dict]) -> list[int]:
     """Record ``event`` for every endpoint that wants it; sent after commit.
-    May be called inside a transaction. Returns the WebhookDelivery ids."""
+    May be called inside a transaction. ``data`` may be a function, called
+    only when some endpoint wants the event (the hot path usually has none).
+    Returns the WebhookDelivery ids."""
     endpoints = [e for e in WebhookEndpoint.objects.filter(active=True).order_by("id") if e.wants(event)]
+    if not endpoints:
+        return []
+    if callable(data):
+        data = data()
     ids = []
     for endpoint in endpoints:
         payload = {"id": str(uuid.uuid4()), "event": event, "created_at": timezone.now().isoformat(), "data": data}

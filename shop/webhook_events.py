@@ -17,21 +17,27 @@ def _at(value) -> str | None:
 def order_webhook_emit(*, order: Order, event: str) -> list[int]:
     """Tell the merchant's endpoints about ``order``. Call inside the transaction
     that made the change: it is sent only once that commits."""
-    lines = order.lines.select_related("product").order_by("id")
-    return webhook_emit(event=event, data={
-        "order_no": order.order_no,
-        "status": order.status,
-        "amount": f"{order.amount:.2f}",
-        "currency": order.currency,
-        "items": [{"product": line.product.slug, "quantity": line.quantity} for line in lines],
-        "paid_at": _at(order.paid_at),
-        "delivered_at": _at(order.delivered_at),
-    })
+    def data() -> dict:
+        lines = order.lines.select_related("product").order_by("id")
+        return {
+            "order_no": order.order_no,
+            "status": order.status,
+            "amount": f"{order.amount:.2f}",
+            "currency": order.currency,
+            "items": [{"product": line.product.slug, "quantity": line.quantity} for line in lines],
+            "paid_at": _at(order.paid_at),
+            "delivered_at": _at(order.delivered_at),
+        }
+
+    return webhook_emit(event=event, data=data)
 
 
 def product_low_stock_webhook_emit(*, product_id: int, threshold: int) -> list[int]:
-    product = Product.objects.get(pk=product_id)
-    return webhook_emit(event=WebhookEvent.PRODUCT_LOW_STOCK, data={
-        "product": product.slug, "name": product.name, "threshold": threshold,
-        "available": keys_available_count(product=product),
-    })
+    def data() -> dict:
+        product = Product.objects.get(pk=product_id)
+        return {
+            "product": product.slug, "name": product.name, "threshold": threshold,
+            "available": keys_available_count(product=product),
+        }
+
+    return webhook_emit(event=WebhookEvent.PRODUCT_LOW_STOCK, data=data)
