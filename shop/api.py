@@ -38,6 +38,17 @@ def api_error(code: str, message: str, status: int, **extra) -> JsonResponse:
     return response
 
 
+def api_json_object(request) -> dict | JsonResponse:
+    """The request body as a JSON object, or the BAD_JSON error to answer."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    if not isinstance(body, dict):
+        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    return body
+
+
 def _money(value) -> str:
     return f"{value:.2f}"
 
@@ -59,12 +70,9 @@ def products(request):
 def orders_create(request):
     if getattr(request, "limited", False):
         return api_error("RATE_LIMITED", "Too many requests; slow down.", 429)
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
-    if not isinstance(body, dict):
-        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    body = api_json_object(request)
+    if isinstance(body, JsonResponse):
+        return body
     missing = [name for name in ("product", "quantity", "email") if body.get(name) in (None, "")]
     if missing:
         return api_error("FIELD_REQUIRED", f"Missing: {', '.join(missing)}.", 400, fields=missing)

@@ -13,7 +13,6 @@ sends many well-formed keys that do not exist within an hour.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 
 from django.conf import settings
@@ -33,7 +32,7 @@ from inventory.keyguard import key_guard_cooldown_left, key_guard_miss_record
 from inventory.models import MerchantApiKey
 from riskctl.identity import client_ip
 from shop.access import order_for_session
-from shop.api import api_error
+from shop.api import api_error, api_json_object
 from shop.models import Product
 
 logger = logging.getLogger(__name__)
@@ -124,12 +123,9 @@ def _authenticate(request) -> MerchantApiKey | JsonResponse:
 
 
 def _body(request, *, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict | JsonResponse:
-    try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
-    if not isinstance(body, dict):
-        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    body = api_json_object(request)
+    if isinstance(body, JsonResponse):
+        return body
     missing = [name for name in required if body.get(name) in (None, "") or
                (isinstance(body.get(name), str) and not body[name].strip())]
     if missing:
