@@ -1,5 +1,6 @@
-"""RQ jobs of payments: the sandbox gateway's notify (it lives in the worker,
-like a real gateway's servers) and the buyer's refund email."""
+"""RQ jobs of payments: the applier of stored notices, the sandbox gateway's
+notify (it lives in the worker, like a real gateway's servers) and the buyer's
+refund email."""
 
 import logging
 import urllib.error
@@ -10,7 +11,7 @@ from django.conf import settings
 
 from payments.models import Payment
 from payments.providers.sandbox import NotifyMode, sandbox_notices
-from payments.services import refund_buyer_notify
+from payments.services import payment_notices_drain, refund_buyer_notify
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ def sandbox_notify_send(reference: str, mode: str = NotifyMode.NORMAL) -> list[s
         logger.warning("sandbox notify for %s not acknowledged: %s", reference, failed)
         raise NotifyNotAcknowledged(", ".join(failed))
     return replies
+
+
+def payment_notices_drain_job() -> int:
+    return payment_notices_drain()
 
 
 def refund_email_send(refund_id: int) -> bool:

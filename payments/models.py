@@ -43,6 +43,7 @@ class Payment(models.Model):
 
 
 class PaymentEventOutcome(models.TextChoices):
+    RECEIVED = "RECEIVED", "Received: to be applied"
     ACCEPTED = "ACCEPTED", "Accepted: order paid"
     EXTRA = "EXTRA", "Accepted: order was already paid or refunded (refund due)"
     IGNORED = "IGNORED", "Acknowledged: not a success notice"
@@ -62,6 +63,11 @@ class PaymentEvent(models.Model):
 
     The unique constraint is the idempotency key: a duplicate notify finds the
     row and is answered with the same reply, changing nothing.
+
+    The notify endpoint stores the notice as RECEIVED and answers at once (the
+    inbox); the applier turns RECEIVED notices into paid orders in batches.
+    Everything the applier needs is on the row, so a notice is never held only
+    in memory or in Redis.
     """
 
     provider = models.CharField(max_length=20)
@@ -71,6 +77,10 @@ class PaymentEvent(models.Model):
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3)
     kind = models.CharField(max_length=10, choices=PaymentEventKind.choices, default=PaymentEventKind.PAYMENT)
+    # Whether the provider reports the payment as made (False: declined, failed).
+    succeeded = models.BooleanField(default=True)
+    # The provider's id of the payment itself, where it differs from the notice's id.
+    transaction_id = models.CharField(max_length=80, blank=True)
     outcome = models.CharField(max_length=10, choices=PaymentEventOutcome.choices)
     reason_code = models.CharField(max_length=40, blank=True)
     # The parameters or body exactly as received (dispute evidence) and how
@@ -78,10 +88,19 @@ class PaymentEvent(models.Model):
     payload = models.JSONField(default=dict)
     verification = models.CharField(max_length=60, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
+    # A RECEIVED notice whose application failed waits until apply_after
+    # (growing back-off) and is then tried again; the error is kept for staff.
+    apply_attempts = models.PositiveSmallIntegerField(default=0)
+    apply_after = models.DateTimeField(null=True, blank=True)
+    apply_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["provider", "external_id"], name="paymentevent_unique_external_id"),
+        ]
+        indexes = [
+            # The applier's queue: small, whatever the size of the history.
+            models.Index(fields=["id"], condition=Q(outcome="RECEIVED"), name="paymentevent_received_idx"),
         ]
 
     def __str__(self):

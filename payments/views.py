@@ -9,7 +9,7 @@ from payments.models import Payment, PaymentStatus
 from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import CallbackRejected
 from payments.providers.sandbox import NotifyMode
-from payments.services import payment_callback_handle, sandbox_payment_submit
+from payments.services import payment_notice_receive, sandbox_payment_submit
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def provider_notify(request, provider_id: str):
         return provider.reply_rejected(rejected.code)
     if notice is None:  # authentic, but nothing the shop acts on
         return provider.reply_accepted()
-    outcome = payment_callback_handle(provider_id=provider.id, notice=notice)
+    outcome = payment_notice_receive(provider_id=provider.id, notice=notice)
     return provider.reply_accepted() if outcome.accepted else provider.reply_rejected(outcome.code)
 
 

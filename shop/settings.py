@@ -139,6 +139,7 @@ CACHES = {
 # Every queue a job may be enqueued on must be named here: django-rq silently
 # drops commit-aware enqueues to unknown queues.
 RQ_QUEUES = {
+    "payments": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 180},
     "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
     "delivery": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
 }
@@ -248,6 +249,12 @@ PAYMENT_PROVIDERS = {
     "epay": "payments.providers.epay.EpayProvider",
     "stripe": "payments.providers.stripe.StripeProvider",
 }
+# Stored notices applied per transaction by the applier (payments queue).
+PAYMENTS_APPLY_BATCH = env_int("PAYMENTS_APPLY_BATCH", 100)
+# A notice that fails to apply this many times alerts the owner (it keeps being retried).
+PAYMENTS_APPLY_ALERT_AFTER = env_int("PAYMENTS_APPLY_ALERT_AFTER", 3)
+# The sweeper applies stored notices older than this (their wake-up was lost).
+PAYMENTS_APPLY_OVERDUE_SECONDS = env_int("PAYMENTS_APPLY_OVERDUE_SECONDS", 30)
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", DEBUG)
 SANDBOX_SECRET = _secret("SANDBOX_SECRET", generate=lambda: secrets.token_urlsafe(32)) if SANDBOX_ENABLED else ""
 # Where the sandbox gateway posts its server-to-server notify.
@@ -299,6 +306,9 @@ DELIVERY_RETRY_SCHEDULE = [
 # job timeout, so a live send is never taken over; a SIGKILLed sender's claim
 # lapses after it and the delivery is sent again (at most one duplicate).
 DELIVERY_SEND_LEASE_SECONDS = env_int("DELIVERY_SEND_LEASE_SECONDS", 90)
+# First sends go out in batch jobs of at most this many deliveries (one SMTP
+# connection, one claim, one recording transaction per batch).
+DELIVERY_BATCH_SIZE = env_int("DELIVERY_BATCH_SIZE", 100)
 # The worker class of `manage.py rqworker`: it registers the periodic sweep.
 RQ = {"WORKER_CLASS": "delivery.worker.SweepingWorker"}
 # Seconds between sweeps (re-enqueue lost deliveries, expire unpaid orders,

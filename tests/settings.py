@@ -27,6 +27,10 @@ def _with_db(url: str, db: int) -> str:
 
 REDIS_URL = _with_db(REDIS_URL, TEST_REDIS_DB)
 RQ_QUEUES = {name: {**config, "URL": REDIS_URL} for name, config in RQ_QUEUES.items()}
+# The payment applier runs in the request that woke it (same code, same job,
+# no worker): a test sees the order paid when the notify returns. The queued
+# path itself is tested with ASYNC switched back on (tests/payments/test_inbox.py).
+RQ_QUEUES["payments"]["ASYNC"] = False
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -5,6 +5,10 @@ from payments.services.callbacks import (
     CheckoutStarted,
     checkout_start_payment,
     payment_callback_handle,
+    payment_notice_receive,
+    payment_notices_apply,
+    payment_notices_apply_overdue,
+    payment_notices_drain,
     sandbox_payment_submit,
 )
 from payments.services.reconcile import ReconcileResult, payments_reconcile
@@ -12,6 +16,7 @@ from payments.services.refunds import RefundError, payment_refund, refund_buyer_
 
 __all__ = [
     "CallbackOutcome", "CheckoutStarted", "ReconcileResult", "RefundError", "checkout_start_payment",
-    "payment_callback_handle", "payment_refund", "payments_reconcile", "refund_buyer_notify",
+    "payment_callback_handle", "payment_notice_receive", "payment_notices_apply", "payment_notices_apply_overdue",
+    "payment_notices_drain", "payment_refund", "payments_reconcile", "refund_buyer_notify",
     "sandbox_payment_submit",
 ]

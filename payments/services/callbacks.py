@@ -1,10 +1,12 @@
 """Starting a payment at checkout and handling the provider's callback.
 
-The callback path is where shops lose or double-count money, so it follows
-DESIGN.md to the letter: the signature is verified before the database is
-touched (by the provider, in ``parse_callback``); then ONE transaction records
-the notice under a unique (provider, external id) key, checks it against the
-payment, locks Payment → Order, moves the order to PAID and fulfils it.
+The callback path is where shops lose or double-count money: the signature
+is verified before the database is touched (by the provider, in
+``parse_callback``); the notify endpoint then stores the notice under its
+unique (provider, external id) key and answers. The applier takes stored
+notices in batches; for each, in its own savepoint of the batch's one
+transaction, it checks the notice against the payment, locks Payment → Order,
+moves the order to PAID and fulfils it.
 
 Money is never dropped: a payment for an expired order is fulfilled, one for
 a refunded or already-paid order is recorded, flagged on the order and raised
@@ -15,11 +17,16 @@ is rejected and raised.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import django_rq
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 from redis.exceptions import RedisError
 from rq import Retry
 
@@ -96,23 +103,153 @@ class CallbackOutcome:
     duplicate: bool = False
 
 
+# The notify endpoint answers once the notice is stored; the applier (an RQ
+# job on this queue, woken through a flag so a burst wakes it once) turns
+# stored notices into paid orders in batches.
+APPLY_QUEUE = "payments"
+APPLY_FLAG = "kamidrop:payments:apply-wanted"
+APPLY_FLAG_TTL = 60  # a lost job stops blocking new wake-ups after this
+APPLY_JOB_TIMEOUT = 180
+APPLY_ERROR_CHARS = 500
+
+
+def payment_notice_receive(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
+    """The notify endpoint's part: store the verified notice (the inbox) and
+    wake the applier. Call outside any transaction.
+
+    One INSERT, committed before this returns: answering ``success`` is safe
+    from then on, since the notice is durable and the applier, or the sweeper
+    if Redis is down, will apply it. This is what lets the endpoint keep up
+    with a gateway's burst on a flash-sale night: the paid transactions run
+    behind it in batches.
+    A notice that turns out not to match its order is applied as REJECTED
+    (flagged, raised to the owner) like any other: the gateway retrying it
+    would change nothing; so is a duplicate.
+    """
+    event_id = _event_insert(provider_id=provider_id, notice=notice)
+    if event_id is None:  # stored before: acknowledged again, whatever came of it
+        return CallbackOutcome(accepted=True, duplicate=True)
+    try:
+        payment_notices_wake()
+    except RedisError:
+        # No queue: apply this one here and now rather than wait for the sweeper.
+        logger.error("%s notice %s: Redis is unreachable, applying it in the request", provider_id,
+                     notice.external_id)
+        payment_notices_apply(event_ids=[event_id])
+    return CallbackOutcome(accepted=True)
+
+
+def payment_notices_wake() -> None:
+    """Make sure an applier job will run after this point. One Redis round
+    trip while a wake-up is already pending, so a burst enqueues one job."""
+    if django_rq.get_connection(APPLY_QUEUE).set(APPLY_FLAG, 1, nx=True, ex=APPLY_FLAG_TTL):
+        django_rq.get_queue(APPLY_QUEUE).enqueue("payments.jobs.payment_notices_drain_job",
+                                                 job_timeout=APPLY_JOB_TIMEOUT)
+
+
+def payment_notices_drain(*, budget_seconds: float = 60) -> int:
+    """The applier job: apply stored notices batch by batch until none is
+    left (or the time budget is spent: then wake a successor). Several may
+    run at once: each batch takes its notices with SKIP LOCKED.
+
+    The wake-up flag is cleared before the first batch, so a notice stored
+    after that point wakes a new job, and one stored before it is in a batch.
+    Returns the number of notices taken.
+    """
+    django_rq.get_connection(APPLY_QUEUE).delete(APPLY_FLAG)
+    deadline = time.monotonic() + budget_seconds
+    taken = 0
+    while batch := payment_notices_apply():
+        taken += batch
+        if time.monotonic() > deadline:
+            payment_notices_wake()
+            break
+    return taken
+
+
+def payment_notices_apply(*, event_ids: list[int] | None = None, received_before=None) -> int:
+    """Apply one batch of stored notices (due ones, oldest first; or only
+    ``event_ids``; or only those received before a moment) in ONE transaction:
+    one commit for the batch. Each notice is applied in a savepoint, so one
+    that fails rolls back alone; it stays RECEIVED and is retried after a
+    growing delay, and the owner is told when it keeps failing. Returns how
+    many notices were taken."""
+    now = timezone.now()
+    events = PaymentEvent.objects.select_for_update(skip_locked=True).filter(outcome=PaymentEventOutcome.RECEIVED)
+    if event_ids is not None:
+        events = events.filter(pk__in=event_ids)
+    else:
+        events = events.filter(Q(apply_after__isnull=True) | Q(apply_after__lte=now))
+    if received_before is not None:
+        events = events.filter(received_at__lt=received_before)
+    batch = []
+    try:
+        with transaction.atomic():
+            batch = list(events.order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
+            for event in batch:
+                try:
+                    with transaction.atomic():
+                        _callback_apply(event=event, notice=notice_from_event(event))
+                except Exception as exc:  # noqa: BLE001 - one bad notice must not stop the batch
+                    _apply_failed(event=event, exc=exc)
+    except RedisError:
+        logger.error("payment notices applied, but Redis is unreachable: the sweeper will enqueue their deliveries")
+        return len(batch)
+    return len(batch)
+
+
+def payment_notices_apply_overdue(*, older_than_seconds: int) -> int:
+    """The sweeper's part: apply notices stored longer ago than that (their
+    wake-up was lost with Redis or a worker). Reads only the database.
+    Returns how many were taken."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    taken = 0
+    while batch := payment_notices_apply(received_before=cutoff):
+        taken += batch
+    return taken
+
+
+def _apply_failed(*, event: PaymentEvent, exc: Exception) -> None:
+    attempts = event.apply_attempts + 1
+    logger.error("%s notice %s could not be applied (attempt %d): %s", event.provider, event.external_id,
+                 attempts, type(exc).__name__, exc_info=exc)
+    delay = min(10 * 2 ** (attempts - 1), 3600)
+    PaymentEvent.objects.filter(pk=event.pk).update(
+        apply_attempts=attempts, apply_after=timezone.now() + timedelta(seconds=delay),
+        apply_error=f"{type(exc).__name__}: {exc}"[:APPLY_ERROR_CHARS],
+    )
+    if attempts == settings.PAYMENTS_APPLY_ALERT_AFTER:
+        owner_alert_raise(
+            kind=AlertKind.PAYMENT_ODD, dedupe_key=f"notice-apply:{event.pk}",
+            subject=f"A {event.provider} payment notice fails to apply ({type(exc).__name__})",
+            body=f"Notice {event.external_id} for {event.reference or '?'} failed {attempts} times: "
+                 f"{str(exc)[:300]}. It is kept and retried; its error is on the payment notice in admin.",
+        )
+
+
 def payment_callback_handle(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
-    """Apply a verified notice exactly once; return what to answer the provider.
+    """Record a verified notice and apply it at once, exactly once; return
+    what to answer. For notices that arrive one at a time (reconciliation,
+    the admin); the notify endpoint stores and answers first
+    (``payment_notice_receive``).
 
     A duplicate (same provider + external id) is answered as the first one was
     and changes nothing. A notice that does not match its payment is recorded
     as REJECTED, flagged on the order and raised to the owner, and changes
-    nothing else. Returns only after commit, so "success" is never sent for a
-    change that could still roll back.
+    nothing else. Returns only after commit.
 
-    Redis being down does not make the provider retry a committed payment:
-    the after-commit enqueue of the deliveries fails, the outbox rows are in
-    the database, and the sweeper enqueues them once Redis is back.
+    Redis being down does not undo a committed payment: the after-commit
+    enqueue of the deliveries fails, the outbox rows are in the database, and
+    the sweeper enqueues them once Redis is back.
     """
     outcome = None
     try:
         with transaction.atomic():
-            outcome = _callback_apply(provider_id=provider_id, notice=notice)
+            event_id = _event_insert(provider_id=provider_id, notice=notice)
+            if event_id is None:
+                return _duplicate_outcome(provider_id=provider_id, notice=notice)
+            event = PaymentEvent.objects.select_for_update().get(pk=event_id)
+            outcome = _callback_apply(event=event, notice=notice)
     except RedisError:
         if outcome is None:  # raised inside the transaction: it rolled back
             raise
@@ -122,26 +259,51 @@ def payment_callback_handle(*, provider_id: str, notice: CallbackNotice) -> Call
     return outcome
 
 
-def _callback_apply(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
-    """The body of ``payment_callback_handle``: call inside its transaction."""
-    try:
-        with transaction.atomic():
-            event = PaymentEvent.objects.create(
-                provider=provider_id, external_id=notice.external_id, reference=notice.reference,
-                amount=notice.amount, currency=notice.currency, payload=notice.payload, kind=notice.kind,
-                verification=notice.verification,
-                outcome=PaymentEventOutcome.REJECTED,  # until proven otherwise
-            )
-    except IntegrityError:
-        prior = PaymentEvent.objects.get(provider=provider_id, external_id=notice.external_id)
-        return CallbackOutcome(
-            accepted=prior.outcome != PaymentEventOutcome.REJECTED, code=prior.reason_code, duplicate=True
+def _event_insert(*, provider_id: str, notice: CallbackNotice) -> int | None:
+    """Store the notice as RECEIVED under its idempotency key, in one
+    statement; None if that key is already stored (a duplicate)."""
+    table = PaymentEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (provider, external_id, reference, amount, currency, kind, succeeded,
+                                 transaction_id, outcome, reason_code, payload, verification, received_at,
+                                 apply_attempts, apply_error)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', %s, %s, %s, 0, '')
+            ON CONFLICT (provider, external_id) DO NOTHING
+            RETURNING id
+            """,
+            [provider_id, notice.external_id, notice.reference, notice.amount, notice.currency, notice.kind,
+             notice.succeeded, notice.transaction_id, PaymentEventOutcome.RECEIVED, Jsonb(notice.payload),
+             notice.verification, timezone.now()],
         )
+        row = cursor.fetchone()
+    return row[0] if row else None
 
-    payment = _payment_lock(provider_id=provider_id, notice=notice)
+
+def _duplicate_outcome(*, provider_id: str, notice: CallbackNotice) -> CallbackOutcome:
+    prior = PaymentEvent.objects.only("outcome", "reason_code").get(provider=provider_id,
+                                                                     external_id=notice.external_id)
+    return CallbackOutcome(accepted=prior.outcome != PaymentEventOutcome.REJECTED, code=prior.reason_code,
+                           duplicate=True)
+
+
+def notice_from_event(event: PaymentEvent) -> CallbackNotice:
+    """The notice as the provider sent it, rebuilt from its stored row."""
+    return CallbackNotice(
+        external_id=event.external_id, reference=event.reference, amount=event.amount, currency=event.currency,
+        succeeded=event.succeeded, payload=event.payload, kind=event.kind, transaction_id=event.transaction_id,
+        verification=event.verification,
+    )
+
+
+def _callback_apply(*, event: PaymentEvent, notice: CallbackNotice) -> CallbackOutcome:
+    """Apply a stored, locked RECEIVED notice: call inside a transaction."""
+    payment = _payment_lock(provider_id=event.provider, notice=notice)
     if payment is None:
         return _event_reject(event, "ORDER_UNKNOWN")
     event.payment = payment
+    provider_id = event.provider
     if notice.kind == NoticeKind.REFUND:
         return _refund_notice_apply(event=event, payment=payment, notice=notice)
     if notice.kind == NoticeKind.DISPUTE:

@@ -99,17 +99,16 @@ def test_out_of_order_mode_keeps_the_order_paid(client, gateway, make_product, m
     ]
 
 
-def test_wrong_amount_mode_is_rejected_alerted_and_retried(client, gateway, make_product, make_unpaid_order,
-                                                           run_worker):
+def test_wrong_amount_mode_is_acknowledged_rejected_and_alerted(client, gateway, make_product, make_unpaid_order,
+                                                                run_worker):
     # given
     order = make_unpaid_order(product=make_product(keys=3, price="10.00"))
     # when
     job = _pay(client, order, NotifyMode.WRONG_AMOUNT)
     run_worker()
-    # then: the shop refused 9.99; the gateway will try again, as real ones do
+    # then: the shop stored the notice (so the gateway stops) and refused 9.99
     job.refresh()
-    assert job.get_status() == "scheduled"
-    assert job.retries_left == 5
+    assert job.get_status() == "finished"
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING_PAYMENT
     assert _notices(order) == [(sandbox_trade_no(order.order_no), PaymentEventOutcome.REJECTED, "AMOUNT_MISMATCH")]

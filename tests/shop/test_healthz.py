@@ -8,7 +8,7 @@ def test_healthz_reports_database_redis_and_queues(client):
     # then
     assert response.status_code == 200
     assert response.json() == {
-        "status": "ok", "database": "ok", "redis": "ok", "queues": {"default": 0, "delivery": 0},
+        "status": "ok", "database": "ok", "redis": "ok", "queues": {"payments": 0, "default": 0, "delivery": 0},
         "oldest_pending_delivery_seconds": None,
         "sweeper": {"status": "never run", "last_run_at": None, "age_seconds": None},
     }

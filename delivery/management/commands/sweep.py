@@ -3,15 +3,17 @@
 import signal
 import threading
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from payments.services import payment_notices_apply_overdue
 from shop.services import sweep_run
 
 
 class Command(BaseCommand):
     help = (
-        "Re-enqueue lost deliveries, expire unpaid orders, fill orders waiting for stock and alert on "
+        "Apply payment notices whose wake-up was lost, re-enqueue lost deliveries, expire unpaid orders, fill orders waiting for stock and alert on "
         "stuck orders. Safe to run at any time, also while another sweep runs. With --every N it keeps "
         "sweeping every N seconds until stopped: it reads the database, not Redis, so it keeps healing "
         "while Redis or the workers are down."
@@ -36,6 +38,9 @@ class Command(BaseCommand):
             stop.wait(every)
 
     def _sweep_once(self) -> None:
+        applied = payment_notices_apply_overdue(older_than_seconds=settings.PAYMENTS_APPLY_OVERDUE_SECONDS)
+        if applied:
+            self.stdout.write(f"applied {applied} payment notices that were waiting")
         report = sweep_run()
         if not report.ran:
             self.stdout.write("another sweep is running; nothing done")
