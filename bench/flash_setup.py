@@ -23,6 +23,7 @@ from django.utils import timezone  # noqa: E402
 from inventory.services import keys_import  # noqa: E402
 from payments.models import Payment  # noqa: E402
 from payments.providers.epay import epay_sign  # noqa: E402
+from riskctl.models import Assessment, RiskEvent  # noqa: E402
 from shop.models import Order, OrderLine, Product  # noqa: E402
 
 parser = argparse.ArgumentParser()
@@ -51,6 +52,19 @@ with transaction.atomic():
     )
     Payment.objects.bulk_create(
         Payment(order=o, provider="epay", reference=o.order_no, amount=price, currency="CNY") for o in orders
+    )
+    # What a real checkout leaves behind for the risk check at payment: the
+    # buyer's identifiers (its checkout assessment) and the ORDER_CREATED event.
+    buyers = [dict(email=o.email, ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", device=f"dev-{i:08d}")
+              for i, o in enumerate(orders)]
+    Assessment.objects.bulk_create(
+        Assessment(ref=f"B-{i:08d}", stage=Assessment.Stage.CHECKOUT, order=o, product_id=product.pk,
+                   decision="ALLOW", score=0, amount=price, quantity=1, **buyers[i])
+        for i, o in enumerate(orders)
+    )
+    RiskEvent.objects.bulk_create(
+        RiskEvent(kind="ORDER_CREATED", order_id=o.pk, product_id=product.pk, quantity=1, amount=price, **buyers[i])
+        for i, o in enumerate(orders)
     )
 bodies = []
 for i, order in enumerate(orders):

@@ -55,7 +55,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("order__order_no", "recipient")
     fields = (
         "order", "channel", "recipient", "status", "attempts", "resends", "last_error", "provider_message_id",
-        "created_at", "last_attempt_at", "sending_started_at", "sent_at", "job_link",
+        "created_at", "last_attempt_at", "sending_started_at", "sent_at", "job_link", "batch_job_id",
     )
     readonly_fields = ("job_link",)
     inlines = [DeliveryAttemptInline]

@@ -8,9 +8,15 @@ import logging
 
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
-from shop.services import order_delivery_failed, order_delivery_send, sweep_run
+from shop.services import order_deliveries_send, order_delivery_failed, order_delivery_send, sweep_run
 
 logger = logging.getLogger(__name__)
+
+
+def deliveries_send_job(delivery_ids: list[int]) -> dict:
+    """A batch of first sends. It does not raise for a failed delivery: that
+    one is retried on its own job; a batch job is never retried whole."""
+    return order_deliveries_send(delivery_ids=delivery_ids)
 
 
 def delivery_send_job(delivery_id: int) -> str:

@@ -36,6 +36,9 @@ class Delivery(models.Model):
     # How many times staff or the buyer asked for this delivery again: part of
     # the idempotency key, so a deliberate resend is a new message to providers.
     resends = models.PositiveIntegerField(default=0)
+    # The batch send job this delivery was last enqueued in ("" if none): the
+    # sweeper leaves a delivery alone while that job is queued or running.
+    batch_job_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         verbose_name_plural = "deliveries"
@@ -83,6 +86,7 @@ class DeliveryAttempt(models.Model):
     provider_message_id = models.CharField(max_length=200, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # How long the send took; for a send in a batch, how long the batch's sending took.
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:

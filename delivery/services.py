@@ -1,14 +1,24 @@
-"""The delivery outbox: rows written in the paid transaction, sent by the worker."""
+"""The delivery outbox: rows written in the paid transaction, sent by the worker.
+
+Sends go out in batches: one job per up to ``DELIVERY_BATCH_SIZE`` deliveries
+(``deliveries_enqueue``), claimed with one statement, sent over one
+connection, recorded in one transaction. A delivery that fails in a batch is
+retried on its own job (``delivery_enqueue``), as are resends, ``redeliver``
+and the sweeper's rescues.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import django_rq
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from rq import Callback, Retry
@@ -19,60 +29,105 @@ from delivery.alerts import owner_alert_raise
 from delivery.channels import channel_get
 from delivery.channels.base import PermanentDeliveryError
 from delivery.models import (
-    AlertKind, AttemptOutcome, Channel, Delivery, DeliveryAttempt, DeliveryStatus, SweepRun,
+    AlertKind,
+    AttemptOutcome,
+    Channel,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryStatus,
+    SweepRun,
 )
+from inventory.selectors import keys_for_orders
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "delivery"
+# A batch stops starting sends after this long (the rest are retried one by
+# one): well inside the job timeout (60 s) and the send lease (90 s), so a
+# slow mail server cannot make a live batch look dead or time it out mid-send.
+BATCH_SEND_SECONDS = 30
 
 
-def deliveries_create(*, order, channels: list[tuple[str, str]]) -> list[Delivery]:
-    """Write one Delivery per (channel, recipient) and enqueue the sends after commit.
+def deliveries_create(*, order, channels: list[tuple[str, str]], enqueue: bool = True) -> list[Delivery]:
+    """Write one Delivery per (channel, recipient); with ``enqueue``, enqueue
+    their send after commit.
 
     Call inside the paid transaction. The inbox delivery is SENT at once: the
     keys are on the order page from this commit on. Others start PENDING (the
     outbox) and are enqueued only once the transaction has committed, so a
-    worker never looks for a row that does not exist yet.
+    worker never looks for a row that does not exist yet. A caller writing
+    many orders at once passes ``enqueue=False`` and enqueues all their
+    deliveries in one ``deliveries_enqueue`` after commit.
     """
     now = timezone.now()
-    created = []
-    for channel, recipient in channels:
-        if channel == Channel.INBOX:
-            delivery = Delivery.objects.create(
-                order=order, channel=channel, status=DeliveryStatus.SENT, attempts=1,
-                last_attempt_at=now, sent_at=now,
-            )
-        else:
-            delivery = Delivery.objects.create(order=order, channel=channel, recipient=recipient)
-            transaction.on_commit(lambda delivery_id=delivery.pk: delivery_enqueue(delivery_id=delivery_id), robust=True)
-        created.append(delivery)
+    created = Delivery.objects.bulk_create(
+        Delivery(order=order, channel=channel, status=DeliveryStatus.SENT, attempts=1, last_attempt_at=now,
+                 sent_at=now)
+        if channel == Channel.INBOX else Delivery(order=order, channel=channel, recipient=recipient)
+        for channel, recipient in channels
+    )
+    pending = [d.pk for d in created if d.status == DeliveryStatus.PENDING]
+    if enqueue and pending:
+        transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=pending), robust=True)
     return created
 
 
+def deliveries_batch_job_id(*, delivery_ids: list[int]) -> str:
+    """Deterministic: enqueueing the same batch again replaces its job. The
+    digest keeps two different batches that start at the same id apart."""
+    digest = hashlib.sha1(",".join(map(str, delivery_ids)).encode()).hexdigest()[:10]
+    return f"deliveries-{delivery_ids[0]}-{len(delivery_ids)}-{digest}"
+
+
+def deliveries_enqueue(*, delivery_ids: list[int]) -> list[str]:
+    """Put the batch send jobs on the queue: one per ``DELIVERY_BATCH_SIZE``
+    ids. Returns their job ids.
+
+    A network call and a write: never call it inside a transaction (enqueue
+    it with ``transaction.on_commit``). Each delivery is told its batch job
+    before the job is enqueued: if Redis is down, the job it names does not
+    exist and the sweeper re-enqueues the delivery on its own job.
+    """
+    ids = sorted(set(delivery_ids))
+    size = settings.DELIVERY_BATCH_SIZE
+    queue = django_rq.get_queue(QUEUE)
+    job_ids = []
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        job_id = deliveries_batch_job_id(delivery_ids=chunk)
+        Delivery.objects.filter(pk__in=chunk, status=DeliveryStatus.PENDING).update(batch_job_id=job_id)
+        queue.enqueue("delivery.jobs.deliveries_send_job", chunk, job_id=job_id)
+        job_ids.append(job_id)
+    return job_ids
+
+
 def delivery_enqueue(*, delivery_id: int):
-    """Put the send job on the queue under its deterministic id. A network call:
-    never call it inside a transaction (use ``deliveries_create``'s on_commit)."""
-    schedule = settings.DELIVERY_RETRY_SCHEDULE
-    return django_rq.get_queue(QUEUE).enqueue(
-        "delivery.jobs.delivery_send_job",
-        delivery_id,
-        job_id=f"delivery-{delivery_id}",
-        retry=Retry(max=len(schedule), interval=schedule) if schedule else None,  # empty: one attempt only
-        on_failure=Callback("delivery.jobs.delivery_send_failed"),
-    )
+    """Put one delivery's send job on the queue under its deterministic id,
+    with the whole retry schedule (resends, ``redeliver``, the sweeper). A
+    network call: never call it inside a transaction."""
+    return _delivery_job_enqueue(delivery_id=delivery_id, schedule=list(settings.DELIVERY_RETRY_SCHEDULE))
 
 
-class DeliveryRejected(Exception):
-    """The channel refused this delivery for good (e.g. the address does not
-    exist): no retry. The caller dead-letters it with ``reason``."""
+def delivery_retry_enqueue(*, delivery_id: int):
+    """A delivery whose attempt in a batch failed: its own job, due after the
+    first interval of the retry schedule and retried on the rest, so the
+    attempts, the budget and the dead-letter moment are those of a delivery
+    that was sent on its own job from the start. Only while the schedule has
+    attempts left (``delivery_attempts_exhausted`` is False). A network call."""
+    first, *rest = settings.DELIVERY_RETRY_SCHEDULE
+    return _delivery_job_enqueue(delivery_id=delivery_id, schedule=rest, delay=first)
 
-    code = "DELIVERY_REJECTED"
 
-    def __init__(self, *, delivery_id: int, reason: str):
-        super().__init__(f"delivery {delivery_id} rejected: {reason}")
-        self.delivery_id = delivery_id
-        self.reason = reason
+def _delivery_job_enqueue(*, delivery_id: int, schedule: list[int], delay: int | None = None):
+    options = {
+        "job_id": f"delivery-{delivery_id}",
+        "retry": Retry(max=len(schedule), interval=schedule) if schedule else None,  # empty: one attempt only
+        "on_failure": Callback("delivery.jobs.delivery_send_failed"),
+    }
+    queue = django_rq.get_queue(QUEUE)
+    if delay is None:
+        return queue.enqueue("delivery.jobs.delivery_send_job", delivery_id, **options)
+    return queue.enqueue_in(timedelta(seconds=delay), "delivery.jobs.delivery_send_job", delivery_id, **options)
 
 
 ERROR_CHARS = 1000
@@ -88,83 +143,142 @@ def _lease_cutoff(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.DELIVERY_SEND_LEASE_SECONDS)
 
 
-def _attempt_claim(*, delivery_id: int) -> DeliveryAttempt | None:
-    """Take the send lease and open an attempt, in one short transaction.
+@dataclass
+class Send:
+    """One claimed delivery in a batch: its open attempt, then what the channel said."""
 
-    A conditional UPDATE: only a PENDING delivery whose lease is free or has
-    lapsed can be claimed, so two runs of the same job cannot both send.
+    delivery: Delivery
+    attempt_id: int
+    result: str | Exception | None = None
+
+    @property
+    def sent(self) -> bool:
+        return isinstance(self.result, str)
+
+    @property
+    def error(self) -> str:
+        return "" if self.sent else _error_text(self.result)
+
+
+@dataclass
+class SendsRecorded:
+    """What ``deliveries_record`` wrote: the deliveries that became SENT now
+    (a duplicate run finds them SENT already and is not listed), and those to
+    retry or dead-letter."""
+
+    sent: list[Delivery] = field(default_factory=list)
+    retry: list[Send] = field(default_factory=list)
+    rejected: list[Send] = field(default_factory=list)
+
+
+def deliveries_claim(*, delivery_ids: list[int]) -> list[Send]:
+    """Take the send lease of every delivery that can be sent now and open
+    an attempt for each, in one short transaction.
+
+    One conditional UPDATE: only a PENDING delivery whose lease is free or
+    has lapsed is claimed, so two runs (a duplicate batch job, a retry job,
+    the sweeper's job) cannot both send it; a SENT one is never claimed.
     """
     now = timezone.now()
     with transaction.atomic():
-        claimed = (
-            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING)
-            .filter(Q(sending_started_at__isnull=True) | Q(sending_started_at__lt=_lease_cutoff(now)))
-            .update(attempts=F("attempts") + 1, last_attempt_at=now, sending_started_at=now)
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE {Delivery._meta.db_table}
+                    SET attempts = attempts + 1, last_attempt_at = %s, sending_started_at = %s
+                    WHERE id = ANY(%s) AND status = %s AND (sending_started_at IS NULL OR sending_started_at < %s)
+                    RETURNING id, attempts, resends""",
+                [now, now, list(delivery_ids), DeliveryStatus.PENDING, _lease_cutoff(now)],
+            )
+            claimed = cursor.fetchall()
         if not claimed:
-            return None
-        attempts, resends = Delivery.objects.values_list("attempts", "resends").get(pk=delivery_id)
-        return DeliveryAttempt.objects.create(
-            delivery_id=delivery_id, number=attempts, resend=resends, started_at=now
+            return []
+        attempts = DeliveryAttempt.objects.bulk_create(
+            DeliveryAttempt(delivery_id=pk, number=number, resend=resends, started_at=now)
+            for pk, number, resends in claimed
         )
+    deliveries = Delivery.objects.select_related("order").in_bulk([pk for pk, _, _ in claimed])
+    return [Send(delivery=deliveries[a.delivery_id], attempt_id=a.pk) for a in attempts]
 
 
-def _attempt_close(*, attempt: DeliveryAttempt, outcome: str, started: float, error: str = "",
-                   message_id: str = "") -> None:
-    """Record how the attempt ended. Call inside a transaction."""
-    DeliveryAttempt.objects.filter(pk=attempt.pk).update(
-        outcome=outcome, error=error, provider_message_id=message_id[:200], finished_at=timezone.now(),
-        duration_ms=int((time.monotonic() - started) * 1000),
-    )
-
-
-def delivery_send(*, delivery_id: int) -> Delivery:
-    """Send one pending delivery through its channel.
-
-    Runs outside any transaction: the channel is a network call. A SENT or
-    FAILED delivery is returned untouched (never sent twice); so is one whose
-    send lease another run holds. Every attempt is recorded: opened (with the
-    lease) before the send, closed after it in a short transaction. A
-    transient failure records the error and re-raises, so the queue retries on
-    its schedule; a permanent one raises ``DeliveryRejected``.
-    """
-    delivery = Delivery.objects.select_related("order").get(pk=delivery_id)
-    if delivery.status != DeliveryStatus.PENDING:
-        return delivery
-    attempt = _attempt_claim(delivery_id=delivery_id)
-    if attempt is None:
-        delivery.refresh_from_db()
-        return delivery
-    delivery.attempts, delivery.resends = attempt.number, attempt.resend
+def deliveries_transmit(*, sends: list[Send]) -> float:
+    """Send every claimed delivery through its channel (a network call:
+    outside any transaction and row lock). Each ``Send`` gets its result.
+    The keys of the whole batch are read in one query. Returns the seconds
+    the sending took."""
     started = time.monotonic()
-    try:
-        message_id = channel_get(delivery.channel).send(delivery=delivery)
-    except PermanentDeliveryError as exc:
-        reason = _error_text(exc)
-        with transaction.atomic():
-            _attempt_close(attempt=attempt, outcome=AttemptOutcome.REJECTED, started=started, error=reason)
-            # The lease stays until the caller dead-letters it: no run sends in between.
-            Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(last_error=reason)
-        logger.warning("delivery %s (%s) rejected for good: %s", delivery_id, delivery.channel, type(exc).__name__)
-        raise DeliveryRejected(delivery_id=delivery_id, reason=reason) from exc
-    except Exception as exc:
-        error = _error_text(exc)
-        with transaction.atomic():
-            _attempt_close(attempt=attempt, outcome=AttemptOutcome.RETRY, started=started, error=error)
-            Delivery.objects.filter(
-                pk=delivery_id, status=DeliveryStatus.PENDING, sending_started_at=attempt.started_at
-            ).update(last_error=error, sending_started_at=None)
-        logger.warning("delivery %s (%s) attempt failed: %s", delivery_id, delivery.channel, type(exc).__name__)
-        raise
-    message_id = message_id or ""
-    with transaction.atomic():
-        _attempt_close(attempt=attempt, outcome=AttemptOutcome.SENT, started=started, message_id=message_id)
-        Delivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
-            status=DeliveryStatus.SENT, sent_at=timezone.now(), provider_message_id=message_id[:200],
-            last_error="", sending_started_at=None,
+    keys = keys_for_orders(order_ids={s.delivery.order_id for s in sends})
+    by_channel: dict[str, list[Send]] = defaultdict(list)
+    for send in sends:
+        by_channel[send.delivery.channel].append(send)
+    deadline = started + BATCH_SEND_SECONDS
+    for channel, group in by_channel.items():
+        try:
+            results = channel_get(channel).send_many(
+                deliveries=[s.delivery for s in group], keys_by_order=keys, deadline=deadline
+            )
+        except Exception as exc:  # noqa: BLE001 - the channel itself is broken (its setup): retried, alerted
+            results = [exc] * len(group)
+        for send, result in zip(group, results, strict=True):
+            send.result = result if isinstance(result, Exception) else (result or "")
+    return time.monotonic() - started
+
+
+def deliveries_record(*, sends: list[Send], seconds: float) -> SendsRecorded:
+    """Record the outcome of every send of a batch: close the attempts, mark
+    the sent deliveries SENT and free the lease of the failed ones. A
+    constant number of statements for the sent ones.
+
+    Call inside a transaction (the caller settles the orders in the same
+    one). A delivery rejected for good keeps its lease until the caller
+    dead-letters it, so no run sends it in between.
+    """
+    now = timezone.now()
+    recorded = SendsRecorded()
+    outcomes = []
+    for send in sends:
+        if send.sent:
+            outcomes.append((send.attempt_id, AttemptOutcome.SENT, "", send.result[:200]))
+        elif isinstance(send.result, PermanentDeliveryError):
+            outcomes.append((send.attempt_id, AttemptOutcome.REJECTED, send.error, ""))
+            recorded.rejected.append(send)
+        else:
+            outcomes.append((send.attempt_id, AttemptOutcome.RETRY, send.error, ""))
+            recorded.retry.append(send)
+    ids, kinds, errors, message_ids = (list(column) for column in zip(*outcomes, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {DeliveryAttempt._meta.db_table} AS a
+                SET outcome = v.outcome, error = v.error, provider_message_id = v.message_id,
+                    finished_at = %s, duration_ms = %s
+                FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[]) AS v(id, outcome, error, message_id)
+                WHERE a.id = v.id""",
+            [now, int(seconds * 1000), ids, kinds, errors, message_ids],
         )
-    delivery.refresh_from_db()
-    return delivery
+        sent = [s for s in sends if s.sent]
+        if sent:
+            cursor.execute(
+                f"""UPDATE {Delivery._meta.db_table} AS d
+                    SET status = %s, sent_at = %s, provider_message_id = v.message_id, last_error = '',
+                        sending_started_at = NULL
+                    FROM unnest(%s::bigint[], %s::text[]) AS v(id, message_id)
+                    WHERE d.id = v.id AND d.status = %s
+                    RETURNING d.id""",
+                [DeliveryStatus.SENT, now, [s.delivery.pk for s in sent], [s.result[:200] for s in sent],
+                 DeliveryStatus.PENDING],
+            )
+            newly_sent = {pk for (pk,) in cursor.fetchall()}
+            recorded.sent = [s.delivery for s in sent if s.delivery.pk in newly_sent]
+    for send in recorded.retry:
+        Delivery.objects.filter(
+            pk=send.delivery.pk, status=DeliveryStatus.PENDING, sending_started_at=send.delivery.sending_started_at
+        ).update(last_error=send.error, sending_started_at=None)
+        logger.warning("delivery %s (%s) attempt failed: %s", send.delivery.pk, send.delivery.channel,
+                       type(send.result).__name__)
+    for send in recorded.rejected:
+        Delivery.objects.filter(pk=send.delivery.pk, status=DeliveryStatus.PENDING).update(last_error=send.error)
+        logger.warning("delivery %s (%s) rejected for good: %s", send.delivery.pk, send.delivery.channel,
+                       type(send.result).__name__)
+    return recorded
 
 
 def delivery_attempts_exhausted(*, delivery_id: int) -> bool:
@@ -225,10 +339,6 @@ def delivery_resend(*, delivery_id: int, enqueue: bool = True) -> bool:
     return True
 
 
-def deliveries_all_sent(*, order_id: int) -> bool:
-    return not Delivery.objects.filter(order_id=order_id).exclude(status=DeliveryStatus.SENT).exists()
-
-
 # --- the sweeper's part -------------------------------------------------------
 
 _LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.DEFERRED}
@@ -261,19 +371,44 @@ def _job_live(job: Job | None, *, now: datetime, scheduled: ScheduledJobRegistry
     return False
 
 
+def _batch_jobs_live(*, batch_job_ids: set[str], redis, now: datetime) -> set[str]:
+    """The batch jobs among ``batch_job_ids`` that will still run. A batch
+    job whose records rq cannot read counts as dead (its deliveries are
+    re-enqueued on their own jobs; the batch job is left to rq)."""
+    ids = sorted(batch_job_ids)
+    live = set()
+    for job_id, job in zip(ids, Job.fetch_many(ids, connection=redis)):
+        try:
+            if _job_live(job, now=now):
+                live.add(job_id)
+        except ValueError:
+            logger.warning("batch job %s: unreadable job state", job_id)
+    return live
+
+
 def deliveries_with_live_job(*, delivery_ids: list[int]) -> set[int]:
-    """The deliveries among ``delivery_ids`` whose send job will still run.
-    Asks Redis (a network call): never inside a transaction."""
+    """The deliveries among ``delivery_ids`` whose send job (their own, or
+    the batch job they were enqueued in) will still run. Asks Redis (a
+    network call): never inside a transaction."""
     if not delivery_ids:
         return set()
-    jobs = Job.fetch_many([f"delivery-{pk}" for pk in delivery_ids], connection=django_rq.get_connection(QUEUE))
+    redis = django_rq.get_connection(QUEUE)
+    batches = dict(Delivery.objects.filter(pk__in=delivery_ids).values_list("pk", "batch_job_id"))
     now = timezone.now()
-    return {pk for pk, job in zip(delivery_ids, jobs) if _job_live(job, now=now)}
+    live_batches = _batch_jobs_live(batch_job_ids={b for b in batches.values() if b}, redis=redis, now=now)
+    jobs = Job.fetch_many([f"delivery-{pk}" for pk in delivery_ids], connection=redis)
+    return {
+        pk for pk, job in zip(delivery_ids, jobs)
+        if batches.get(pk) in live_batches or _job_live(job, now=now)
+    }
 
 
 def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
-    """Re-enqueue PENDING deliveries older than ``older_than_seconds`` whose job
-    is gone or dead (Redis lost its data, a worker was SIGKILLed, rq gave up).
+    """Re-enqueue PENDING deliveries older than ``older_than_seconds`` whose
+    job is gone or dead (Redis lost its data, a worker was SIGKILLed, rq gave
+    up) on their own job. A delivery counts as having a live job when its own
+    job or its batch job will still run: a batch waiting in a long queue is
+    not an orphan.
 
     Reads the DB, not Redis, to find the work; asks Redis only whether each
     job is still alive. A network call: never call it inside a transaction.
@@ -285,15 +420,20 @@ def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
         .exclude(channel=Channel.INBOX)
         .filter(Q(sending_started_at__isnull=True) | Q(sending_started_at__lt=_lease_cutoff(now)))
         .order_by("id")
-        .values_list("pk", flat=True)[:SWEEP_BATCH]
+        .values_list("pk", "batch_job_id")[:SWEEP_BATCH]
     )
     if not candidates:
         return []
     queue = django_rq.get_queue(QUEUE)
-    jobs = Job.fetch_many([f"delivery-{pk}" for pk in candidates], connection=queue.connection)
+    live_batches = _batch_jobs_live(
+        batch_job_ids={b for _, b in candidates if b}, redis=queue.connection, now=now
+    )
+    jobs = Job.fetch_many([f"delivery-{pk}" for pk, _ in candidates], connection=queue.connection)
     scheduled = ScheduledJobRegistry(queue=queue)
     requeued = []
-    for delivery_id, job in zip(candidates, jobs):
+    for (delivery_id, batch_job_id), job in zip(candidates, jobs):
+        if batch_job_id in live_batches:
+            continue
         try:
             if _job_live(job, now=now, scheduled=scheduled):
                 continue

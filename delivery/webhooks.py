@@ -60,6 +60,12 @@ def webhook_emit(*, event: str, data: dict | Callable[[], dict]) -> list[int]:
     return ids
 
 
+def webhook_wanted(*, event: str) -> bool:
+    """Does any active endpoint want ``event``? One query, so a caller
+    emitting for many orders asks once (the hot path usually has none)."""
+    return any(e.wants(event) for e in WebhookEndpoint.objects.filter(active=True).only("events"))
+
+
 def webhook_enqueue(*, delivery_id: int):
     """Put the send job on the queue under its deterministic id. A network call:
     never inside a transaction."""

@@ -1,6 +1,6 @@
 """Reading card key stock."""
 
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 
 from inventory.models import CardKey, CardKeyStatus
 
@@ -25,6 +25,21 @@ def keys_for_order(*, order_id: int):
         .select_related("product")
         .order_by("order_line_id", "id")
     )
+
+
+def keys_for_orders(*, order_ids) -> dict[int, list[CardKey]]:
+    """The keys handed over to each of ``order_ids`` (as ``keys_for_order``
+    would list them), in one query: a batch of emails reads them at once."""
+    keys = (
+        CardKey.objects.filter(order_line__order_id__in=list(order_ids), status=CardKeyStatus.DELIVERED)
+        .select_related("product")
+        .annotate(order_id=F("order_line__order_id"))
+        .order_by("order_line_id", "id")
+    )
+    by_order: dict[int, list[CardKey]] = {}
+    for key in keys:
+        by_order.setdefault(key.order_id, []).append(key)
+    return by_order
 
 
 def key_on_order(*, order_id: int, key_id: int) -> CardKey | None:

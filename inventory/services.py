@@ -217,16 +217,16 @@ def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") ->
 
     Call inside a transaction. One statement: the oldest free keys are locked
     with SKIP LOCKED (concurrent buyers take different keys instead of queueing
-    on the same rows) and moved to RESERVED; the affected rows are counted. A
-    short claim is undone as a whole and raises ``KeysUnavailable``: an order
-    gets all its keys or none.
+    on the same rows) and moved to RESERVED, only if all ``quantity`` were
+    found; the affected rows are counted. A short claim changes nothing and
+    raises ``KeysUnavailable``: an order gets all its keys or none, with no
+    savepoint needed around a single claim.
     """
     wanted = line.quantity if quantity is None else quantity
     table = CardKey._meta.db_table
     now = timezone.now()
-    with transaction.atomic(), connection.cursor() as cursor:
-        # The audit rows (SOLD) are written by the same statement: no extra
-        # round trip, and they vanish with a short claim's rollback.
+    with connection.cursor() as cursor:
+        # The audit rows (SOLD) are written by the same statement: no extra round trip.
         cursor.execute(
             f"""
             WITH picked AS (
@@ -239,23 +239,25 @@ def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") ->
                 UPDATE {table} AS k
                 SET status = %s, order_line_id = %s, reserved_at = %s
                 FROM picked
-                WHERE k.id = picked.id AND k.status = %s
+                WHERE k.id = picked.id AND k.status = %s AND (SELECT count(*) FROM picked) = %s
                 RETURNING k.id
             ), audited AS (
                 INSERT INTO {KeyAuditEvent._meta.db_table} (card_key_id, action, actor, ip, at, detail)
                 SELECT id, %s, %s, NULL, %s, %s FROM claimed
             )
-            SELECT id FROM claimed
+            SELECT (SELECT count(*) FROM picked), array(SELECT id FROM claimed)
             """,
             [
                 line.product_id, CardKeyStatus.AVAILABLE, wanted,
-                CardKeyStatus.RESERVED, line.pk, now, CardKeyStatus.AVAILABLE,
+                CardKeyStatus.RESERVED, line.pk, now, CardKeyStatus.AVAILABLE, wanted,
                 KeyAuditEvent.Action.SOLD, actor, now, _line_detail(line),
             ],
         )
-        claimed = [row[0] for row in cursor.fetchall()]
-        if len(claimed) != wanted:
-            raise KeysUnavailable(wanted=wanted, claimed=len(claimed))
+        free, claimed = cursor.fetchone()
+    if not claimed:
+        raise KeysUnavailable(wanted=wanted, claimed=free)
+    if len(claimed) != wanted:  # rows changed under their lock: let the caller's transaction roll back
+        raise RuntimeError(f"claimed {len(claimed)} of {wanted} locked keys")
     return sorted(claimed)
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Max, Min, Q
+from django.db import connection
 from django.utils import timezone
 
 from riskctl.identity import BuyerContext, email_domain_disposable
-from riskctl.models import RiskEvent, RiskEventKind as K
+from riskctl.models import RiskEvent
+from riskctl.models import RiskEventKind as K
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 TRUSTED_MIN_DELIVERED = 3
@@ -41,56 +42,78 @@ FEATURES = {
 
 def features_compute(*, buyer: BuyerContext, amount: Decimal, quantity: int,
                      exclude_order_id: int | None = None) -> dict[str, float]:
+    """Every feature of this buyer, from ONE aggregate query over the events
+    of its identifiers (each feature is a filtered aggregate over them). It
+    runs in the paid transaction for every order, so it is written as SQL:
+    building the same 25 filtered aggregates through the ORM cost ten times
+    the query itself."""
     now = timezone.now()
-    events = RiskEvent.objects.all()
-    if exclude_order_id is not None:
-        events = events.exclude(order_id=exclude_order_id)
-    features: dict[str, float] = {"amount": float(amount), "quantity": quantity}
+    columns: list[tuple[str, str, list]] = []  # (feature, SQL aggregate, its params)
+    zero: dict[str, float] = {}
+
+    def add(name: str, sql: str, *params) -> None:
+        columns.append((name, sql, list(params)))
 
     for ident, value in (("email", buyer.email), ("ip", buyer.ip), ("device", buyer.device), ("phone", buyer.phone)):
-        aggregates = {
-            f"orders_{ident}_{w}": Count("id", filter=Q(kind=K.ORDER_CREATED, at__gte=now - span))
-            for w, span in WINDOWS.items()
-        }
+        counts = {f"orders_{ident}_{w}": (K.ORDER_CREATED, span) for w, span in WINDOWS.items()}
         if ident != "phone":
-            aggregates |= {
-                f"failed_payments_{ident}_{w}": Count("id", filter=Q(kind=K.PAYMENT_FAILED, at__gte=now - WINDOWS[w]))
-                for w in ("1h", "24h")
-            }
-        if value:
-            features |= events.filter(**{ident: value}).aggregate(**aggregates)
-        else:
-            features |= {name: 0 for name in aggregates}
-
+            counts |= {f"failed_payments_{ident}_{w}": (K.PAYMENT_FAILED, WINDOWS[w]) for w in ("1h", "24h")}
+        for name, (kind, span) in counts.items():
+            if value:
+                add(name, f"count(*) FILTER (WHERE {ident} = %s AND kind = %s AND at >= %s)", value, kind, now - span)
+            else:
+                zero[name] = 0
     for ident, value in (("device", buyer.device), ("ip", buyer.ip)):
-        emails = set()
+        # Distinct emails seen on it in 24 h, this buyer's counted once whether seen or not (+1 below).
+        name = f"emails_per_{ident}_24h"
         if value:
-            emails = set(
-                events.filter(**{ident: value}, at__gte=now - WINDOWS["24h"]).exclude(email="")
-                .values_list("email", flat=True).distinct()
-            )
-        features[f"emails_per_{ident}_24h"] = len(emails | {buyer.email})
+            add(name, f"count(DISTINCT email) FILTER (WHERE {ident} = %s AND at >= %s AND email <> '' AND email <> %s)",
+                value, now - WINDOWS["24h"], buyer.email)
+        else:
+            zero[name] = 0
+    history = {"first": None, "delivered": 0, "delivered_old": 0, "refunds": 0, "disputes": 0, "resends": 0,
+               "reported": 0, "max_paid": None}
+    if buyer.email:
+        email = buyer.email
+        add("first", "min(at) FILTER (WHERE email = %s)", email)
+        add("delivered", "count(*) FILTER (WHERE email = %s AND kind = %s)", email, K.DELIVERED)
+        add("delivered_old", "count(*) FILTER (WHERE email = %s AND kind = %s AND at <= %s)", email, K.DELIVERED,
+            now - TRUSTED_MIN_AGE)
+        add("refunds", "count(*) FILTER (WHERE email = %s AND kind = %s)", email, K.REFUNDED)
+        add("disputes", "count(*) FILTER (WHERE email = %s AND kind = %s)", email, K.DISPUTE)
+        add("resends", "count(*) FILTER (WHERE email = %s AND kind = %s AND at >= %s)", email, K.RESEND,
+            now - WINDOWS["7d"])
+        add("reported", "count(*) FILTER (WHERE email = %s AND kind = %s)", email, K.KEY_REPORTED)
+        add("max_paid", "max(amount) FILTER (WHERE email = %s AND kind = %s)", email, K.ORDER_PAID)
+    row: dict = {}
+    identifiers = [(ident, value) for ident, value in (("email", buyer.email), ("ip", buyer.ip),
+                                                        ("device", buyer.device), ("phone", buyer.phone)) if value]
+    if columns and identifiers:
+        where = " OR ".join(f"{ident} = %s" for ident, _ in identifiers)
+        params = [p for _, _, ps in columns for p in ps] + [value for _, value in identifiers]
+        if exclude_order_id is not None:
+            where = f"({where}) AND order_id IS DISTINCT FROM %s"
+            params.append(exclude_order_id)
+        sql = f"SELECT {', '.join(aggregate for _, aggregate, _ in columns)} FROM {RiskEvent._meta.db_table} WHERE {where}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = dict(zip((name for name, _, _ in columns), cursor.fetchone()))
+    values = {**zero, **history, **row}
 
-    history = events.filter(email=buyer.email or None).aggregate(
-        first=Min("at"),
-        delivered=Count("id", filter=Q(kind=K.DELIVERED)),
-        delivered_old=Count("id", filter=Q(kind=K.DELIVERED, at__lte=now - TRUSTED_MIN_AGE)),
-        refunds=Count("id", filter=Q(kind=K.REFUNDED)),
-        disputes=Count("id", filter=Q(kind=K.DISPUTE)),
-        resends=Count("id", filter=Q(kind=K.RESEND, at__gte=now - WINDOWS["7d"])),
-        reported=Count("id", filter=Q(kind=K.KEY_REPORTED)),
-        max_paid=Max("amount", filter=Q(kind=K.ORDER_PAID)),
-    )
-    first_seen = history["first"]
+    features: dict[str, float] = {"amount": float(amount), "quantity": quantity}
+    features |= {name: values[name] for name in values if name.startswith(("orders_", "failed_payments_"))}
+    for ident in ("device", "ip"):
+        features[f"emails_per_{ident}_24h"] = values[f"emails_per_{ident}_24h"] + 1
+    first_seen = values["first"]
     features["first_seen_hours"] = round((now - first_seen).total_seconds() / 3600, 2) if first_seen else 0
     features["disposable_email"] = int(email_domain_disposable(buyer.email_domain))
-    features["delivered_orders"] = history["delivered"]
-    features["refunds"] = history["refunds"]
-    features["disputes"] = history["disputes"]
-    features["resend_requests"] = history["resends"]
-    features["keys_reported"] = history["reported"]
-    features["trusted_buyer"] = int(history["delivered_old"] >= TRUSTED_MIN_DELIVERED and history["disputes"] == 0)
-    max_paid = history["max_paid"]
+    features["delivered_orders"] = values["delivered"]
+    features["refunds"] = values["refunds"]
+    features["disputes"] = values["disputes"]
+    features["resend_requests"] = values["resends"]
+    features["keys_reported"] = values["reported"]
+    features["trusted_buyer"] = int(values["delivered_old"] >= TRUSTED_MIN_DELIVERED and values["disputes"] == 0)
+    max_paid = values["max_paid"]
     features["amount_vs_history"] = round(float(amount / max_paid), 2) if max_paid else 0
     features["new_buyer_quantity"] = quantity if first_seen is None else 0
     return features

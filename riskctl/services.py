@@ -25,8 +25,17 @@ from django.utils import timezone
 from riskctl.features import features_compute
 from riskctl.identity import BuyerContext, email_normalise, ip_normalise  # noqa: F401 (re-exported)
 from riskctl.models import (
-    Assessment, Decision, IdentifierKind, ListEntry, ListType, PurchaseLimit, ReviewItem, RiskEvent, Rule,
-    RuleAction, Thresholds,
+    Assessment,
+    Decision,
+    IdentifierKind,
+    ListEntry,
+    ListType,
+    PurchaseLimit,
+    ReviewItem,
+    RiskEvent,
+    Rule,
+    RuleAction,
+    Thresholds,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,14 +83,13 @@ def list_matches(*, list_type: str | None, buyer: BuyerContext) -> list[ListEntr
     domains = [buyer.email_domain] + [f"*.{'.'.join(domain_parts[i:])}" for i in range(1, len(domain_parts) - 1)]
     domains.append(f"*.{buyer.email_domain}")
     exact |= Q(kind=IdentifierKind.EMAIL_DOMAIN, value__in=domains)
-    entries = _live_entries(list_type)
-    matches = list(entries.filter(exact))
-    if buyer.ip:
-        address = ipaddress.ip_address(buyer.ip)
-        for entry in entries.filter(kind=IdentifierKind.IP):
-            if address in ipaddress.ip_network(entry.value, strict=False):
-                matches.append(entry)
-    return matches
+    if buyer.ip:  # IP entries may be ranges: matched here, fetched in the same query
+        exact |= Q(kind=IdentifierKind.IP)
+    address = ipaddress.ip_address(buyer.ip) if buyer.ip else None
+    return [
+        entry for entry in _live_entries(list_type).filter(exact)
+        if entry.kind != IdentifierKind.IP or address in ipaddress.ip_network(entry.value, strict=False)
+    ]
 
 
 def buyer_block(*, buyer: BuyerContext, reason: str, user=None, expires_at=None) -> list[ListEntry]:
@@ -155,7 +163,7 @@ def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
     paid within the stock hold (they may still be paid)."""
     now = timezone.now()
     hold_start = now - timedelta(minutes=settings.ORDER_HOLD_MINUTES)
-    for limit in PurchaseLimit.objects.filter(product_id=product_id):
+    for limit in _risk_config()[2].get(product_id, []):
         field = _LIMIT_FIELD[limit.per]
         value = getattr(buyer, field)
         if not value:
@@ -192,8 +200,8 @@ class _Verdict:
 _config_cache: dict = {"until": 0.0}
 
 
-def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]]]:
-    """Active rules and all thresholds, re-read at most every
+def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]], dict[int, list[PurchaseLimit]]]:
+    """Active rules, all thresholds and the purchase limits by product, re-read at most every
     RISK_CONFIG_CACHE_SECONDS per process: on the paid hot path they are read
     far more often than an owner edits them."""
     now = time.monotonic()
@@ -202,8 +210,12 @@ def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]]]:
         _config_cache["thresholds"] = {
             row.product_id: (row.review_at, row.block_at) for row in Thresholds.objects.all()
         }
+        limits: dict[int, list[PurchaseLimit]] = {}
+        for limit in PurchaseLimit.objects.order_by("id"):
+            limits.setdefault(limit.product_id, []).append(limit)
+        _config_cache["limits"] = limits
         _config_cache["until"] = now + settings.RISK_CONFIG_CACHE_SECONDS
-    return _config_cache["rules"], _config_cache["thresholds"]
+    return _config_cache["rules"], _config_cache["thresholds"], _config_cache["limits"]
 
 
 def _thresholds(product_id: int | None, thresholds: dict) -> tuple[int, int]:
@@ -212,7 +224,7 @@ def _thresholds(product_id: int | None, thresholds: dict) -> tuple[int, int]:
 
 def _evaluate(*, features: dict, product_id: int | None) -> _Verdict:
     score, hard, reasons, shadow, versions = 0, None, [], [], {}
-    rules, thresholds = _risk_config()
+    rules, thresholds, _ = _risk_config()
     for rule in rules:
         versions[rule.code] = rule.version
         value = features.get(rule.feature)

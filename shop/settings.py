@@ -234,7 +234,7 @@ KEY_API_GUESS_ALERT_MISSES = env_int("KEY_API_GUESS_ALERT_MISSES", 30)
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # django-ratelimit keys on the same client IP the risk rules see.
 RATELIMIT_IP_META_KEY = "riskctl.identity.ratelimit_ip"
-# Seconds a process may keep using the risk rules and thresholds it read
+# Seconds a process may keep using the risk rules, thresholds and purchase limits it read
 # (edits in the admin take effect within this long).
 RISK_CONFIG_CACHE_SECONDS = env_int("RISK_CONFIG_CACHE_SECONDS", 5)
 # What the buyer is told while an order is being checked.

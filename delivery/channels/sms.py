@@ -9,8 +9,10 @@ from inventory.selectors import keys_for_order
 class SmsChannel(DeliveryChannel):
     """A short text with the key(s) and the order link, through ``SMS_BACKEND``."""
 
-    def send(self, *, delivery) -> str:
+    def send(self, *, delivery, keys: list | None = None) -> str:
         order = delivery.order
-        context = {"order": order, "keys": list(keys_for_order(order_id=order.pk)), "shop_name": settings.SHOP_NAME}
+        if keys is None:
+            keys = list(keys_for_order(order_id=order.pk))
+        context = {"order": order, "keys": keys, "shop_name": settings.SHOP_NAME}
         text = render_to_string("delivery/sms_keys.txt", context).strip()
         return sms_backend_get().send(to=delivery.recipient, text=text, idempotency_key=delivery.idempotency_key)

@@ -1,5 +1,5 @@
 """Twilio through its SDK. Twilio's Messages API takes no idempotency key, so
-the lease in ``delivery_send`` is what keeps a retry from doubling a text."""
+the lease taken by ``deliveries_claim`` is what keeps a retry from doubling a text."""
 
 from django.conf import settings
 from twilio.base.exceptions import TwilioRestException

@@ -1,5 +1,17 @@
 """The shop's services, by topic; import them from here."""
 
+from shop.services.buyer import (  # noqa: F401
+    KeyActionRefused,
+    LookupFailed,
+    key_report_replace,
+    lookup_link_consume,
+    lookup_link_email_send,
+    lookup_link_request,
+    lookup_link_token,
+    order_key_report,
+    order_key_reveal,
+    order_lookup,
+)
 from shop.services.checkout import (  # noqa: F401
     CheckoutError,
     CheckoutTicket,
@@ -11,23 +23,12 @@ from shop.services.checkout import (  # noqa: F401
     coupon_code_normalise,
     price_quote,
 )
-from shop.services.buyer import (  # noqa: F401
-    key_report_replace,
-    KeyActionRefused,
-    LookupFailed,
-    lookup_link_consume,
-    lookup_link_email_send,
-    lookup_link_request,
-    lookup_link_token,
-    order_key_report,
-    order_key_reveal,
-    order_lookup,
-)
 from shop.services.deliveries import (  # noqa: F401
     STUCK_LISTED,
     SWEEP_LOCK,
     ResendNotAllowed,
     SweepReport,
+    order_deliveries_send,
     order_delivery_dead_letter,
     order_delivery_failed,
     order_delivery_send,

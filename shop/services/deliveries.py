@@ -13,18 +13,21 @@ from django.utils import timezone
 from delivery import services as delivery_services
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus, WebhookEvent
+from delivery.webhooks import webhook_wanted
 from riskctl.models import RiskEventKind
 from riskctl.services import (
     risk_event_for_order,
 )
 from shop.models import (
     Order,
+    OrderEvent,
     OrderEventType,
     OrderStatus,
 )
 from shop.services.fulfilment import order_fill_from_stock
 from shop.services.orders import (
-    _order_transition,
+    SYSTEM,
+    OrderTransitionError,
     order_event_record,
     orders_expire_due,
 )
@@ -33,43 +36,114 @@ from shop.webhook_events import order_webhook_emit
 logger = logging.getLogger(__name__)
 
 
-def order_delivery_send(*, delivery_id: int) -> str:
-    """Send one delivery; when every channel has landed, the order is DELIVERED.
+def order_deliveries_send(*, delivery_ids: list[int]) -> dict[str, int]:
+    """Send a batch of deliveries (the batch job); settle the orders whose
+    every channel has landed.
 
-    The send happens outside any transaction (delivery_send). Recording the
-    outcome locks the order briefly, so two channels finishing together settle
-    the order exactly once.
+    The sends happen outside any transaction, over one connection per
+    channel; the outcomes are recorded and the orders settled in one short
+    transaction. A delivery rejected for good is dead-lettered at once; one
+    that failed otherwise is retried on its own job on the rest of the retry
+    schedule (or dead-lettered if that is used up). Returns counts by outcome.
     """
-    try:
-        delivery = delivery_services.delivery_send(delivery_id=delivery_id)
-    except delivery_services.DeliveryRejected as rejected:
-        order_delivery_dead_letter(delivery_id=delivery_id, reason=rejected.reason)
+    recorded = _deliveries_send(delivery_ids=delivery_ids)
+    for send in recorded.rejected:
+        order_delivery_dead_letter(delivery_id=send.delivery.pk, reason=send.error)
+    for send in recorded.retry:
+        if not order_delivery_failed(delivery_id=send.delivery.pk):
+            delivery_services.delivery_retry_enqueue(delivery_id=send.delivery.pk)
+    return {"sent": len(recorded.sent), "retry": len(recorded.retry), "rejected": len(recorded.rejected)}
+
+
+def order_delivery_send(*, delivery_id: int) -> str:
+    """Send one delivery (its own job: a retry, a resend, ``redeliver``, the
+    sweeper's rescue); when every channel has landed, the order is DELIVERED.
+
+    A SENT or FAILED delivery, or one another run is sending, is left alone
+    and its status returned. A transient failure is re-raised, so the queue
+    retries on its schedule; a permanent one dead-letters the delivery.
+    """
+    recorded = _deliveries_send(delivery_ids=[delivery_id])
+    if recorded.rejected:
+        order_delivery_dead_letter(delivery_id=delivery_id, reason=recorded.rejected[0].error)
         return DeliveryStatus.FAILED
-    if delivery.status != DeliveryStatus.SENT:
-        return delivery.status
+    if recorded.retry:
+        raise recorded.retry[0].result
+    if recorded.sent:
+        return DeliveryStatus.SENT
+    return Delivery.objects.values_list("status", flat=True).get(pk=delivery_id)
+
+
+def _deliveries_send(*, delivery_ids: list[int]) -> delivery_services.SendsRecorded:
+    """Claim, send, record and settle: what the batch and the single send share.
+
+    Recording locks the orders of the sent deliveries (in id order, before
+    their delivery rows: the lock order of the paid transaction), so two
+    channels of one order finishing together settle it exactly once.
+    """
+    sends = delivery_services.deliveries_claim(delivery_ids=delivery_ids)
+    if not sends:
+        return delivery_services.SendsRecorded()
+    seconds = delivery_services.deliveries_transmit(sends=sends)
+    order_ids = sorted({send.delivery.order_id for send in sends if send.sent})
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=delivery.order_id)
-        already = order.events.filter(
-            type=OrderEventType.DELIVERY_SENT, data__channel=delivery.channel
-        ).exists()
-        if not already:
-            order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": delivery.channel})
-        _order_settle(order=order)
-    return delivery.status
+        orders = list(Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk"))
+        recorded = delivery_services.deliveries_record(sends=sends, seconds=seconds)
+        _orders_record_sent(orders=orders, deliveries=recorded.sent)
+    return recorded
 
 
-def _order_settle(*, order: Order) -> bool:
-    """FULFILLING → DELIVERED once every channel has landed. Call inside a
-    transaction holding the order's lock."""
-    if order.status != OrderStatus.FULFILLING or not delivery_services.deliveries_all_sent(order_id=order.pk):
-        return False
-    _order_transition(
-        order=order, source=[OrderStatus.FULFILLING], target=OrderStatus.DELIVERED, delivered_at=timezone.now(),
+def _orders_record_sent(*, orders: list[Order], deliveries: list[Delivery]) -> list[Order]:
+    """The timeline event of each channel that just landed (once per order
+    and channel, ever: a resend adds none), then settle. Call inside a
+    transaction holding the orders' locks. Returns the settled orders."""
+    if not deliveries:
+        return []
+    landed = {(d.order_id, d.channel) for d in deliveries}
+    recorded = set(
+        OrderEvent.objects.filter(order_id__in={order_id for order_id, _ in landed}, type=OrderEventType.DELIVERY_SENT)
+        .values_list("order_id", "data__channel")
     )
-    order_event_record(order=order, type=OrderEventType.DELIVERED)
-    order_webhook_emit(order=order, event=WebhookEvent.ORDER_DELIVERED)
-    risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
-    return True
+    OrderEvent.objects.bulk_create(
+        OrderEvent(order_id=order_id, type=OrderEventType.DELIVERY_SENT, actor=SYSTEM, data={"channel": channel})
+        for order_id, channel in sorted(landed - recorded)
+    )
+    landed_orders = {order_id for order_id, _ in landed}
+    return _orders_settle(orders=[o for o in orders if o.pk in landed_orders])
+
+
+def _orders_settle(*, orders: list[Order]) -> list[Order]:
+    """FULFILLING → DELIVERED for the orders whose every channel has landed:
+    the transition, its event, the webhook and the risk event of each, the
+    transition and events in a constant number of statements. Call inside a
+    transaction holding the orders' locks. Returns the settled orders."""
+    fulfilling = {order.pk: order for order in orders if order.status == OrderStatus.FULFILLING}
+    if not fulfilling:
+        return []
+    waiting = set(
+        Delivery.objects.filter(order_id__in=list(fulfilling)).exclude(status=DeliveryStatus.SENT)
+        .values_list("order_id", flat=True)
+    )
+    settled = [order for pk, order in sorted(fulfilling.items()) if pk not in waiting]
+    if not settled:
+        return []
+    now = timezone.now()
+    updated = Order.objects.filter(pk__in=[o.pk for o in settled], status=OrderStatus.FULFILLING).update(
+        status=OrderStatus.DELIVERED, delivered_at=now, updated_at=now
+    )
+    if updated != len(settled):
+        raise OrderTransitionError(order=settled[0], wanted=OrderStatus.DELIVERED)
+    for order in settled:
+        order.status, order.delivered_at, order.updated_at = OrderStatus.DELIVERED, now, now
+    OrderEvent.objects.bulk_create(
+        OrderEvent(order=order, type=OrderEventType.DELIVERED, actor=SYSTEM) for order in settled
+    )
+    if webhook_wanted(event=WebhookEvent.ORDER_DELIVERED):
+        for order in settled:
+            order_webhook_emit(order=order, event=WebhookEvent.ORDER_DELIVERED)
+    for order in settled:
+        risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
+    return settled
 
 
 def orders_settle_delivered() -> int:
@@ -85,8 +159,8 @@ def orders_settle_delivered() -> int:
     for order_id in list(unsettled):
         with transaction.atomic():
             order = Order.objects.select_for_update(skip_locked=True).filter(pk=order_id).first()
-            if order is not None and _order_settle(order=order):
-                settled += 1
+            if order is not None:
+                settled += len(_orders_settle(orders=[order]))
     return settled
 
 

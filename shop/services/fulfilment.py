@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 from django.db import transaction
 
@@ -34,21 +35,26 @@ from shop.webhook_events import product_low_stock_webhook_emit
 logger = logging.getLogger(__name__)
 
 
-def order_fulfil(*, order: Order) -> str:
+def order_fulfil(*, order: Order, outbox: list[int] | None = None) -> str:
     """Reserve the keys of a PAID (or AWAITING_STOCK) order and hand them over.
     Call inside a transaction holding the order's lock. Returns the new status.
 
     All lines get their keys or none do: short of stock → AWAITING_STOCK (no
     partial delivery; an order already waiting just keeps waiting). Otherwise
     the keys go to the buyer's inbox (the order page) in this transaction and
-    one outbox Delivery per other channel is written, to be sent after commit.
+    one outbox Delivery per other channel is written, to be sent after commit:
+    enqueued by this order's own after-commit hook, or, given an ``outbox``
+    list, left to the caller (their ids are appended), who enqueues a whole
+    batch of orders' deliveries at once.
     """
     source = order.status
     lines = list(order.lines.select_related("product"))
     review = _order_review_at_payment(order=order, lines=lines) if source == OrderStatus.PAID else \
         review_pending(order_id=order.pk)
     try:
-        with transaction.atomic():
+        # One line's claim is all-or-nothing by itself; several lines need a
+        # savepoint, so a short second line gives the first one's keys back.
+        with transaction.atomic() if len(lines) > 1 else nullcontext():
             claimed = {line.pk: inventory_services.keys_reserve(line=line) for line in lines}
     except inventory_services.KeysUnavailable as short:
         if source == OrderStatus.AWAITING_STOCK:
@@ -68,7 +74,7 @@ def order_fulfil(*, order: Order) -> str:
         # Held for a human: the keys are set aside but not revealed.
         _order_transition(order=order, source=[source], target=OrderStatus.IN_REVIEW)
         return order.status
-    order_handover(order=order, lines=lines, source=source)
+    order_handover(order=order, lines=lines, source=source, outbox=outbox)
     return order.status
 
 
@@ -90,9 +96,9 @@ def _order_review_at_payment(*, order: Order, lines: list) -> object | None:
     return review
 
 
-def order_handover(*, order: Order, lines: list, source: str) -> None:
+def order_handover(*, order: Order, lines: list, source: str, outbox: list[int] | None = None) -> None:
     """Reveal reserved keys: inbox now, other channels from the outbox. Call
-    inside a transaction holding the order's lock."""
+    inside a transaction holding the order's lock. ``outbox``: as in ``order_fulfil``."""
     for line in lines:
         inventory_services.keys_mark_delivered(line=line)
     products = [line.product for line in lines]  # lines come with select_related("product")
@@ -101,7 +107,9 @@ def order_handover(*, order: Order, lines: list, source: str) -> None:
         channels.append((Channel.EMAIL, order.email))
     if order.phone and any(product.deliver_by_sms for product in products):
         channels.append((Channel.SMS, order.phone))  # the buyer gave a phone number
-    delivery_services.deliveries_create(order=order, channels=channels)
+    created = delivery_services.deliveries_create(order=order, channels=channels, enqueue=outbox is None)
+    if outbox is not None:
+        outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)
     _order_transition(order=order, source=[source], target=OrderStatus.FULFILLING)
     order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": Channel.INBOX})
     for product_id in {line.product_id for line in lines}:

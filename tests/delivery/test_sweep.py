@@ -14,6 +14,7 @@ from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
 from delivery.models import AlertKind, Delivery, DeliveryStatus, OwnerAlert, SweepRun
+from delivery.services import deliveries_with_live_job
 from delivery.worker import SWEEP_JOB_ID, SweepingWorker, sweep_periodic_register
 from inventory.services import keys_import
 from shop.models import Order, OrderEventType, OrderStatus
@@ -260,3 +261,42 @@ def test_sweeper_settles_an_order_whose_worker_died_after_the_send(client, make_
     assert order.events.filter(type=OrderEventType.DELIVERED).count() == 1
     assert sweep_run().settled == 0
 
+
+
+def test_sweep_leaves_a_delivery_whose_batch_job_is_still_queued_alone(paid_order):
+    # given: a backlog: the batch job enqueued at payment still waits in the queue after the grace period
+    _age(paid_order, minutes=5)
+    batch_job_id = email_of(paid_order).batch_job_id
+    # when
+    out = _sweep()
+    # then
+    assert out.startswith("re-enqueued 0 deliveries")
+    assert django_rq.get_queue("delivery").job_ids == [batch_job_id]
+    assert OwnerAlert.objects.count() == 0
+
+
+def test_sweep_rescues_a_delivery_whose_batch_job_failed(paid_order, run_worker, smtp_server):
+    # given: the batch job failed as a whole (its worker lost the database) and left the delivery PENDING
+    queue = django_rq.get_queue("delivery")
+    batch_job = queue.fetch_job(email_of(paid_order).batch_job_id)
+    queue.remove(batch_job)
+    batch_job.set_status(JobStatus.FAILED)
+    _age(paid_order, minutes=5)
+    # when
+    out = _sweep()
+    run_worker()
+    # then: re-enqueued on its own job and sent
+    assert out.startswith("re-enqueued 1 deliveries")
+    assert email_of(paid_order).status == DeliveryStatus.SENT
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_queued_batch_job_counts_as_live_until_redis_loses_it(paid_order, redis_clean):
+    # given
+    delivery_id = email_of(paid_order).pk
+    # when
+    live = deliveries_with_live_job(delivery_ids=[delivery_id])
+    redis_clean.flushdb()
+    lost = deliveries_with_live_job(delivery_ids=[delivery_id])
+    # then
+    assert (live, lost) == ({delivery_id}, set())

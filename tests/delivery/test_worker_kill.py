@@ -1,6 +1,7 @@
-"""Fault test: a real worker process is SIGKILLed in the middle of sending an
-email. Nothing is lost (the email arrives, the order is delivered) and the
-crash costs at most one duplicate, which the attempt log counts."""
+"""Fault test: a real worker process is SIGKILLed in the middle of sending a
+batch of emails. Nothing is lost (every email arrives, every order is
+delivered) and the crash costs at most one duplicate, the message that was
+on the wire, which the attempt log counts."""
 
 import asyncio
 import os
@@ -11,11 +12,13 @@ import threading
 import time
 from pathlib import Path
 
+import django_rq
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
 from delivery.models import AttemptOutcome, DeliveryAttempt, DeliveryStatus
+from delivery.services import deliveries_enqueue
 from shop.models import OrderStatus
 from shop.services import sweep_run
 from tests.conftest import NOTIFY_URL, sandbox_notice
@@ -53,11 +56,15 @@ def _worker_env(smtp_port: int) -> dict:
 def test_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_once(
     client, make_product, make_unpaid_order, smtp_server, settings, run_worker, tmp_path
 ):
-    # given: a paid order whose email job waits in Redis, and an SMTP server
-    # that holds the message's DATA until we say so
-    order = make_unpaid_order(product=make_product(keys=1, slug="gift"))
-    assert client.post(NOTIFY_URL, sandbox_notice(order)).content == b"success"
-    delivery = email_of(order)
+    # given: two paid orders whose emails wait in Redis as one batch job, and
+    # an SMTP server that holds the first message's DATA until we say so
+    product = make_product(keys=2, slug="gift")
+    orders = [make_unpaid_order(product=product, email=f"buyer{i}@example.com") for i in range(2)]
+    for order in orders:
+        assert client.post(NOTIFY_URL, sandbox_notice(order)).content == b"success"
+    django_rq.get_queue("delivery").empty()
+    deliveries = [email_of(order) for order in orders]
+    deliveries_enqueue(delivery_ids=[d.pk for d in deliveries])
     in_data, release = threading.Event(), threading.Event()
 
     async def handle_DATA(server, session, envelope):
@@ -85,30 +92,34 @@ def test_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_once(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=10)
         release.set()
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
-    assert delivery.sending_started_at is not None
-    # and: once the dead sender's claim lapses, the sweeper finds its job dead
-    # and re-enqueues it; a healthy worker sends
+    for delivery in deliveries:
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 1)
+        assert delivery.sending_started_at is not None
+    # and: once the dead sender's claims lapse, the sweeper finds the batch
+    # job dead and re-enqueues each delivery on its own job; a healthy worker sends
     settings.DELIVERY_SEND_LEASE_SECONDS = 1
     settings.SWEEP_ORPHAN_AFTER_SECONDS = 0
     time.sleep(1.1)
     del smtp_server.handle_DATA
     report = sweep_run()
     run_worker()
-    # then: the email arrived; the one duplicate is the interrupted attempt
-    assert report.requeued == 1
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts, delivery.sending_started_at) == (DeliveryStatus.SENT, 2, None)
-    outcomes = list(
-        DeliveryAttempt.objects.filter(delivery=delivery).order_by("number").values_list("outcome", flat=True)
+    # then: every email arrived; the one duplicate is the interrupted message
+    assert report.requeued == 2
+    for order, delivery in zip(orders, deliveries):
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts, delivery.sending_started_at) == (DeliveryStatus.SENT, 2, None)
+        outcomes = list(
+            DeliveryAttempt.objects.filter(delivery=delivery).order_by("number").values_list("outcome", flat=True)
+        )
+        assert outcomes == [AttemptOutcome.STARTED, AttemptOutcome.SENT]
+        message_id = f"<delivery-{delivery.pk}.{order.order_no}@kamidrop.local>".encode()
+        received = [m.content for m in smtp_server.messages if b"Message-ID: " + message_id in m.content]
+        # at most one duplicate, and only where an attempt is left STARTED
+        assert 1 <= len(received) <= 1 + outcomes.count(AttemptOutcome.STARTED)
+        order.refresh_from_db()
+        assert order.status == OrderStatus.DELIVERED
+    first, second = (
+        [m for m in smtp_server.messages if m.rcpt_tos == [f"buyer{i}@example.com"]] for i in range(2)
     )
-    assert outcomes == [AttemptOutcome.STARTED, AttemptOutcome.SENT]
-    message_id = f"<delivery-{delivery.pk}.{order.order_no}@kamidrop.local>".encode()
-    assert len(smtp_server.messages) == 2
-    assert outcomes.count(AttemptOutcome.STARTED) == len(smtp_server.messages) - 1
-    for message in smtp_server.messages:
-        assert b"Message-ID: " + message_id in message.content
-        assert b"GIFT-KEY-00000" in message.content
-    order.refresh_from_db()
-    assert order.status == OrderStatus.DELIVERED
+    assert (len(first), len(second)) == (2, 1)

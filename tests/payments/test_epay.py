@@ -240,7 +240,7 @@ def test_a_notice_whose_paid_transaction_fails_is_kept_and_applied_later(client,
     order = make_epay_order(product=make_product(keys=3))
     before = _state(order)
 
-    def broken(*, order):
+    def broken(*, order, **kwargs):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr("payments.services.callbacks.order_fulfil", broken)

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import django_rq
 import pytest
-import redis
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -92,8 +91,8 @@ def test_a_duplicate_of_a_stored_notice_is_acknowledged_and_applied_once(client,
 def test_with_redis_down_the_request_applies_its_own_notice(client, queued, monkeypatch, make_product,
                                                             make_unpaid_order):
     # given: the queue's Redis does not answer
-    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
-    monkeypatch.setattr(django_rq, "get_connection", lambda *args, **kwargs: dead)
+    queues = django_rq.settings.QUEUES
+    monkeypatch.setitem(queues, APPLY_QUEUE, {**queues[APPLY_QUEUE], "URL": f"redis://127.0.0.1:{free_port()}/0"})
     order = make_unpaid_order(product=make_product(keys=5))
     # when
     response = client.post(NOTIFY_URL, sandbox_notice(order))
@@ -132,10 +131,10 @@ def test_one_failing_notice_does_not_hold_up_its_batch(client, queued, monkeypat
 
     real = callbacks.order_fulfil
 
-    def flaky(*, order):
+    def flaky(*, order, **kwargs):
         if order.pk == orders[1].pk:
             raise RuntimeError("boom")
-        return real(order=order)
+        return real(order=order, **kwargs)
 
     monkeypatch.setattr(callbacks, "order_fulfil", flaky)
     # when: one batch, then the retry when it is due
@@ -166,3 +165,23 @@ def test_a_notice_not_yet_due_for_its_retry_waits(client, queued, make_product, 
     # then
     assert taken == 0
     assert _statuses([order]) == [OrderStatus.PENDING_PAYMENT]
+
+
+def test_one_provider_transaction_reported_for_two_payments_pays_only_the_first(make_product, make_unpaid_order):
+    # given: two orders; the provider reports the same transaction for both
+    from payments.providers.base import CallbackNotice
+    from payments.services import payment_callback_handle
+
+    product = make_product(keys=5)
+    first, second = make_unpaid_order(product=product), make_unpaid_order(product=product)
+
+    def notice(order, event_id):
+        return CallbackNotice(external_id=event_id, reference=order.order_no, amount=order.amount,
+                              currency=order.currency, succeeded=True, transaction_id="pi_shared")
+
+    # when
+    outcomes = [payment_callback_handle(provider_id="sandbox", notice=notice(first, "evt_1")),
+                payment_callback_handle(provider_id="sandbox", notice=notice(second, "evt_2"))]
+    # then
+    assert [(o.accepted, o.code) for o in outcomes] == [(True, ""), (False, "TRANSACTION_REUSED")]
+    assert _statuses([first, second]) == [OrderStatus.FULFILLING, OrderStatus.PENDING_PAYMENT]

@@ -13,7 +13,8 @@ from shop.services import sweep_run
 
 class Command(BaseCommand):
     help = (
-        "Apply payment notices whose wake-up was lost, re-enqueue lost deliveries, expire unpaid orders, fill orders waiting for stock and alert on "
+        "Apply payment notices whose wake-up was lost, re-enqueue lost deliveries, expire unpaid orders, "
+        "fill orders waiting for stock and alert on "
         "stuck orders. Safe to run at any time, also while another sweep runs. With --every N it keeps "
         "sweeping every N seconds until stopped: it reads the database, not Redis, so it keeps healing "
         "while Redis or the workers are down."

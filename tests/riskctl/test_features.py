@@ -1,0 +1,59 @@
+"""Features of a buyer, from the RiskEvent log: what each one counts."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from riskctl.features import features_compute
+from riskctl.identity import BuyerContext
+from riskctl.models import RiskEvent
+from riskctl.models import RiskEventKind as K
+
+pytestmark = pytest.mark.django_db
+
+BUYER = BuyerContext(email="ann@example.com", ip="203.0.113.7", device="dev-1", phone="")
+
+
+def _event(kind, *, ago=timedelta(0), order_id=None, amount=0, **identifiers):
+    event = RiskEvent.objects.create(kind=kind, order_id=order_id, amount=amount, **identifiers)
+    RiskEvent.objects.filter(pk=event.pk).update(at=timezone.now() - ago)
+
+
+def test_velocity_history_and_linked_emails_are_counted_per_identifier():
+    # given: ann's history, and others sharing her device and IP
+    _event(K.ORDER_CREATED, email="ann@example.com", ip="203.0.113.7", device="dev-1")
+    _event(K.ORDER_CREATED, email="ann@example.com", ago=timedelta(hours=3))
+    _event(K.ORDER_CREATED, email="ann@example.com", ago=timedelta(days=3))
+    _event(K.PAYMENT_FAILED, ip="203.0.113.7", email="bob@example.com")
+    _event(K.ORDER_CREATED, device="dev-1", email="bob@example.com")
+    _event(K.ORDER_CREATED, device="dev-1", email="cy@example.com", ago=timedelta(hours=30))  # outside 24 h
+    _event(K.DELIVERED, email="ann@example.com", ago=timedelta(days=40))
+    _event(K.ORDER_PAID, email="ann@example.com", amount=Decimal("20.00"), ago=timedelta(days=40))
+    _event(K.ORDER_CREATED, email="ann@example.com", order_id=99)  # the order being assessed
+    _event(K.ORDER_CREATED, email="zed@example.com")  # nobody related
+    # when
+    features = features_compute(buyer=BUYER, amount=Decimal("50.00"), quantity=2, exclude_order_id=99)
+    # then
+    assert {name: features[name] for name in (
+        "orders_email_1h", "orders_email_24h", "orders_email_7d", "orders_ip_1h", "orders_device_24h",
+        "orders_phone_24h", "failed_payments_ip_1h", "failed_payments_email_24h", "emails_per_device_24h",
+        "emails_per_ip_24h", "delivered_orders", "amount_vs_history", "new_buyer_quantity", "quantity",
+    )} == {
+        "orders_email_1h": 1, "orders_email_24h": 2, "orders_email_7d": 3, "orders_ip_1h": 1,
+        "orders_device_24h": 2, "orders_phone_24h": 0, "failed_payments_ip_1h": 1, "failed_payments_email_24h": 0,
+        "emails_per_device_24h": 2, "emails_per_ip_24h": 2, "delivered_orders": 1, "amount_vs_history": 2.5,
+        "new_buyer_quantity": 0, "quantity": 2,
+    }
+    assert 40 * 24 - 1 < features["first_seen_hours"] < 40 * 24 + 1
+
+
+def test_a_new_buyer_with_no_identifiers_but_an_email_is_new():
+    # given
+    _event(K.ORDER_CREATED, email="other@example.com")
+    # when
+    features = features_compute(buyer=BuyerContext(email="new@example.com"), amount=Decimal("5"), quantity=3)
+    # then
+    assert (features["first_seen_hours"], features["new_buyer_quantity"], features["emails_per_ip_24h"],
+            features["orders_email_24h"], features["trusted_buyer"]) == (0, 3, 1, 0, 0)
