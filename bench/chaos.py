@@ -90,7 +90,9 @@ def main() -> None:
         conn = psycopg.connect(stack.env["DATABASE_URL"], autocommit=True)
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline:
-            pending = conn.execute("SELECT count(*) FROM delivery_delivery WHERE status = 'PENDING'").fetchone()[0]
+            pending = conn.execute(
+                "SELECT (SELECT count(*) FROM delivery_delivery WHERE status = 'PENDING') "
+                "+ (SELECT count(*) FROM payments_paymentevent WHERE outcome = 'RECEIVED')").fetchone()[0]
             if pending == 0:
                 break
             kills["workers restarted after exiting"] += stack.workers_revive()

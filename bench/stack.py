@@ -100,7 +100,7 @@ class Stack:
         return process
 
     def start_worker(self, name: str) -> subprocess.Popen:
-        argv = [PY, "manage.py", "rqworker", "payments", "default", "delivery", "--with-scheduler"]
+        argv = [PY, "manage.py", "rqworker", "delivery", "payments", "default", "--with-scheduler"]
         if self.worker_class:
             argv += ["--worker-class", self.worker_class]
         return self.start_process(name, argv)

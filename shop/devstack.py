@@ -78,7 +78,7 @@ def main() -> int:
             return 0
         children["web"] = _start("web", [*MANAGE, "runserver", f"127.0.0.1:{port}", "--noreload"], env)
         children["worker"] = _start(
-            "worker", [*MANAGE, "rqworker", "payments", "default", "delivery", "--with-scheduler"], env
+            "worker", [*MANAGE, "rqworker", "delivery", "payments", "default", "--with-scheduler"], env
         )
         # The sweeper reads the database, so it keeps healing when Redis or the worker is down.
         children["sweeper"] = _start("sweeper", [*MANAGE, "sweep", "--every", "60"], env)

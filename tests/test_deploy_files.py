@@ -266,7 +266,7 @@ def test_compose_web_serves_on_8000_with_the_image_healthcheck():
 
 def test_compose_worker_runs_both_queues_with_the_scheduler():
     worker = compose()["services"]["worker"]
-    assert command_text(worker["command"]) == "python manage.py rqworker payments default delivery --with-scheduler"
+    assert command_text(worker["command"]) == "python manage.py rqworker delivery payments default --with-scheduler"
     assert worker["healthcheck"] == {"disable": True}  # it serves no /healthz
 
 

@@ -163,10 +163,13 @@ def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
 
-def payment_notices_drain(*, budget_seconds: float = 60) -> int:
+def payment_notices_drain(*, budget_seconds: float = 5) -> int:
     """The applier job: apply stored notices batch by batch until none is
     left (or the time budget is spent: then wake a successor). Several may
-    run at once: each batch takes its notices with SKIP LOCKED.
+    run at once: each batch takes its notices with SKIP LOCKED. The budget is
+    short so that a worker goes back to the queues between drains: the
+    workers listen on ``delivery`` first, and the emails of the orders just
+    paid must not wait for every stored notice to be applied.
 
     The wake-up flag is cleared before the first batch, so a notice stored
     after that point wakes a new job, and one stored before it is in a batch.
