@@ -48,13 +48,14 @@ def features_compute(*, buyer: BuyerContext, amount: Decimal, quantity: int,
     building the same 25 filtered aggregates through the ORM cost ten times
     the query itself."""
     now = timezone.now()
+    identifiers = (("email", buyer.email), ("ip", buyer.ip), ("device", buyer.device), ("phone", buyer.phone))
     columns: list[tuple[str, str, list]] = []  # (feature, SQL aggregate, its params)
     zero: dict[str, float] = {}
 
     def add(name: str, sql: str, *params) -> None:
         columns.append((name, sql, list(params)))
 
-    for ident, value in (("email", buyer.email), ("ip", buyer.ip), ("device", buyer.device), ("phone", buyer.phone)):
+    for ident, value in identifiers:
         counts = {f"orders_{ident}_{w}": (K.ORDER_CREATED, span) for w, span in WINDOWS.items()}
         if ident != "phone":
             counts |= {f"failed_payments_{ident}_{w}": (K.PAYMENT_FAILED, WINDOWS[w]) for w in ("1h", "24h")}
@@ -86,11 +87,10 @@ def features_compute(*, buyer: BuyerContext, amount: Decimal, quantity: int,
         add("reported", "count(*) FILTER (WHERE email = %s AND kind = %s)", email, K.KEY_REPORTED)
         add("max_paid", "max(amount) FILTER (WHERE email = %s AND kind = %s)", email, K.ORDER_PAID)
     row: dict = {}
-    identifiers = [(ident, value) for ident, value in (("email", buyer.email), ("ip", buyer.ip),
-                                                        ("device", buyer.device), ("phone", buyer.phone)) if value]
-    if columns and identifiers:
-        where = " OR ".join(f"{ident} = %s" for ident, _ in identifiers)
-        params = [p for _, _, ps in columns for p in ps] + [value for _, value in identifiers]
+    present = [(ident, value) for ident, value in identifiers if value]
+    if columns and present:
+        where = " OR ".join(f"{ident} = %s" for ident, _ in present)
+        params = [p for _, _, ps in columns for p in ps] + [value for _, value in present]
         if exclude_order_id is not None:
             where = f"({where}) AND order_id IS DISTINCT FROM %s"
             params.append(exclude_order_id)

@@ -201,25 +201,23 @@ def payment_notices_apply(*, event_ids: list[int] | None = None, received_before
         events = events.filter(Q(apply_after__isnull=True) | Q(apply_after__lte=now))
     if received_before is not None:
         events = events.filter(received_at__lt=received_before)
-    batch = []
-    try:
-        with transaction.atomic():
-            batch = list(events.order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
-            outbox: list[int] = []  # the batch's email and SMS deliveries: one enqueue after commit
-            for event in batch:
-                written: list[int] = []
-                try:
-                    with transaction.atomic():
-                        _callback_apply(event=event, notice=notice_from_event(event), outbox=written)
-                except Exception as exc:  # noqa: BLE001 - one bad notice must not stop the batch
-                    _apply_failed(event=event, exc=exc)
-                else:
-                    outbox += written
-            if outbox:
-                transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=outbox), robust=True)
-    except RedisError:
-        logger.error("payment notices applied, but Redis is unreachable: the sweeper will enqueue their deliveries")
-        return len(batch)
+    # Every after-commit hook is robust: a Redis outage there is logged, and
+    # the sweeper enqueues the deliveries it left PENDING.
+    with transaction.atomic():
+        batch = list(events.order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
+        outbox: list[int] = []  # the batch's email and SMS deliveries: one enqueue after commit
+        for event in batch:
+            written: list[int] = []
+            try:
+                with transaction.atomic():
+                    _callback_apply(event=event, notice=notice_from_event(event), outbox=written)
+            except Exception as exc:  # noqa: BLE001 - one bad notice must not stop the batch
+                _apply_failed(event=event, exc=exc)
+            else:
+                outbox += written
+        if outbox:
+            transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=outbox), robust=True)
+    return len(batch)
     return len(batch)
 
 
