@@ -56,20 +56,26 @@ def deliveries_create(*, order, channels: list[tuple[str, str]], enqueue: bool =
     keys are on the order page from this commit on. Others start PENDING (the
     outbox) and are enqueued only once the transaction has committed, so a
     worker never looks for a row that does not exist yet. A caller writing
-    many orders at once passes ``enqueue=False`` and enqueues all their
-    deliveries in one ``deliveries_enqueue`` after commit.
+    many orders at once uses ``deliveries_create_many`` and enqueues all
+    their deliveries in one ``deliveries_enqueue`` after commit.
     """
-    now = timezone.now()
-    created = Delivery.objects.bulk_create(
-        Delivery(order=order, channel=channel, status=DeliveryStatus.SENT, attempts=1, last_attempt_at=now,
-                 sent_at=now)
-        if channel == Channel.INBOX else Delivery(order=order, channel=channel, recipient=recipient)
-        for channel, recipient in channels
-    )
+    created = deliveries_create_many(orders=[(order, channels)])
     pending = [d.pk for d in created if d.status == DeliveryStatus.PENDING]
     if enqueue and pending:
         transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=pending), robust=True)
     return created
+
+
+def deliveries_create_many(*, orders: list[tuple[object, list[tuple[str, str]]]]) -> list[Delivery]:
+    """The deliveries of many orders, [(order, [(channel, recipient)])], in
+    one insert; nothing is enqueued. Call inside the paid transaction."""
+    now = timezone.now()
+    return Delivery.objects.bulk_create(
+        Delivery(order=order, channel=channel, status=DeliveryStatus.SENT, attempts=1, last_attempt_at=now,
+                 sent_at=now)
+        if channel == Channel.INBOX else Delivery(order=order, channel=channel, recipient=recipient)
+        for order, channels in orders for channel, recipient in channels
+    )
 
 
 def deliveries_batch_job_id(*, delivery_ids: list[int]) -> str:

@@ -261,6 +261,93 @@ def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") ->
     return sorted(claimed)
 
 
+@dataclass(frozen=True)
+class LineClaim:
+    """One order line of a batch claim: its id, how many keys, and the audit
+    detail ("order 2611…")."""
+
+    line_id: int
+    quantity: int
+    detail: str
+
+
+@dataclass
+class BatchClaim:
+    delivered: dict[int, list[int]]  # line id → its keys, now DELIVERED
+    short: dict[int, tuple[int, int]]  # line id → (wanted, free): nothing claimed
+
+
+def keys_deliver_many(*, product_id: int, lines: list[LineClaim], actor: str = "system") -> BatchClaim:
+    """Claim and hand over keys of one product for many order lines at once:
+    the batch form of ``keys_reserve`` then ``keys_mark_delivered``, in one
+    statement. Call inside a transaction.
+
+    The oldest free keys are locked with SKIP LOCKED (as in ``keys_reserve``)
+    and dealt out to the lines in the order given; a line gets all its keys
+    or none, and once one line cannot be served the lines after it are not
+    either (first come, first served, as the fill queue is). Each key is
+    audited SOLD and DELIVERED, as a key claimed and handed over alone is.
+    """
+    if not lines:
+        return BatchClaim(delivered={}, short={})
+    table = CardKey._meta.db_table
+    now = timezone.now()
+    wanted_total = sum(line.quantity for line in lines)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH wanted AS (
+                SELECT line_id, quantity, detail, sum(quantity) OVER (ORDER BY ord) AS upto
+                FROM unnest(%(lines)s::bigint[], %(quantities)s::int[], %(details)s::text[])
+                     WITH ORDINALITY AS w(line_id, quantity, detail, ord)
+            ), locked AS (
+                SELECT id FROM {table}
+                WHERE product_id = %(product)s AND status = %(available)s
+                ORDER BY id
+                LIMIT %(total)s
+                FOR UPDATE{" SKIP LOCKED" if settings.INVENTORY_CLAIM_SKIP_LOCKED else ""}
+            ), picked AS (
+                SELECT id, row_number() OVER (ORDER BY id) AS rn FROM locked
+            ), served AS (
+                SELECT * FROM wanted WHERE upto <= (SELECT count(*) FROM picked)
+            ), claimed AS (
+                UPDATE {table} AS k
+                SET status = %(delivered)s, order_line_id = s.line_id, reserved_at = %(now)s, delivered_at = %(now)s
+                FROM picked p JOIN served s ON p.rn > s.upto - s.quantity AND p.rn <= s.upto
+                WHERE k.id = p.id AND k.status = %(available)s
+                RETURNING k.id, k.order_line_id, s.detail
+            ), audited AS (
+                INSERT INTO {KeyAuditEvent._meta.db_table} (card_key_id, action, actor, ip, at, detail)
+                SELECT c.id, a.action, %(actor)s, NULL, %(now)s, c.detail
+                FROM claimed c CROSS JOIN (VALUES (1, %(sold)s), (2, %(handed)s)) AS a(step, action)
+                ORDER BY c.id, a.step
+            )
+            SELECT (SELECT count(*) FROM picked), array(SELECT order_line_id FROM claimed ORDER BY id),
+                   array(SELECT id FROM claimed ORDER BY id)
+            """,
+            {
+                "lines": [line.line_id for line in lines], "quantities": [line.quantity for line in lines],
+                "details": [line.detail for line in lines], "product": product_id,
+                "available": CardKeyStatus.AVAILABLE, "delivered": CardKeyStatus.DELIVERED, "total": wanted_total,
+                "now": now, "actor": actor, "sold": KeyAuditEvent.Action.SOLD,
+                "handed": KeyAuditEvent.Action.DELIVERED,
+            },
+        )
+        free, line_ids, key_ids = cursor.fetchone()
+    delivered: dict[int, list[int]] = {}
+    for line_id, key_id in zip(line_ids, key_ids):
+        delivered.setdefault(line_id, []).append(key_id)
+    short, left = {}, free
+    for line in lines:
+        got = delivered.get(line.line_id)
+        if got is None:
+            short[line.line_id] = (line.quantity, max(0, left))
+        elif len(got) != line.quantity:  # rows changed under their lock: let the caller's transaction roll back
+            raise RuntimeError(f"claimed {len(got)} of {line.quantity} locked keys")
+        left -= line.quantity
+    return BatchClaim(delivered=delivered, short=short)
+
+
 def keys_mark_delivered(*, line, actor: str = "system") -> int:
     """Move the line's reserved keys to DELIVERED (audited). Call inside a transaction."""
     now = timezone.now()

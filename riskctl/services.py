@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from riskctl.features import features_compute
+from riskctl.features import FeatureSubject, features_compute_many
 from riskctl.identity import BuyerContext, email_normalise, ip_normalise  # noqa: F401 (re-exported)
 from riskctl.models import (
     Assessment,
@@ -74,22 +74,41 @@ def _live_entries(list_type: str | None):
 def list_matches(*, list_type: str | None, buyer: BuyerContext) -> list[ListEntry]:
     """The live entries of one list (or of both, with None) that match any
     identifier of the buyer."""
-    exact = Q(kind=IdentifierKind.EMAIL, value=buyer.email)
-    if buyer.device:
-        exact |= Q(kind=IdentifierKind.DEVICE, value=buyer.device)
-    if buyer.phone:
-        exact |= Q(kind=IdentifierKind.PHONE, value=buyer.phone)
-    domain_parts = buyer.email_domain.split(".")
-    domains = [buyer.email_domain] + [f"*.{'.'.join(domain_parts[i:])}" for i in range(1, len(domain_parts) - 1)]
-    domains.append(f"*.{buyer.email_domain}")
-    exact |= Q(kind=IdentifierKind.EMAIL_DOMAIN, value__in=domains)
-    if buyer.ip:  # IP entries may be ranges: matched here, fetched in the same query
+    return list_matches_many(list_type=list_type, buyers=[buyer])[0]
+
+
+def _email_domains(buyer: BuyerContext) -> list[str]:
+    """The buyer's email domain and the wildcards that cover it."""
+    parts = buyer.email_domain.split(".")
+    return [buyer.email_domain, *(f"*.{'.'.join(parts[i:])}" for i in range(1, len(parts) - 1)),
+            f"*.{buyer.email_domain}"]
+
+
+def list_matches_many(*, list_type: str | None, buyers: list[BuyerContext]) -> list[list[ListEntry]]:
+    """``list_matches`` for each buyer, in order, from one query."""
+    exact = Q(pk__in=[])
+    for buyer in buyers:
+        exact |= Q(kind=IdentifierKind.EMAIL, value=buyer.email)
+        if buyer.device:
+            exact |= Q(kind=IdentifierKind.DEVICE, value=buyer.device)
+        if buyer.phone:
+            exact |= Q(kind=IdentifierKind.PHONE, value=buyer.phone)
+        exact |= Q(kind=IdentifierKind.EMAIL_DOMAIN, value__in=_email_domains(buyer))
+    if any(buyer.ip for buyer in buyers):  # IP entries may be ranges: matched below, fetched in the same query
         exact |= Q(kind=IdentifierKind.IP)
-    address = ipaddress.ip_address(buyer.ip) if buyer.ip else None
-    return [
-        entry for entry in _live_entries(list_type).filter(exact)
-        if entry.kind != IdentifierKind.IP or address in ipaddress.ip_network(entry.value, strict=False)
-    ]
+    entries = list(_live_entries(list_type).filter(exact).order_by("id")) if buyers else []
+    networks = {entry.pk: ipaddress.ip_network(entry.value, strict=False)
+                for entry in entries if entry.kind == IdentifierKind.IP}
+
+    def matches(entry: ListEntry, buyer: BuyerContext) -> bool:
+        if entry.kind == IdentifierKind.IP:
+            return bool(buyer.ip) and ipaddress.ip_address(buyer.ip) in networks[entry.pk]
+        if entry.kind == IdentifierKind.EMAIL_DOMAIN:
+            return entry.value in _email_domains(buyer)
+        return entry.value == {IdentifierKind.EMAIL: buyer.email, IdentifierKind.DEVICE: buyer.device,
+                               IdentifierKind.PHONE: buyer.phone}.get(entry.kind) and bool(entry.value)
+
+    return [[entry for entry in entries if matches(entry, buyer)] for buyer in buyers]
 
 
 def buyer_block(*, buyer: BuyerContext, reason: str, user=None, expires_at=None) -> list[ListEntry]:
@@ -131,13 +150,19 @@ def risk_event_record(*, kind: str, buyer: BuyerContext, order_id: int | None = 
 
 def order_buyer(*, order_id: int) -> BuyerContext | None:
     """The identifiers the order was placed with (from its checkout assessment)."""
-    assessment = (
-        Assessment.objects.filter(order_id=order_id, stage=Assessment.Stage.CHECKOUT).order_by("-created_at").first()
+    return orders_buyers(order_ids=[order_id]).get(order_id)
+
+
+def orders_buyers(*, order_ids: list[int]) -> dict[int, BuyerContext]:
+    """``order_buyer`` of several orders, from one query; orders placed
+    without a checkout assessment are left out."""
+    latest = (
+        Assessment.objects.filter(order_id__in=order_ids, stage=Assessment.Stage.CHECKOUT)
+        .order_by("order_id", "-created_at").distinct("order_id")
+        .values_list("order_id", "email", "ip", "device", "phone", "user_agent")
     )
-    if assessment is None:
-        return None
-    return BuyerContext(email=assessment.email, ip=assessment.ip, device=assessment.device, phone=assessment.phone,
-                        user_agent=assessment.user_agent)
+    return {order_id: BuyerContext(email=email, ip=ip, device=device, phone=phone, user_agent=user_agent)
+            for order_id, email, ip, device, phone, user_agent in latest}
 
 
 def risk_event_for_order(*, kind: str, order_id: int, amount: Decimal | int = 0) -> RiskEvent | None:
@@ -156,14 +181,14 @@ _LIMIT_FIELD = {PurchaseLimit.Per.EMAIL: "email", PurchaseLimit.Per.DEVICE: "dev
 
 
 def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
-                  exclude_order_id: int | None = None) -> str | None:
+                  exclude_order_id: int | None = None, config: tuple | None = None) -> str | None:
     """Why this purchase would go over a 限购 limit of the product, or None.
 
     Counts keys already paid for in the period, plus orders placed but not yet
     paid within the stock hold (they may still be paid)."""
     now = timezone.now()
     hold_start = now - timedelta(minutes=settings.ORDER_HOLD_MINUTES)
-    for limit in _risk_config()[2].get(product_id, []):
+    for limit in (config or _risk_config())[2].get(product_id, []):
         field = _LIMIT_FIELD[limit.per]
         value = getattr(buyer, field)
         if not value:
@@ -222,9 +247,9 @@ def _thresholds(product_id: int | None, thresholds: dict) -> tuple[int, int]:
     return thresholds.get(product_id) or thresholds.get(None) or (50, 80)
 
 
-def _evaluate(*, features: dict, product_id: int | None) -> _Verdict:
+def _evaluate(*, features: dict, product_id: int | None, config: tuple) -> _Verdict:
     score, hard, reasons, shadow, versions = 0, None, [], [], {}
-    rules, thresholds, _ = _risk_config()
+    rules, thresholds, _ = config
     for rule in rules:
         versions[rule.code] = rule.version
         value = features.get(rule.feature)
@@ -256,41 +281,77 @@ def _ref_new() -> str:
     return "R-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(5))
 
 
+@dataclass(frozen=True)
+class AssessSubject:
+    """What one assessment is of: a buyer buying ``quantity`` keys of a
+    product (None: several) for ``amount``, for an order or not yet."""
+
+    buyer: BuyerContext
+    product_id: int | None
+    quantity: int
+    amount: Decimal
+    order_id: int | None = None
+
+
 def _assess(*, stage: str, buyer: BuyerContext, product_id: int | None, quantity: int, amount: Decimal,
             order_id: int | None = None) -> Assessment:
-    features = features_compute(buyer=buyer, amount=amount, quantity=quantity, exclude_order_id=order_id)
-    listed = list_matches(list_type=None, buyer=buyer)
-    allowed = [entry for entry in listed if entry.list_type == ListType.ALLOW]
-    blocked = [entry for entry in listed if entry.list_type == ListType.BLOCK]
-    verdict = _evaluate(features=features, product_id=product_id)
-    if allowed:
-        verdict.decision = Decision.ALLOW
-        verdict.reasons.insert(0, {"rule": "allow-list", "points": "ALLOW", "detail": str(allowed[0])})
-    elif blocked:
-        verdict.decision = Decision.BLOCK
-        verdict.reasons.insert(0, {"rule": "block-list", "points": "BLOCK", "detail": blocked[0].reason})
-    limit = limit_problem(buyer=buyer, product_id=product_id, quantity=quantity, exclude_order_id=order_id) \
-        if product_id and not allowed else None
-    if limit and verdict.decision == Decision.ALLOW:
-        verdict.decision = Decision.REVIEW
-    if limit:
-        verdict.reasons.insert(0, {"rule": "purchase-limit", "points": "REVIEW", "detail": limit})
+    subject = AssessSubject(buyer=buyer, product_id=product_id, quantity=quantity, amount=amount, order_id=order_id)
+    return _assess_many(stage=stage, subjects=[subject])[0]
+
+
+def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_review: bool = False) -> list[Assessment]:
+    """Decide and store one assessment per subject, in order: one feature
+    query, one list query and one insert for all of them. With
+    ``block_becomes_review`` (at payment: the money is taken) a BLOCK is
+    stored as REVIEW, a human decides."""
+    all_features = features_compute_many(subjects=[
+        FeatureSubject(buyer=s.buyer, amount=s.amount, quantity=s.quantity, exclude_order_id=s.order_id)
+        for s in subjects
+    ])
+    all_listed = list_matches_many(list_type=None, buyers=[s.buyer for s in subjects])
+    config = _risk_config()  # read once for the batch
+    assessments = []
+    for subject, features, listed in zip(subjects, all_features, all_listed):
+        buyer = subject.buyer
+        allowed = [entry for entry in listed if entry.list_type == ListType.ALLOW]
+        blocked = [entry for entry in listed if entry.list_type == ListType.BLOCK]
+        verdict = _evaluate(features=features, product_id=subject.product_id, config=config)
+        if allowed:
+            verdict.decision = Decision.ALLOW
+            verdict.reasons.insert(0, {"rule": "allow-list", "points": "ALLOW", "detail": str(allowed[0])})
+        elif blocked:
+            verdict.decision = Decision.BLOCK
+            verdict.reasons.insert(0, {"rule": "block-list", "points": "BLOCK", "detail": blocked[0].reason})
+        limit = limit_problem(buyer=buyer, product_id=subject.product_id, quantity=subject.quantity,
+                              exclude_order_id=subject.order_id, config=config) \
+            if subject.product_id and not allowed else None
+        if limit and verdict.decision == Decision.ALLOW:
+            verdict.decision = Decision.REVIEW
+        if limit:
+            verdict.reasons.insert(0, {"rule": "purchase-limit", "points": "REVIEW", "detail": limit})
+        if block_becomes_review and verdict.decision == Decision.BLOCK:
+            verdict.decision = Decision.REVIEW
+            verdict.reasons.insert(0, {"rule": "block-at-payment", "points": "REVIEW",
+                                       "detail": "would block, but the money is taken: a human decides"})
+        assessments.append(Assessment(
+            stage=stage, order_id=subject.order_id, product_id=subject.product_id, decision=verdict.decision,
+            score=verdict.score, reasons=verdict.reasons, shadow=verdict.shadow, rule_versions=verdict.versions,
+            features=features, email=buyer.email, ip=buyer.ip, device=buyer.device, phone=buyer.phone,
+            user_agent=buyer.user_agent, amount=subject.amount, quantity=subject.quantity,
+        ))
     for _ in range(5):
+        for assessment in assessments:
+            assessment.ref = _ref_new()
         try:
             with transaction.atomic():
-                assessment = Assessment.objects.create(
-                    ref=_ref_new(), stage=stage, order_id=order_id, product_id=product_id, decision=verdict.decision,
-                    score=verdict.score, reasons=verdict.reasons, shadow=verdict.shadow,
-                    rule_versions=verdict.versions, features=features, email=buyer.email, ip=buyer.ip,
-                    device=buyer.device, phone=buyer.phone, user_agent=buyer.user_agent, amount=amount,
-                    quantity=quantity,
-                )
+                Assessment.objects.bulk_create(assessments)
             break
         except IntegrityError:
             continue  # reference collision: draw again
-    if verdict.shadow:
-        logger.info("risk %s shadow rules matched: %s", assessment.ref, [s["rule"] for s in verdict.shadow])
-    return assessment
+    for assessment in assessments:
+        if assessment.shadow:
+            logger.info("risk %s shadow rules matched: %s", assessment.ref, [s["rule"] for s in assessment.shadow])
+    return assessments
 
 
 def checkout_assess(*, buyer: BuyerContext, product_id: int, quantity: int, amount: Decimal) -> Assessment:
@@ -320,21 +381,39 @@ def assessment_attach(*, assessment: Assessment, order_id: int, product_id: int,
 
 
 def payment_assess(*, order_id: int, lines: list[tuple[int, int]], amount: Decimal) -> Assessment:
-    """Assess an order at payment. The money is taken, so a BLOCK here is
-    turned into REVIEW: a human decides. ``lines`` is [(product_id, quantity)]."""
-    buyer = order_buyer(order_id=order_id) or BuyerContext(email="")
-    product_id, quantity = (lines[0] if len(lines) == 1 else (None, sum(q for _, q in lines)))
-    assessment = _assess(stage=Assessment.Stage.PAYMENT, buyer=buyer, product_id=product_id, quantity=quantity,
-                         amount=amount, order_id=order_id)
-    if assessment.decision == Decision.BLOCK:
-        assessment.decision = Decision.REVIEW
-        assessment.reasons = [{"rule": "block-at-payment", "points": "REVIEW",
-                               "detail": "would block, but the money is taken: a human decides"}, *assessment.reasons]
-        assessment.save(update_fields=["decision", "reasons"])
-    for pid, qty in lines:
-        risk_event_record(kind="ORDER_PAID", buyer=buyer, order_id=order_id, product_id=pid, quantity=qty,
-                          amount=amount)
-    return assessment
+    """Assess an order at payment (see ``payments_assess``). ``lines`` is
+    [(product_id, quantity)]."""
+    return payments_assess(orders=[PaidOrder(order_id=order_id, lines=lines, amount=amount)])[order_id]
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    order_id: int
+    lines: list[tuple[int, int]]  # (product_id, quantity)
+    amount: Decimal
+
+
+def payments_assess(*, orders: list[PaidOrder]) -> dict[int, Assessment]:
+    """Assess orders at payment, a batch at a time (a handful of statements
+    whatever its size); log their ORDER_PAID events. The money is taken, so a
+    BLOCK here is turned into REVIEW: a human decides. Returns the
+    assessments by order id."""
+    buyers = orders_buyers(order_ids=[o.order_id for o in orders])
+    subjects = []
+    for order in orders:
+        product_id, quantity = (order.lines[0] if len(order.lines) == 1
+                                else (None, sum(q for _, q in order.lines)))
+        subjects.append(AssessSubject(buyer=buyers.get(order.order_id) or BuyerContext(email=""),
+                                      product_id=product_id, quantity=quantity, amount=order.amount,
+                                      order_id=order.order_id))
+    assessments = _assess_many(stage=Assessment.Stage.PAYMENT, subjects=subjects, block_becomes_review=True)
+    RiskEvent.objects.bulk_create(
+        RiskEvent(kind="ORDER_PAID", order_id=order.order_id, product_id=pid, quantity=qty, amount=order.amount,
+                  email=subject.buyer.email, ip=subject.buyer.ip, device=subject.buyer.device,
+                  phone=subject.buyer.phone)
+        for order, subject in zip(orders, subjects) for pid, qty in order.lines
+    )
+    return {order.order_id: assessment for order, assessment in zip(orders, assessments)}
 
 
 # --- review queue ------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from payments.models import (
 )
 from payments.providers import provider_get
 from payments.providers.base import CallbackNotice, NoticeKind
+from payments.services.batch import notices_apply_together
 from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
@@ -206,18 +207,21 @@ def payment_notices_apply(*, event_ids: list[int] | None = None, received_before
     with transaction.atomic():
         batch = list(events.order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
         outbox: list[int] = []  # the batch's email and SMS deliveries: one enqueue after commit
+        notices = {event.pk: notice_from_event(event) for event in batch}
+        together = notices_apply_together(events=batch, notices=notices, outbox=outbox)
         for event in batch:
+            if event.pk in together:
+                continue
             written: list[int] = []
             try:
                 with transaction.atomic():
-                    _callback_apply(event=event, notice=notice_from_event(event), outbox=written)
+                    _callback_apply(event=event, notice=notices[event.pk], outbox=written)
             except Exception as exc:  # noqa: BLE001 - one bad notice must not stop the batch
                 _apply_failed(event=event, exc=exc)
             else:
                 outbox += written
         if outbox:
             transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=outbox), robust=True)
-    return len(batch)
     return len(batch)
 
 

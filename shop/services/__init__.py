@@ -43,6 +43,7 @@ from shop.services.fulfilment import (  # noqa: F401
     order_key_get,
     order_key_replace,
     order_review_approve,
+    orders_fulfil_paid,
     product_low_stock_check,
     product_stock_import,
 )
@@ -56,4 +57,5 @@ from shop.services.orders import (  # noqa: F401
     order_refund_begin,
     order_refund_complete,
     orders_expire_due,
+    orders_mark_paid,
 )

@@ -13,14 +13,18 @@ from delivery.models import AlertKind, Channel
 from inventory import services as inventory_services
 from inventory.selectors import key_on_order
 from riskctl.services import (
+    PaidOrder,
     payment_assess,
+    payments_assess,
     review_decide,
     review_open,
     review_pending,
 )
 from shop.models import (
     Order,
+    OrderEvent,
     OrderEventType,
+    OrderLine,
     OrderStatus,
     Product,
 )
@@ -28,6 +32,7 @@ from shop.services.orders import (
     SYSTEM,
     OrderTransitionError,
     _order_transition,
+    _orders_transition,
     order_event_record,
 )
 from shop.webhook_events import product_low_stock_webhook_emit
@@ -35,7 +40,8 @@ from shop.webhook_events import product_low_stock_webhook_emit
 logger = logging.getLogger(__name__)
 
 
-def order_fulfil(*, order: Order, outbox: list[int] | None = None) -> str:
+def order_fulfil(*, order: Order, outbox: list[int] | None = None, lines: list | None = None,
+                 assessment=None) -> str:
     """Reserve the keys of a PAID (or AWAITING_STOCK) order and hand them over.
     Call inside a transaction holding the order's lock. Returns the new status.
 
@@ -45,12 +51,14 @@ def order_fulfil(*, order: Order, outbox: list[int] | None = None) -> str:
     one outbox Delivery per other channel is written, to be sent after commit:
     enqueued by this order's own after-commit hook, or, given an ``outbox``
     list, left to the caller (their ids are appended), who enqueues a whole
-    batch of orders' deliveries at once.
+    batch of orders' deliveries at once. A caller that has the order's lines
+    (with their products) and its payment-time ``assessment`` passes them.
     """
     source = order.status
-    lines = list(order.lines.select_related("product"))
-    review = _order_review_at_payment(order=order, lines=lines) if source == OrderStatus.PAID else \
-        review_pending(order_id=order.pk)
+    if lines is None:
+        lines = list(order.lines.select_related("product"))
+    review = _order_review_at_payment(order=order, lines=lines, assessment=assessment) \
+        if source == OrderStatus.PAID else review_pending(order_id=order.pk)
     try:
         # One line's claim is all-or-nothing by itself; several lines need a
         # savepoint, so a short second line gives the first one's keys back.
@@ -78,11 +86,13 @@ def order_fulfil(*, order: Order, outbox: list[int] | None = None) -> str:
     return order.status
 
 
-def _order_review_at_payment(*, order: Order, lines: list) -> object | None:
-    """Assess a just-paid order; on REVIEW open the review item, tell the
-    owner (one digest per window, not one mail per order) and return it."""
-    assessment = payment_assess(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines],
-                                amount=order.amount)
+def _order_review_at_payment(*, order: Order, lines: list, assessment=None) -> object | None:
+    """Assess a just-paid order (unless its ``assessment`` is given); on
+    REVIEW open the review item, tell the owner (one digest per window, not
+    one mail per order) and return it."""
+    if assessment is None:
+        assessment = payment_assess(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines],
+                                    amount=order.amount)
     if assessment.decision != "REVIEW":
         return None
     review = review_open(order_id=order.pk, assessment=assessment)
@@ -101,18 +111,83 @@ def order_handover(*, order: Order, lines: list, source: str, outbox: list[int] 
     inside a transaction holding the order's lock. ``outbox``: as in ``order_fulfil``."""
     for line in lines:
         inventory_services.keys_mark_delivered(line=line)
-    products = [line.product for line in lines]  # lines come with select_related("product")
-    channels = [(Channel.INBOX, "")]
-    if any(product.deliver_by_email for product in products):
-        channels.append((Channel.EMAIL, order.email))
-    if order.phone and any(product.deliver_by_sms for product in products):
-        channels.append((Channel.SMS, order.phone))  # the buyer gave a phone number
-    created = delivery_services.deliveries_create(order=order, channels=channels, enqueue=outbox is None)
+    created = delivery_services.deliveries_create(order=order, channels=_order_channels(order=order, lines=lines),
+                                                  enqueue=outbox is None)
     if outbox is not None:
         outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)
     _order_transition(order=order, source=[source], target=OrderStatus.FULFILLING)
     order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": Channel.INBOX})
     for product_id in {line.product_id for line in lines}:
+        product_low_stock_check(product_id=product_id)
+
+
+def _order_channels(*, order: Order, lines: list) -> list[tuple[str, str]]:
+    """The order's (channel, recipient)s: the inbox always, email and SMS as
+    its products say and the buyer gave. ``lines`` come with their products."""
+    products = [line.product for line in lines]
+    channels = [(Channel.INBOX, "")]
+    if any(product.deliver_by_email for product in products):
+        channels.append((Channel.EMAIL, order.email))
+    if order.phone and any(product.deliver_by_sms for product in products):
+        channels.append((Channel.SMS, order.phone))  # the buyer gave a phone number
+    return channels
+
+
+def orders_fulfil_paid(*, orders: list[Order], outbox: list[int]) -> None:
+    """``order_fulfil`` for a batch of just-PAID orders, set-based: one
+    assessment of the batch, one claim per product, one insert of the
+    deliveries and of each kind of event, one UPDATE per new status. Call
+    inside a transaction holding the orders' locks; the email and SMS
+    deliveries' ids are appended to ``outbox``, for the caller to enqueue
+    after commit.
+
+    An order held for review, or with several lines (its lines must get
+    their keys together or not at all), takes the one-order path with its
+    assessment; so does nothing else.
+    """
+    lines_of: dict[int, list] = {}
+    for line in OrderLine.objects.filter(order__in=orders).select_related("product").order_by("id"):
+        lines_of.setdefault(line.order_id, []).append(line)
+    assessments = payments_assess(orders=[
+        PaidOrder(order_id=o.pk, lines=[(line.product_id, line.quantity) for line in lines_of[o.pk]], amount=o.amount)
+        for o in orders
+    ])
+    by_product: dict[int, list[tuple[Order, object]]] = {}
+    for order in orders:
+        lines = lines_of[order.pk]
+        if assessments[order.pk].decision == "REVIEW" or len(lines) != 1:
+            order_fulfil(order=order, outbox=outbox, lines=lines, assessment=assessments[order.pk])
+        else:
+            by_product.setdefault(lines[0].product_id, []).append((order, lines[0]))
+    served, waiting = [], []
+    for product_id, pairs in by_product.items():
+        claim = inventory_services.keys_deliver_many(product_id=product_id, lines=[
+            inventory_services.LineClaim(line_id=line.pk, quantity=line.quantity, detail=f"order {order.order_no}")
+            for order, line in pairs
+        ])
+        for order, line in pairs:
+            if line.pk in claim.short:
+                waiting.append((order, claim.short[line.pk]))
+            else:
+                served.append((order, line))
+    _orders_transition(orders=[order for order, _ in waiting], source=[OrderStatus.PAID],
+                       target=OrderStatus.AWAITING_STOCK)
+    for order, (wanted, free) in waiting:
+        logger.warning("order %s awaiting stock: wanted %d, free %d", order.order_no, wanted, free)
+    created = delivery_services.deliveries_create_many(
+        orders=[(order, _order_channels(order=order, lines=[line])) for order, line in served])
+    outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)
+    _orders_transition(orders=[order for order, _ in served], source=[OrderStatus.PAID],
+                       target=OrderStatus.FULFILLING)
+    events = [OrderEvent(order=order, type=OrderEventType.AWAITING_STOCK, actor=SYSTEM,
+                         data={"wanted": wanted, "free": free}) for order, (wanted, free) in waiting]
+    for order, line in served:
+        events.append(OrderEvent(order=order, type=OrderEventType.KEYS_RESERVED, actor=SYSTEM,
+                                 data={"keys": line.quantity}))
+        events.append(OrderEvent(order=order, type=OrderEventType.DELIVERY_SENT, actor=SYSTEM,
+                                 data={"channel": Channel.INBOX}))
+    OrderEvent.objects.bulk_create(events)
+    for product_id in {line.product_id for _, line in served}:
         product_low_stock_check(product_id=product_id)
 
 

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from delivery.models import WebhookEvent
+from delivery.webhooks import webhook_wanted
 from inventory import services as inventory_services
 from riskctl.models import RiskEventKind
 from riskctl.services import (
@@ -40,13 +41,24 @@ def order_event_record(*, order, type: str, actor: str = SYSTEM, data: dict | No
 
 
 def _order_transition(*, order: Order, source: list[str], target: str, **fields) -> None:
+    _orders_transition(orders=[order], source=source, target=target, **fields)
+
+
+def _orders_transition(*, orders: list[Order], source: list[str], target: str, **fields) -> None:
+    """Move every one of ``orders`` from ``source`` to ``target`` in one
+    conditional UPDATE; all or none (the caller's transaction rolls back)."""
+    if not orders:
+        return
     now = timezone.now()
-    updated = Order.objects.filter(pk=order.pk, status__in=source).update(status=target, updated_at=now, **fields)
-    if updated != 1:
-        raise OrderTransitionError(order=order, wanted=target)
-    order.status = target
-    for name, value in fields.items():
-        setattr(order, name, value)
+    updated = Order.objects.filter(pk__in=[o.pk for o in orders], status__in=source).update(
+        status=target, updated_at=now, **fields)
+    if updated != len(orders):
+        stray = next((o for o in orders if o.status not in source), orders[0])
+        raise OrderTransitionError(order=stray, wanted=target)
+    for order in orders:
+        order.status = target
+        for name, value in fields.items():
+            setattr(order, name, value)
 
 
 def order_mark_paid(*, order: Order, actor: str, data: dict | None = None) -> None:
@@ -54,16 +66,25 @@ def order_mark_paid(*, order: Order, actor: str, data: dict | None = None) -> No
 
     A payment for an expired order is accepted: money is never dropped.
     """
+    orders_mark_paid(paid=[(order, data or {})], actor=actor)
+
+
+def orders_mark_paid(*, paid: list[tuple[Order, dict]], actor: str) -> None:
+    """``order_mark_paid`` for a batch of (order, event data), in three
+    statements whatever its size. Call inside a transaction holding the
+    orders' locks."""
+    orders = [order for order, _ in paid]
+    late = {order.pk: order.status == OrderStatus.EXPIRED for order in orders}
     now = timezone.now()
-    late = order.status == OrderStatus.EXPIRED
-    updated = Order.objects.filter(
-        pk=order.pk, status__in=[OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED]
-    ).update(status=OrderStatus.PAID, paid_at=now, updated_at=now, hold_expires_at=None)
-    if updated != 1:
-        raise OrderTransitionError(order=order, wanted=OrderStatus.PAID)
-    order.status, order.paid_at, order.hold_expires_at = OrderStatus.PAID, now, None
-    order_event_record(order=order, type=OrderEventType.PAID, actor=actor, data={**(data or {}), "late": late})
-    order_webhook_emit(order=order, event=WebhookEvent.ORDER_PAID)
+    _orders_transition(orders=orders, source=[OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED],
+                       target=OrderStatus.PAID, paid_at=now, hold_expires_at=None)
+    OrderEvent.objects.bulk_create(
+        OrderEvent(order=order, type=OrderEventType.PAID, actor=actor, data={**data, "late": late[order.pk]})
+        for order, data in paid
+    )
+    if webhook_wanted(event=WebhookEvent.ORDER_PAID):
+        for order in orders:
+            order_webhook_emit(order=order, event=WebhookEvent.ORDER_PAID)
 
 
 def order_expire(*, order_id: int) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import django_rq
 import pytest
 
 from payments.models import Payment
 from payments.providers.epay import epay_sign
+from payments.services.callbacks import APPLY_QUEUE
 from shop.models import Order
 
 EPAY_KEY = "TESTKEY123"
@@ -46,3 +48,12 @@ def epay_notice(order: Order, *, trade_no: str = "2024010112000012345", money: s
     params["sign"] = epay_sign(params, key)
     params["sign_type"] = "MD5"
     return params
+
+
+@pytest.fixture
+def queued(monkeypatch, redis_clean):
+    """The payments queue as in production: jobs wait for a worker (the
+    notices a test posts stay stored until it applies them)."""
+    queues = django_rq.settings.QUEUES
+    monkeypatch.setitem(queues, APPLY_QUEUE, {**queues[APPLY_QUEUE], "ASYNC": True})
+    return django_rq.get_queue(APPLY_QUEUE)

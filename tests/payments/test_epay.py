@@ -236,14 +236,15 @@ def test_a_status_report_before_the_success_does_not_shadow_it(client, make_prod
 
 def test_a_notice_whose_paid_transaction_fails_is_kept_and_applied_later(client, make_product, make_epay_order,
                                                                           monkeypatch):
-    # given: fulfilment fails inside the paid transaction
+    # given: fulfilment fails inside the paid transaction (the payment-time
+    # risk check, on the batch path and on the one-notice path alike)
     order = make_epay_order(product=make_product(keys=3))
     before = _state(order)
 
-    def broken(*, order, **kwargs):
+    def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("payments.services.callbacks.order_fulfil", broken)
+    monkeypatch.setattr("riskctl.services._assess_many", broken)
     # when
     response = client.post(EPAY_NOTIFY_URL, epay_notice(order))
     # then: the notice was stored before the answer, the failed apply rolled

@@ -22,14 +22,6 @@ from tests.conftest import NOTIFY_URL, free_port, sandbox_notice
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def queued(monkeypatch, redis_clean):
-    """The payments queue as in production: jobs wait for a worker."""
-    queues = django_rq.settings.QUEUES
-    monkeypatch.setitem(queues, APPLY_QUEUE, {**queues[APPLY_QUEUE], "ASYNC": True})
-    return django_rq.get_queue(APPLY_QUEUE)
-
-
 def _statuses(orders) -> list[str]:
     for order in orders:
         order.refresh_from_db()
@@ -127,16 +119,16 @@ def test_one_failing_notice_does_not_hold_up_its_batch(client, queued, monkeypat
     orders = [make_unpaid_order(product=product) for _ in range(3)]
     for order in orders:
         client.post(NOTIFY_URL, sandbox_notice(order))
-    from payments.services import callbacks
+    from riskctl import services as risk
 
-    real = callbacks.order_fulfil
+    real = risk._assess_many
 
-    def flaky(*, order, **kwargs):
-        if order.pk == orders[1].pk:
+    def flaky(*, subjects, **kwargs):  # the payment-time risk check of the second order breaks
+        if any(subject.order_id == orders[1].pk for subject in subjects):
             raise RuntimeError("boom")
-        return real(order=order, **kwargs)
+        return real(subjects=subjects, **kwargs)
 
-    monkeypatch.setattr(callbacks, "order_fulfil", flaky)
+    monkeypatch.setattr(risk, "_assess_many", flaky)
     # when: one batch, then the retry when it is due
     taken = payment_notices_apply()
     PaymentEvent.objects.update(apply_after=timezone.now())
@@ -148,7 +140,7 @@ def test_one_failing_notice_does_not_hold_up_its_batch(client, queued, monkeypat
     assert (bad.outcome, bad.apply_attempts, bad.apply_error) == (PaymentEventOutcome.RECEIVED, 2, "RuntimeError: boom")
     assert OwnerAlert.objects.get().kind == AlertKind.PAYMENT_ODD
     # when: the cause is fixed
-    monkeypatch.setattr(callbacks, "order_fulfil", real)
+    monkeypatch.setattr(risk, "_assess_many", real)
     PaymentEvent.objects.update(apply_after=timezone.now())
     payment_notices_apply()
     # then
