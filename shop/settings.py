@@ -251,6 +251,10 @@ PAYMENT_PROVIDERS = {
 }
 # Stored notices applied per transaction by the applier (payments queue).
 PAYMENTS_APPLY_BATCH = env_int("PAYMENTS_APPLY_BATCH", 100)
+# An applier job stops taking batches after this long and leaves the rest to a
+# successor, so that the worker sends the emails of the orders just paid
+# (workers listen on the delivery queue first) before it pays more.
+PAYMENTS_APPLY_BUDGET_MS = env_int("PAYMENTS_APPLY_BUDGET_MS", 1000)
 # A notice that fails to apply this many times alerts the owner (it keeps being retried).
 PAYMENTS_APPLY_ALERT_AFTER = env_int("PAYMENTS_APPLY_ALERT_AFTER", 3)
 # The sweeper applies stored notices older than this (their wake-up was lost).

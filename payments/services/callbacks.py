@@ -164,7 +164,7 @@ def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
 
-def payment_notices_drain(*, budget_seconds: float = 5) -> int:
+def payment_notices_drain(*, budget_seconds: float | None = None) -> int:
     """The applier job: apply stored notices batch by batch until none is
     left (or the time budget is spent: then wake a successor). Several may
     run at once: each batch takes its notices with SKIP LOCKED. The budget is
@@ -177,6 +177,8 @@ def payment_notices_drain(*, budget_seconds: float = 5) -> int:
     Returns the number of notices taken.
     """
     _apply_redis().delete(APPLY_FLAG)
+    if budget_seconds is None:
+        budget_seconds = settings.PAYMENTS_APPLY_BUDGET_MS / 1000
     deadline = time.monotonic() + budget_seconds
     taken = 0
     while batch := payment_notices_apply():

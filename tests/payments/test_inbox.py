@@ -14,7 +14,7 @@ from django.utils import timezone
 from delivery.models import AlertKind, OwnerAlert
 from inventory.models import CardKey
 from payments.models import PaymentEvent, PaymentEventOutcome
-from payments.services import payment_notices_apply
+from payments.services import payment_notices_apply, payment_notices_drain
 from payments.services.callbacks import APPLY_FLAG, APPLY_QUEUE
 from shop.models import OrderStatus
 from tests.conftest import NOTIFY_URL, free_port, sandbox_notice
@@ -62,6 +62,25 @@ def test_a_notice_after_the_applier_started_wakes_another(client, queued, make_p
     assert queued.count == 1
     run_worker()
     assert _statuses([first, second]) == [OrderStatus.FULFILLING] * 2
+
+
+def test_an_applier_out_of_budget_hands_over_to_a_successor(client, queued, make_product, make_unpaid_order,
+                                                            settings):
+    # given: five stored notices, batches of two, no time budget to speak of
+    settings.PAYMENTS_APPLY_BATCH = 2
+    settings.PAYMENTS_APPLY_BUDGET_MS = 0
+    product = make_product(keys=5)
+    orders = [make_unpaid_order(product=product) for _ in range(5)]
+    for order in orders:
+        client.post(NOTIFY_URL, sandbox_notice(order))
+    queued.empty()
+    # when
+    taken = payment_notices_drain()
+    # then: one batch, then the rest is left to a successor job (the worker
+    # looks at the delivery queue in between)
+    assert taken == 2
+    assert _statuses(orders) == [OrderStatus.FULFILLING] * 2 + [OrderStatus.PENDING_PAYMENT] * 3
+    assert [job.func_name for job in queued.jobs] == ["payments.jobs.payment_notices_drain_job"]
 
 
 def test_a_duplicate_of_a_stored_notice_is_acknowledged_and_applied_once(client, queued, make_product,
