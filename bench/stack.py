@@ -1,6 +1,7 @@
 """Runs the production-shaped stack for benchmarks on this machine: gunicorn
-(several sync workers), RQ workers, and a local SMTP sink, on a database and
-a Redis db of their own on the embedded servers, with DEBUG off."""
+(several workers: sync, or gthread with ``web_threads``), RQ workers, the
+sweeper loop and a local SMTP sink, on a database and a Redis db of their own
+on the embedded servers, with DEBUG off."""
 
 from __future__ import annotations
 
@@ -39,8 +40,12 @@ _SECRETS = {
 }
 
 
-def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None) -> dict:
-    """Fresh database and Redis db; production-like settings (DEBUG off)."""
+def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None, name: str = "") -> dict:
+    """Fresh database and Redis db; production-like settings (DEBUG off).
+    ``name``: a database and Redis server of the benchmark's own, so that two
+    benchmarks run at once do not drop each other's data."""
+    database = f"{BENCH_DB}_{name}" if name else BENCH_DB
+    redis_root = BENCH_REDIS_ROOT / name if name else BENCH_REDIS_ROOT
     import psycopg
     import redis
 
@@ -48,10 +53,10 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None) -> di
 
     base = embedded.postgres_ensure()
     with psycopg.connect(base.replace(f"/{embedded.DATABASE_NAME}?", "/postgres?"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
     # A Redis of its own: the chaos run stops it, and nothing else may notice.
-    redis_url = f"{embedded.redis_ensure(root=BENCH_REDIS_ROOT)}?db={BENCH_REDIS_DB}"
+    redis_url = f"{embedded.redis_ensure(root=redis_root)}?db={BENCH_REDIS_DB}"
     redis.Redis.from_url(redis_url).flushdb()
     return {
         **os.environ,
@@ -60,7 +65,7 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None) -> di
         **_SECRETS,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SITE_URL": f"http://127.0.0.1:{web_port}",
-        "DATABASE_URL": base.replace(f"/{embedded.DATABASE_NAME}?", f"/{BENCH_DB}?"),
+        "DATABASE_URL": base.replace(f"/{embedded.DATABASE_NAME}?", f"/{database}?"),
         "REDIS_URL": redis_url,
         "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "EPAY_PID": EPAY_PID, "EPAY_KEY": EPAY_KEY, "EPAY_GATEWAY": "http://127.0.0.1:1/submit.php",
@@ -73,12 +78,19 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None) -> di
 
 class Stack:
     def __init__(self, *, web_workers: int = 4, rq_workers: int = 2, smtp_fail_rate: float = 0.0,
-                 worker_class: str = "", extra_env: dict | None = None):
+                 worker_class: str = "", extra_env: dict | None = None, web_worker_class: str = "sync",
+                 web_threads: int = 1, sweeper: bool = True, name: str = ""):
+        """``worker_class``: the RQ worker class (empty: the settings' one);
+        ``web_worker_class``/``web_threads``: gunicorn's; ``sweeper=False``
+        starts no sweeper loop (it applies overdue notices and would compete
+        with what is being measured); ``name``: see ``bench_env``."""
         self.web_port, self.smtp_port = free_port(), free_port()
-        self.env = bench_env(smtp_port=self.smtp_port, web_port=self.web_port, extra=extra_env)
+        self.env = bench_env(smtp_port=self.smtp_port, web_port=self.web_port, extra=extra_env, name=name)
         self.web_workers, self.rq_workers = web_workers, rq_workers
         self.smtp_fail_rate = smtp_fail_rate
         self.worker_class = worker_class
+        self.web_worker_class, self.web_threads = web_worker_class, web_threads
+        self.sweeper = sweeper
         self.sink_log = f"/tmp/kamidrop-sink-{os.getpid()}-{self.smtp_port}.jsonl"
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -120,12 +132,14 @@ class Stack:
         self.start_process("smtp", [PY, "bench/smtp_sink.py", "--port", str(self.smtp_port), "--log", self.sink_log,
                                     "--fail-rate", str(self.smtp_fail_rate)])
         self.start_process("web", [PY, "-m", "gunicorn", "shop.wsgi:application", "--workers",
-                                   str(self.web_workers), "--bind", f"127.0.0.1:{self.web_port}",
+                                   str(self.web_workers), "--worker-class", self.web_worker_class,
+                                   "--threads", str(self.web_threads), "--bind", f"127.0.0.1:{self.web_port}",
                                    "--backlog", "2048", "--timeout", "60"])
         for n in range(self.rq_workers):
             self.start_worker(f"worker{n}")
-        self.start_process("sweeper", [PY, "manage.py", "sweep", "--every",
-                                       self.env.get("SWEEP_INTERVAL_SECONDS", "60")])
+        if self.sweeper:
+            self.start_process("sweeper", [PY, "manage.py", "sweep", "--every",
+                                           self.env.get("SWEEP_INTERVAL_SECONDS", "60")])
         deadline = time.monotonic() + 60
         while True:
             try:

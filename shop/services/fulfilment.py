@@ -141,9 +141,9 @@ def orders_fulfil_paid(*, orders: list[Order], outbox: list[int]) -> None:
     deliveries' ids are appended to ``outbox``, for the caller to enqueue
     after commit.
 
-    An order held for review, or with several lines (its lines must get
-    their keys together or not at all), takes the one-order path with its
-    assessment; so does nothing else.
+    An order the assessment holds for review, or one with several lines
+    (they get their keys together or not at all), goes through
+    ``order_fulfil`` with the assessment made here.
     """
     lines_of: dict[int, list] = {}
     for line in OrderLine.objects.filter(order__in=orders).select_related("product").order_by("id"):
