@@ -232,7 +232,7 @@ def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") ->
             WITH picked AS (
                 SELECT id FROM {table}
                 WHERE product_id = %s AND status = %s
-                ORDER BY id
+                ORDER BY id + 0  -- the claim index's order (see CardKey.Meta.indexes)
                 LIMIT %s
                 FOR UPDATE{" SKIP LOCKED" if settings.INVENTORY_CLAIM_SKIP_LOCKED else ""}
             ), claimed AS (
@@ -303,7 +303,7 @@ def keys_deliver_many(*, product_id: int, lines: list[LineClaim], actor: str = "
             ), locked AS (
                 SELECT id FROM {table}
                 WHERE product_id = %(product)s AND status = %(available)s
-                ORDER BY id
+                ORDER BY id + 0  -- the claim index's order (see CardKey.Meta.indexes)
                 LIMIT %(total)s
                 FOR UPDATE{" SKIP LOCKED" if settings.INVENTORY_CLAIM_SKIP_LOCKED else ""}
             ), picked AS (
@@ -488,7 +488,7 @@ def keys_available_at_least(*, product_id: int, n: int) -> bool:
     table = CardKey._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {table} WHERE product_id = %s AND status = %s ORDER BY id OFFSET %s LIMIT 1",
+            f"SELECT 1 FROM {table} WHERE product_id = %s AND status = %s ORDER BY id + 0 OFFSET %s LIMIT 1",
             [product_id, CardKeyStatus.AVAILABLE, n - 1],
         )
         return cursor.fetchone() is not None
