@@ -57,6 +57,9 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; host = os.environ.get('ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.'); host = 'localhost' if host in ('', '*') else host; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8000/healthz', headers={'Host': host, 'X-Forwarded-Proto': 'https'}), timeout=4)"]
 
-# Shell form so that WEB_CONCURRENCY expands; exec so that gunicorn is PID 1
-# and gets the SIGTERM of `docker stop`.
-CMD exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-tmp-dir /dev/shm --access-logfile -
+# Shell form so that WEB_CONCURRENCY / WEB_THREADS expand; exec so that
+# gunicorn is PID 1 and gets the SIGTERM of `docker stop`. gthread workers keep
+# connections alive and overlap one request's database and Redis waits with
+# another's work (a sync worker idles through them and closes every
+# connection): bench/RESULTS.md, "notify endpoint".
+CMD exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile -

@@ -2,13 +2,14 @@
 connections and writes each request's latency and reply.
 
     python bench/load.py --url http://127.0.0.1:8100/payments/epay/notify --bodies bodies.txt \
-        --concurrency 32 [--rate 100] --out results.json
+        --concurrency 32 [--rate 100] [--close] --out results.json
 
 ``--rate`` paces the whole load to that many requests per second (default:
-as fast as the server answers). One asyncio loop on raw streams: the load
-generator shares the machine's two cores with the stack it measures, so it
-spends as little CPU per request as it can (tens of microseconds, where
-threads and http.client spent several hundred).
+as fast as the server answers); ``--close`` opens a new connection for every
+request, as a payment gateway's notifies arrive. One asyncio loop on raw
+streams: the load generator shares the machine's two cores with the stack it
+measures, so it spends as little CPU per request as it can (tens of
+microseconds, where threads and http.client spent several hundred).
 """
 
 import argparse
@@ -23,7 +24,8 @@ async def run(args) -> dict:
     bodies = open(args.bodies).read().splitlines()
     results: list = [None] * len(bodies)
     head = (f"POST {url.path} HTTP/1.1\r\nHost: {url.hostname}:{url.port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\nConnection: keep-alive\r\n")
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Connection: {'close' if args.close else 'keep-alive'}\r\n")
     next_index = iter(range(len(bodies)))
     started = time.perf_counter()
 
@@ -55,7 +57,7 @@ async def run(args) -> dict:
                 reply, status, close = f"error {type(exc).__name__}", 0, True
             results[i] = {"sent_at": time.time(), "latency_ms": (time.perf_counter() - t0) * 1000,
                           "status": status, "reply": reply}
-            if close:
+            if close or args.close:
                 writer.close()
                 reader, writer = await connect()
         writer.close()
@@ -70,6 +72,7 @@ def main():
     parser.add_argument("--bodies", required=True)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=0)
+    parser.add_argument("--close", action="store_true", help="one connection per request (no keep-alive)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     json.dump(asyncio.run(run(args)), open(args.out, "w"))

@@ -77,15 +77,21 @@ MIDDLEWARE = [
     "shop.observability.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # shop.browser_middleware: Django's session, locale, auth and messages
+    # middleware, stepped around for SERVER_TO_SERVER_PATHS.
+    "shop.browser_middleware.SessionMiddleware",
     # Buyer pages in the language the buyer chose (set_language) or the browser asks for.
-    "django.middleware.locale.LocaleMiddleware",
+    "shop.browser_middleware.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "shop.browser_middleware.AuthenticationMiddleware",
+    "shop.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Server-to-server callbacks (regexes matched against the whole path): the
+# payment providers' notifies. No session, language, user or messages are
+# set up for them; every other middleware runs.
+SERVER_TO_SERVER_PATHS = [r"/payments/[-a-zA-Z0-9_]+/notify", r"/payments/stripe/webhook"]
 
 ROOT_URLCONF = "shop.urls"
 WSGI_APPLICATION = "shop.wsgi.application"

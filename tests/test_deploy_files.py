@@ -30,7 +30,9 @@ SETTINGS_FILE = BASE_DIR / "shop" / "settings.py"
 
 # Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
 # image's command, not by the settings.
-DEPLOY_ONLY_VARIABLES = {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "WEB_CONCURRENCY"}
+DEPLOY_ONLY_VARIABLES = {
+    "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "WEB_CONCURRENCY", "WEB_THREADS",
+}
 # With DEBUG off the settings refuse to start without these; the last two
 # would otherwise start the embedded servers.
 BUILD_TIME_VARIABLES = {
@@ -145,12 +147,82 @@ def test_dockerfile_runs_gunicorn_as_a_user_who_is_not_root():
     (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
     assert cmd == (
         "exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
-        "--worker-tmp-dir /dev/shm --access-logfile -"
+        "--worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile -"
     )
     # USER after every RUN (the build steps run as root), before the command
     assert keywords.index("USER") > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
     assert keywords.index("USER") < keywords.index("CMD")
     assert [args for keyword, args in instructions if keyword == "EXPOSE"] == ["8000"]
+
+
+def dockerfile_gunicorn_command(*, bind: str, gunicorn: str = "") -> str:
+    """The image's command for ``sh -c``, on another address, with ``gunicorn`` options added."""
+    (cmd,) = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"]
+    assert " --bind 0.0.0.0:8000 " in cmd
+    cmd = cmd.replace(" --bind 0.0.0.0:8000 ", f" --bind {bind} ")
+    options = f" {gunicorn}" if gunicorn else ""
+    return cmd.replace("exec gunicorn ", f"exec {shlex.quote(sys.executable)} -m gunicorn{options} ", 1)
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({}, {"worker_class": "gthread", "workers": "3", "threads": "4"}),
+    ({"WEB_CONCURRENCY": "2", "WEB_THREADS": "8"}, {"worker_class": "gthread", "workers": "2", "threads": "8"}),
+])
+def test_dockerfile_command_configures_gthread_workers(overrides, expected):
+    # given: the image's command as its shell expands it, made a configuration print-out
+    env = {k: v for k, v in os.environ.items() if k not in {"WEB_CONCURRENCY", "WEB_THREADS"}}
+    env.update(overrides, DJANGO_SETTINGS_MODULE="tests.settings")
+    command = dockerfile_gunicorn_command(bind="127.0.0.1:8000", gunicorn="--print-config")
+    # when
+    result = subprocess.run(["sh", "-c", command], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    # then
+    assert result.returncode == 0, result.stderr
+    config = {name.strip(): value.strip() for name, _, value in
+              (line.partition(" = ") for line in result.stdout.splitlines() if " = " in line)}
+    assert {name: config.get(name) for name in expected} == expected
+
+
+def test_dockerfile_command_serves_several_requests_over_one_kept_alive_connection(tmp_path):
+    # given: the image's gunicorn, started as the image starts it, on a free port
+    import http.client
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in {"WEB_CONCURRENCY", "WEB_THREADS"}}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", WEB_CONCURRENCY="1")
+    log = open(tmp_path / "gunicorn.log", "w")
+    server = subprocess.Popen(["sh", "-c", dockerfile_gunicorn_command(bind=f"127.0.0.1:{port}")], cwd=BASE_DIR,
+                              env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not listen within 60 s"
+                time.sleep(0.1)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        # when: two requests, one connection
+        answers = []
+        for _ in range(2):
+            connection.request("GET", "/faq/", headers={"Host": "localhost"})
+            response = connection.getresponse()
+            answers.append((response.status, response.getheader("Connection"), response.will_close))
+            response.read()
+        sockets = connection.sock is not None
+        connection.close()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()
+    # then: a sync worker would have answered "Connection: close" and hung up
+    assert answers == [(200, "keep-alive", False), (200, "keep-alive", False)]
+    assert sockets
 
 
 def test_dockerfile_healthcheck_fetches_healthz_with_python():
