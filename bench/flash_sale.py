@@ -38,7 +38,7 @@ def run_once(args, *, skip_locked: bool) -> dict:
     extra = {"BENCH_CLAIM_SKIP_LOCKED": "1" if skip_locked else "0"}
     with Stack(web_workers=args.web_workers, rq_workers=args.rq_workers, worker_class=args.worker_class,
                web_worker_class=args.web_worker_class, web_threads=args.web_threads, extra_env=extra,
-               name="smoke" if args.smoke else "flash") as stack:
+               name="smoke" if args.smoke else "flash", worker_nice=args.worker_nice) as stack:
         bodies = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False).name
         setup = stack.manage_script("bench/flash_setup.py", "--keys", str(args.keys), "--orders", str(args.orders),
                                     "--bodies", bodies)
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--web-worker-class", default="gthread", help="gunicorn's (the image runs gthread)")
     parser.add_argument("--web-threads", type=int, default=4)
+    parser.add_argument("--worker-nice", type=int, default=0, help="run the RQ workers at this nice level")
     parser.add_argument("--rq-workers", type=int, default=2)
     parser.add_argument("--worker-class", default="")
     parser.add_argument("--drain-timeout", type=float, default=300)
@@ -166,7 +167,7 @@ def main() -> None:
              + (f", paced at {args.rate:g}/s" if args.rate else "")
              + f"; gunicorn {args.web_workers} {args.web_worker_class} workers"
              + (f" × {args.web_threads} threads" if args.web_worker_class == "gthread" else "")
-             + f", {args.rq_workers} RQ workers"
+             + f", {args.rq_workers} RQ workers" + (f" at nice {args.worker_nice}" if args.worker_nice else "")
              + (f" ({args.worker_class})" if args.worker_class else "")]
     for run in runs:
         label = "SKIP LOCKED" if run["skip_locked"] else "plain FOR UPDATE"

@@ -79,7 +79,7 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None, name:
 class Stack:
     def __init__(self, *, web_workers: int = 4, rq_workers: int = 2, smtp_fail_rate: float = 0.0,
                  worker_class: str = "", extra_env: dict | None = None, web_worker_class: str = "sync",
-                 web_threads: int = 1, sweeper: bool = True, name: str = ""):
+                 web_threads: int = 1, sweeper: bool = True, name: str = "", worker_nice: int = 0):
         """``worker_class``: the RQ worker class (empty: the settings' one);
         ``web_worker_class``/``web_threads``: gunicorn's; ``sweeper=False``
         starts no sweeper loop (it applies overdue notices and would compete
@@ -91,6 +91,7 @@ class Stack:
         self.worker_class = worker_class
         self.web_worker_class, self.web_threads = web_worker_class, web_threads
         self.sweeper = sweeper
+        self.worker_nice = worker_nice
         self.sink_log = f"/tmp/kamidrop-sink-{os.getpid()}-{self.smtp_port}.jsonl"
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -115,6 +116,10 @@ class Stack:
         argv = [PY, "manage.py", "rqworker", "delivery", "payments", "default", "--with-scheduler"]
         if self.worker_class:
             argv += ["--worker-class", self.worker_class]
+        if self.worker_nice:
+            # As in production (compose's cpu_shares): on a shared machine the
+            # web answers the gateway first; the workers catch up.
+            argv = ["nice", "-n", str(self.worker_nice), *argv]
         return self.start_process(name, argv)
 
     def workers_revive(self) -> int:

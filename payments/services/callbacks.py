@@ -173,8 +173,9 @@ def payment_notices_drain(*, budget_seconds: float | None = None) -> int:
     paid must not wait for every stored notice to be applied.
 
     The wake-up flag is cleared before the first batch, so a notice stored
-    after that point wakes a new job, and one stored before it is in a batch.
-    Returns the number of notices taken.
+    after that point wakes a new job, and one stored before it is in a batch:
+    a job stops as soon as a batch is not full (it has caught up), and frees
+    its worker for the emails. Returns the number of notices taken.
     """
     _apply_redis().delete(APPLY_FLAG)
     if budget_seconds is None:
@@ -183,6 +184,8 @@ def payment_notices_drain(*, budget_seconds: float | None = None) -> int:
     taken = 0
     while batch := payment_notices_apply():
         taken += batch
+        if batch < settings.PAYMENTS_APPLY_BATCH:
+            break  # caught up: whatever is stored from now on woke a successor (the flag was cleared)
         if time.monotonic() > deadline:
             payment_notices_wake()
             break

@@ -83,6 +83,25 @@ def test_an_applier_out_of_budget_hands_over_to_a_successor(client, queued, make
     assert [job.func_name for job in queued.jobs] == ["payments.jobs.payment_notices_drain_job"]
 
 
+def test_an_applier_that_caught_up_stops(client, queued, make_product, make_unpaid_order, settings, monkeypatch):
+    # given: three stored notices, batches of two
+    settings.PAYMENTS_APPLY_BATCH = 2
+    product = make_product(keys=5)
+    orders = [make_unpaid_order(product=product) for _ in range(3)]
+    for order in orders:
+        client.post(NOTIFY_URL, sandbox_notice(order))
+    from payments.services import callbacks
+
+    batches = []
+    real = callbacks.payment_notices_apply
+    monkeypatch.setattr(callbacks, "payment_notices_apply", lambda **kw: batches.append(real(**kw)) or batches[-1])
+    # when
+    taken = payment_notices_drain()
+    # then: a full batch, then a short one, and no third look for more
+    assert (taken, batches) == (3, [2, 1])
+    assert _statuses(orders) == [OrderStatus.FULFILLING] * 3
+
+
 def test_a_duplicate_of_a_stored_notice_is_acknowledged_and_applied_once(client, queued, make_product,
                                                                          make_unpaid_order, run_worker):
     # given
