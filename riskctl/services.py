@@ -167,10 +167,19 @@ def orders_buyers(*, order_ids: list[int]) -> dict[int, BuyerContext]:
 
 def risk_event_for_order(*, kind: str, order_id: int, amount: Decimal | int = 0) -> RiskEvent | None:
     """Record an event for an order's buyer (payments, delivery and shop call this)."""
-    buyer = order_buyer(order_id=order_id)
-    if buyer is None:
-        return None
-    return risk_event_record(kind=kind, buyer=buyer, order_id=order_id, amount=amount)
+    created = risk_events_for_orders(kind=kind, orders=[(order_id, amount)])
+    return created[0] if created else None
+
+
+def risk_events_for_orders(*, kind: str, orders: list[tuple[int, Decimal | int]]) -> list[RiskEvent]:
+    """``risk_event_for_order`` for many (order id, amount) at once: two
+    statements. Orders placed without a checkout assessment get none."""
+    buyers = orders_buyers(order_ids=[order_id for order_id, _ in orders])
+    return RiskEvent.objects.bulk_create(
+        RiskEvent(kind=kind, order_id=order_id, amount=amount, email=buyers[order_id].email, ip=buyers[order_id].ip,
+                  device=buyers[order_id].device, phone=buyers[order_id].phone)
+        for order_id, amount in orders if order_id in buyers
+    )
 
 
 # --- purchase limits ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from delivery.webhooks import webhook_wanted
 from riskctl.models import RiskEventKind
 from riskctl.services import (
     risk_event_for_order,
+    risk_events_for_orders,
 )
 from shop.models import (
     Order,
@@ -141,8 +142,7 @@ def _orders_settle(*, orders: list[Order]) -> list[Order]:
     if webhook_wanted(event=WebhookEvent.ORDER_DELIVERED):
         for order in settled:
             order_webhook_emit(order=order, event=WebhookEvent.ORDER_DELIVERED)
-    for order in settled:
-        risk_event_for_order(kind=RiskEventKind.DELIVERED, order_id=order.pk, amount=order.amount)
+    risk_events_for_orders(kind=RiskEventKind.DELIVERED, orders=[(order.pk, order.amount) for order in settled])
     return settled
 
 

@@ -57,3 +57,28 @@ def test_a_new_buyer_with_no_identifiers_but_an_email_is_new():
     # then
     assert (features["first_seen_hours"], features["new_buyer_quantity"], features["emails_per_ip_24h"],
             features["orders_email_24h"], features["trusted_buyer"]) == (0, 3, 1, 0, 0)
+
+
+def test_features_of_a_batch_are_each_buyers_own_from_one_query(django_assert_num_queries):
+    # given: two buyers with different histories, and one never seen
+    from riskctl.features import FeatureSubject, features_compute_many
+
+    now = timezone.now()
+    RiskEvent.objects.bulk_create([
+        RiskEvent(kind=K.ORDER_CREATED, email="a@example.com", ip="10.0.0.1", at=now - timedelta(minutes=5)),
+        RiskEvent(kind=K.ORDER_CREATED, email="a@example.com", ip="10.0.0.1", at=now - timedelta(minutes=6)),
+        RiskEvent(kind=K.DISPUTE, email="b@example.com", at=now - timedelta(days=2)),
+    ])
+    buyers = [BuyerContext(email="a@example.com", ip="10.0.0.1"), BuyerContext(email="b@example.com"),
+              BuyerContext(email="new@example.com", device="dev-1")]
+    subjects = [FeatureSubject(buyer=b, amount=Decimal("10"), quantity=1) for b in buyers]
+    # when
+    with django_assert_num_queries(1):
+        batch = features_compute_many(subjects=subjects)
+    # then: the same features as one buyer at a time
+    one_by_one = [features_compute(buyer=b, amount=Decimal("10"), quantity=1) for b in buyers]
+    assert [{k: v for k, v in f.items() if k != "first_seen_hours"} for f in batch] == \
+        [{k: v for k, v in f.items() if k != "first_seen_hours"} for f in one_by_one]
+    assert [f["orders_email_1h"] for f in batch] == [2, 0, 0]
+    assert [f["disputes"] for f in batch] == [0, 1, 0]
+    assert [f["new_buyer_quantity"] for f in batch] == [0, 0, 1]
