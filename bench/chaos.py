@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 
-from stack import BASE_DIR, BENCH_REDIS_ROOT, PY, Stack, commit, machine  # noqa: E402
+from stack import BASE_DIR, BENCH_REDIS_ROOT, PY, Stack, commit, machine, results_report  # noqa: E402
 
 from shop import embedded  # noqa: E402
 
@@ -157,10 +157,7 @@ def main() -> None:
         f"- duplicate emails (a worker died mid-send): {duplicates}; `manage.py audit` exit {audit.returncode}",
         f"- verdict: {'OK: nothing lost, nothing twice, forged and mismatched changed nothing' if not problems else '; '.join(problems)}",
     ]
-    if not args.smoke:
-        with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results_report(lines, record=not args.smoke)
     if problems:
         sys.exit(1)
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stack import BASE_DIR, bench_env, commit, free_port, machine, percentile  # noqa: E402
+from stack import bench_env, commit, free_port, machine, percentile, results_report  # noqa: E402
 
 TARGET = "SKIP LOCKED ≥ 2× plain FOR UPDATE under contention"
 # fork: the parent never imports Django, so each claimer starts clean, and
@@ -377,9 +377,9 @@ def main() -> None:
              f"- {args.keys:,} keys of one product per mode and round (a fresh database each), {args.quantity} key(s) "
              f"per line, {args.concurrency} claimer processes, {args.duration:g} s per mode, {args.rounds} round(s)"
              + (f", the key table analysed every {args.analyze_every:g} s" if args.analyze_every else "") + "; "
-             f"one claim = one transaction: `keys_reserve` + `keys_mark_delivered` + one OrderEvent insert, "
-             f"committed; false shorts (KeysUnavailable with stock left) are retried on the same line, their time "
-             f"counted in the claim's latency and in the elapsed time"]
+             "one claim = one transaction: `keys_reserve` + `keys_mark_delivered` + one OrderEvent insert, "
+             "committed; false shorts (KeysUnavailable with stock left) are retried on the same line, their time "
+             "counted in the claim's latency and in the elapsed time"]
     for run in runs:
         lines += run_lines(run, quantity=args.quantity)
     pooled = {}
@@ -401,10 +401,7 @@ def main() -> None:
     lines.append(f"- SKIP LOCKED / plain FOR UPDATE, claims per second: **{ratio:.2f}×** (rounds: "
                  f"{' / '.join(f'{x:.2f}×' for x in per_round)}) — target \"{TARGET}\": "
                  f"{'met' if ratio >= 2 else 'missed'}")
-    if not args.quick:
-        with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results_report(lines, record=not args.quick)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
 
-from stack import BASE_DIR, Stack, commit, machine  # noqa: E402
+from stack import Stack, commit, machine, results_report  # noqa: E402
 
 
 def main() -> None:
@@ -47,9 +47,7 @@ def main() -> None:
         + (f" ({args.worker_class})" if args.worker_class else " (delivery.worker.SweepingWorker)")
         + f"; first email {arrivals[0] - started:.1f} s after the workers were started",
     ]
-    with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results_report(lines)
 
 
 if __name__ == "__main__":

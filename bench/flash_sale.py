@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from stack import BASE_DIR, PY, Stack, commit, machine, percentile  # noqa: E402
+from stack import BASE_DIR, PY, Stack, commit, machine, percentile, results_report  # noqa: E402
 
 
 def database_url_for_psycopg(django_url: str) -> str:
@@ -189,10 +189,7 @@ def main() -> None:
     if len(runs) == 2:
         lines.append(f"- SKIP LOCKED / plain FOR UPDATE, orders paid per second (the claim runs in the "
                      f"applier's batches, not in the callback): {runs[0]['paid_per_s'] / runs[1]['paid_per_s']:.2f}×")
-    if not args.smoke:
-        with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results_report(lines, record=not args.smoke)
     if any(verdict(run, args.keys, args.orders) for run in runs):
         sys.exit(1)
 

@@ -27,14 +27,13 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
-from stack import BASE_DIR, PY, Stack, commit, machine, percentile  # noqa: E402
+from stack import BASE_DIR, PY, Stack, commit, machine, percentile, results_report  # noqa: E402
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -59,14 +58,6 @@ def postgres_pid() -> int | None:
 
 def db_sessions(conn) -> int:
     return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
-
-
-def commit_described() -> str:
-    """The commit, and whether the working tree differs from it (the figures
-    are those of the code that ran)."""
-    changed = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
-                             cwd=BASE_DIR, capture_output=True, text=True).stdout.strip()
-    return commit() + (" with uncommitted changes" if changed else "")
 
 
 def children_cpu_seconds() -> float:
@@ -171,7 +162,7 @@ def main() -> None:
     lines = [
         f"\n## notify endpoint — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
         + (f" ({args.label})" if args.label else ""), "",
-        f"- machine: {machine()}; commit {commit_described()}", f"- command: {command}",
+        f"- machine: {machine()}; commit {commit()}", f"- command: {command}",
         f"- {args.orders:,} signed EPay notifies, concurrency {args.concurrency} "
         + ("(a new connection per notify)" if args.no_keepalive else "(keep-alive where the server allows it)")
         + f"; gunicorn {args.web_workers} {worker_class} workers"
@@ -187,10 +178,7 @@ def main() -> None:
         "- verdict: " + ("; ".join(problems) if problems
                          else "OK (every reply success, exactly one RECEIVED notice per order)"),
     ]
-    if not args.no_record:
-        with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
-            fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    results_report(lines, record=not args.no_record)
     sys.exit(1 if problems else 0)
 
 

@@ -193,8 +193,22 @@ def machine() -> str:
 
 
 def commit() -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True,
+    """The commit, and whether the working tree differs from it (the figures
+    are those of the code that ran)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=BASE_DIR, capture_output=True,
                           text=True).stdout.strip()
+    changed = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=BASE_DIR, capture_output=True, text=True).stdout.strip()
+    return head + (" with uncommitted changes" if changed else "")
+
+
+def results_report(lines: list[str], *, record: bool = True) -> None:
+    """Print a run's section and (with ``record``) append it to bench/RESULTS.md."""
+    text = "\n".join(lines)
+    if record:
+        with open(BASE_DIR / "bench" / "RESULTS.md", "a") as fh:
+            fh.write(text + "\n")
+    print(text)
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -96,6 +96,20 @@ def smtp_server(settings):
     controller.stop()
 
 
+EPAY_KEY = "TESTKEY123"
+
+
+@pytest.fixture
+def epay(settings):
+    """EPay configured (merchant 1001, key EPAY_KEY)."""
+    settings.EPAY_PID = "1001"
+    settings.EPAY_KEY = EPAY_KEY
+    settings.EPAY_GATEWAY = "https://pay.example.com/submit.php"
+    settings.EPAY_TYPE = ""
+    settings.SITE_URL = "https://shop.example.com"
+    return settings
+
+
 @pytest.fixture
 def make_product(db):
     counter = iter(range(1, 10_000))

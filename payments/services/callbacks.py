@@ -45,8 +45,8 @@ from payments.models import (
 )
 from payments.providers import provider_get
 from payments.providers.base import CallbackNotice, NoticeKind
-from payments.services.batch import notices_apply_together
 from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
+from payments.services.batch import notices_apply_together
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
 from shop.models import Order, OrderEventType, OrderStatus

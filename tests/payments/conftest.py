@@ -1,4 +1,5 @@
-"""Fixtures of the payment tests: EPay configured, orders paid through EPay."""
+"""Fixtures of the payment tests: orders paid through EPay (EPay itself is configured by
+the shared ``epay`` fixture), the payments queue as in production."""
 
 from __future__ import annotations
 
@@ -9,19 +10,9 @@ from payments.models import Payment
 from payments.providers.epay import epay_sign
 from payments.services.callbacks import APPLY_QUEUE
 from shop.models import Order
+from tests.conftest import EPAY_KEY
 
-EPAY_KEY = "TESTKEY123"
 EPAY_NOTIFY_URL = "/payments/epay/notify"
-
-
-@pytest.fixture
-def epay(settings):
-    settings.EPAY_PID = "1001"
-    settings.EPAY_KEY = EPAY_KEY
-    settings.EPAY_GATEWAY = "https://pay.example.com/submit.php"
-    settings.EPAY_TYPE = ""
-    settings.SITE_URL = "https://shop.example.com"
-    return settings
 
 
 @pytest.fixture

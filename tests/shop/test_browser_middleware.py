@@ -12,19 +12,9 @@ from django.utils import translation
 from payments.models import PaymentEvent
 from payments.providers.epay import EpayProvider, epay_sign
 from shop.browser_middleware import BrowserOnly, request_is_server_to_server
+from tests.conftest import EPAY_KEY
 
 pytestmark = pytest.mark.django_db
-
-EPAY_KEY = "BROWSERLESSKEY"
-
-
-@pytest.fixture
-def epay(settings):
-    settings.EPAY_PID = "1001"
-    settings.EPAY_KEY = EPAY_KEY
-    settings.EPAY_GATEWAY = "https://pay.example.com/submit.php"
-    return settings
-
 
 def signed_notice(trade_no: str = "T-BROWSERLESS-1") -> dict:
     params = {"pid": "1001", "trade_no": trade_no, "out_trade_no": "20990101000001", "type": "alipay",
