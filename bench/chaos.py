@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--kill-every", type=float, default=4.0)
     parser.add_argument("--drain-timeout", type=float, default=240)
+    parser.add_argument("--send-lease", type=int, default=90,
+                        help="seconds before a send claimed by a SIGKILLed worker may be tried again "
+                             "(keep it above a batch's send time: a smaller lease may send twice)")
     parser.add_argument("--redis-down", type=float, default=10, help="seconds Redis stays stopped")
     parser.add_argument("--rate", type=float, default=0, help="pace the notifies (so that a small run meets the faults)")
     parser.add_argument("--smoke", action="store_true",
@@ -52,7 +55,7 @@ def main() -> None:
         "DELIVERY_RETRY_SCHEDULE": "1,2,3,5,5,5,5,5,5,5,5,5",
         "SWEEP_INTERVAL_SECONDS": "3",
         "SWEEP_ORPHAN_AFTER_SECONDS": "5",
-        "DELIVERY_SEND_LEASE_SECONDS": "90",
+        "DELIVERY_SEND_LEASE_SECONDS": str(args.send_lease),
     }
     started = time.monotonic()
     with Stack(web_workers=3, web_worker_class="gthread", web_threads=4, rq_workers=2, smtp_fail_rate=0.3,
