@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from rq import Callback, Retry
+from rq import Callback, Queue, Retry
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
@@ -347,7 +347,6 @@ def delivery_resend(*, delivery_id: int, enqueue: bool = True) -> bool:
 
 # --- the sweeper's part -------------------------------------------------------
 
-_LIVE_STATUSES = {JobStatus.QUEUED, JobStatus.DEFERRED}
 SWEEP_BATCH = 500
 
 
@@ -356,12 +355,17 @@ def _job_live(job: Job | None, *, now: datetime, scheduled: ScheduledJobRegistry
     lease is dead: the job timeout is shorter than the lease, so a live one
     would have ended (its worker was SIGKILLed or lost). A retry SCHEDULED for
     a time long past is dead too: no scheduler is left to release it (the
-    worker holding the scheduler lock died)."""
+    worker holding the scheduler lock died). So is a QUEUED job that is no
+    longer in its queue: a worker took it (rq moves it to an intermediate
+    list first) and was SIGKILLed before it started it; rq itself fails such
+    a job only at its next maintenance, minutes later."""
     if job is None:
         return False
     status = job.get_status(refresh=False)
-    if status in _LIVE_STATUSES:
+    if status == JobStatus.DEFERRED:
         return True
+    if status == JobStatus.QUEUED:
+        return Queue(name=job.origin, connection=job.connection).get_job_position(job.id) is not None
     if status == JobStatus.SCHEDULED:
         due = scheduled.get_scheduled_time(job) if scheduled is not None else None
         if due is None:

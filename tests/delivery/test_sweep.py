@@ -10,6 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
@@ -273,6 +274,23 @@ def test_sweep_leaves_a_delivery_whose_batch_job_is_still_queued_alone(paid_orde
     assert out.startswith("re-enqueued 0 deliveries")
     assert django_rq.get_queue("delivery").job_ids == [batch_job_id]
     assert OwnerAlert.objects.count() == 0
+
+
+def test_sweep_rescues_a_delivery_whose_batch_job_a_killed_worker_had_taken(paid_order, run_worker, smtp_server):
+    # given: a worker moved the batch job out of the queue (rq's intermediate list) and
+    # was SIGKILLed before it started it: the job still says QUEUED, but no worker will run it
+    queue = django_rq.get_queue("delivery")
+    batch_job_id = email_of(paid_order).batch_job_id
+    queue.connection.lmove(queue.key, IntermediateQueue.get_intermediate_queue_key(queue.key), "LEFT", "RIGHT")
+    assert queue.fetch_job(batch_job_id).get_status() == JobStatus.QUEUED
+    _age(paid_order, minutes=5)
+    # when
+    out = _sweep()
+    run_worker()
+    # then: re-enqueued on its own job and sent once
+    assert out.startswith("re-enqueued 1 deliveries")
+    assert email_of(paid_order).status == DeliveryStatus.SENT
+    assert len(smtp_server.messages) == 1
 
 
 def test_sweep_rescues_a_delivery_whose_batch_job_failed(paid_order, run_worker, smtp_server):
