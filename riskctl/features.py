@@ -127,7 +127,8 @@ def features_compute_many(*, subjects: list[FeatureSubject]) -> list[dict[str, f
              AS b(i, email, ip, device, phone, email_raw, exclude_order)
         CROSS JOIN LATERAL (
             SELECT * FROM {table} e
-            WHERE (e.email = b.email OR e.ip = b.ip OR e.device = b.device OR e.phone = b.phone)
+            WHERE ((e.email = b.email AND e.email <> '') OR (e.ip = b.ip AND e.ip <> '')
+                   OR (e.device = b.device AND e.device <> '') OR (e.phone = b.phone AND e.phone <> ''))
               AND (b.exclude_order IS NULL OR e.order_id IS DISTINCT FROM b.exclude_order)
         ) e
         GROUP BY b.i

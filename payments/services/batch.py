@@ -66,9 +66,12 @@ def _apply(*, candidates: dict[tuple[str, str], PaymentEvent], notices: dict[int
     payments = {(p.provider, p.reference): p for p in Payment.objects.select_for_update().filter(which).order_by("id")}
     orders = {o.pk: o for o in Order.objects.select_for_update().filter(
         pk__in=[p.order_id for p in payments.values()]).order_by("id")}
-    trades = Q(pk__in=[])
+    trade_ids: dict[str, list[str]] = defaultdict(list)
     for event in candidates.values():
-        trades |= Q(provider=event.provider, external_id=notices[event.pk].payment_id)
+        trade_ids[event.provider].append(notices[event.pk].payment_id)
+    trades = Q(pk__in=[])
+    for provider_id, external_ids in trade_ids.items():  # one index range per provider, not an OR per notice
+        trades |= Q(provider=provider_id, external_id__in=external_ids)
     known_trades = set(Payment.objects.filter(trades).values_list("provider", "external_id"))
 
     ordinary: list[tuple[PaymentEvent, CallbackNotice, Payment, Order]] = []

@@ -172,8 +172,9 @@ def orders_fulfil_paid(*, orders: list[Order], outbox: list[int]) -> None:
                 served.append((order, line))
     _orders_transition(orders=[order for order, _ in waiting], source=[OrderStatus.PAID],
                        target=OrderStatus.AWAITING_STOCK)
-    for order, (wanted, free) in waiting:
-        logger.warning("order %s awaiting stock: wanted %d, free %d", order.order_no, wanted, free)
+    if waiting:  # one line per batch: a sell-out in a flash sale is thousands of them
+        logger.warning("%d orders awaiting stock: %s", len(waiting), ", ".join(
+            f"{order.order_no} (wanted {wanted}, free {free})" for order, (wanted, free) in waiting))
     created = delivery_services.deliveries_create_many(
         orders=[(order, _order_channels(order=order, lines=[line])) for order, line in served])
     outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)

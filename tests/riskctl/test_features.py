@@ -82,3 +82,38 @@ def test_features_of_a_batch_are_each_buyers_own_from_one_query(django_assert_nu
     assert [f["orders_email_1h"] for f in batch] == [2, 0, 0]
     assert [f["disputes"] for f in batch] == [0, 1, 0]
     assert [f["new_buyer_quantity"] for f in batch] == [0, 0, 1]
+
+
+def test_the_batch_feature_query_reads_only_the_buyers_events_when_most_events_lack_an_identifier():
+    # given: 20,000 events of other buyers, none with a phone and a third of
+    # them without a device (API orders), with statistics taken
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from riskctl.features import FeatureSubject, features_compute_many
+
+    RiskEvent.objects.bulk_create(
+        RiskEvent(kind=K.ORDER_CREATED, email=f"u{i}@example.com", ip=f"10.1.{i // 256 % 256}.{i % 256}",
+                  device="" if i % 3 == 0 else f"dev-{i}", phone="")
+        for i in range(20_000)
+    )
+    _event(K.ORDER_CREATED, email="ann@example.com", ip="203.0.113.7")
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {RiskEvent._meta.db_table}")
+    subjects = [FeatureSubject(buyer=BUYER, amount=Decimal("10"), quantity=1)] + [
+        FeatureSubject(buyer=BuyerContext(email=f"new{i}@example.com", device=f"new-{i}"), amount=Decimal("10"),
+                       quantity=1) for i in range(99)]
+    # when: the statement, as the service sends it, explained
+    with CaptureQueriesContext(connection) as statements:
+        features = features_compute_many(subjects=subjects)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statements.captured_queries[-1]['sql']}")
+        plan = cursor.fetchone()[0]
+    plan = json.dumps(plan if not isinstance(plan, str) else json.loads(plan))
+    # then: index lookups per buyer, not every event compared with every buyer
+    # (a missing phone made the planner expect each buyer to match all 20,000)
+    assert "Seq Scan" not in plan
+    assert '"Rows Removed by Join Filter"' not in plan
+    assert features[0]["orders_email_1h"] == 1 and features[1]["orders_email_1h"] == 0
