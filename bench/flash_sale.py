@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from stack import BASE_DIR, PY, Stack, commit, machine, percentile, results_report  # noqa: E402
+from stack import BASE_DIR, PY, WORKER_NICE, Stack, commit, machine, percentile, results_report  # noqa: E402
 
 
 def database_url_for_psycopg(django_url: str) -> str:
@@ -149,7 +149,8 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=3)
     parser.add_argument("--web-worker-class", default="gthread", help="gunicorn's (the image runs gthread)")
     parser.add_argument("--web-threads", type=int, default=4)
-    parser.add_argument("--worker-nice", type=int, default=0, help="run the RQ workers at this nice level")
+    parser.add_argument("--worker-nice", type=int, default=WORKER_NICE,
+                        help="the RQ workers' CPU weight as a nice level (default: compose's cpu_shares)")
     parser.add_argument("--rq-workers", type=int, default=2)
     parser.add_argument("--worker-class", default="")
     parser.add_argument("--drain-timeout", type=float, default=300)
@@ -167,7 +168,7 @@ def main() -> None:
              + (f", paced at {args.rate:g}/s" if args.rate else "")
              + f"; gunicorn {args.web_workers} {args.web_worker_class} workers"
              + (f" × {args.web_threads} threads" if args.web_worker_class == "gthread" else "")
-             + f", {args.rq_workers} RQ workers" + (f" at nice {args.worker_nice}" if args.worker_nice else "")
+             + f", {args.rq_workers} RQ workers" + (f" at nice {args.worker_nice} (their session's CPU weight)" if args.worker_nice else "")
              + (f" ({args.worker_class})" if args.worker_class else "")]
     for run in runs:
         label = "SKIP LOCKED" if run["skip_locked"] else "plain FOR UPDATE"

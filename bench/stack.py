@@ -23,6 +23,12 @@ BENCH_DB = "kamidrop_bench"
 BENCH_REDIS_DB = 0
 BENCH_REDIS_ROOT = Path("/tmp/kamidrop-bench")
 EPAY_PID, EPAY_KEY = "1001", "bench-epay-key"
+# The workers' CPU weight, as docker-compose.yml gives it (cpu_shares): when the
+# two cores are short, the web answers the gateway first and the workers catch
+# up; when the web is idle the workers have all of it. The kernel's weight of
+# nice 10 is 110, of nice 0 1024 (sched_prio_to_weight).
+WORKER_NICE = 10
+NICE_WEIGHT = {0: 1024, 5: 335, 10: 110, 15: 36, 19: 15}
 
 
 def free_port() -> int:
@@ -117,10 +123,16 @@ class Stack:
         if self.worker_class:
             argv += ["--worker-class", self.worker_class]
         if self.worker_nice:
-            # As in production (compose's cpu_shares): on a shared machine the
-            # web answers the gateway first; the workers catch up.
             argv = ["nice", "-n", str(self.worker_nice), *argv]
-        return self.start_process(name, argv)
+        process = self.start_process(name, argv)
+        autogroup = Path(f"/proc/{process.pid}/autogroup")
+        if self.worker_nice and autogroup.exists():
+            # Each process here runs in a session of its own, as each compose
+            # service runs in a cgroup of its own; with autogroup the kernel
+            # shares the CPU between sessions, so ``nice`` alone changes nothing
+            # against the web's session: the session's weight does.
+            autogroup.write_text(str(self.worker_nice))
+        return process
 
     def workers_revive(self) -> int:
         """Restart workers that exited (as compose's restart policy would); return how many."""

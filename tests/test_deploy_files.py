@@ -438,3 +438,16 @@ def test_compose_runs_the_sweeper_loop_apart_from_redis():
     sweeper = compose()["services"]["sweeper"]
     assert command_text(sweeper["command"]) == "python manage.py sweep --every 60"
     assert sweeper["restart"] == "unless-stopped"
+
+
+def test_compose_gives_the_worker_the_cpu_weight_the_flash_sale_benchmark_measures():
+    # The benchmark's figures hold for a deployment that weighs web and
+    # worker as it does: web at the default 1024 shares, the worker lower.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_stack", BASE_DIR / "bench" / "stack.py")
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    services = compose()["services"]
+    assert "cpu_shares" not in services["web"]
+    assert services["worker"]["cpu_shares"] == stack.NICE_WEIGHT[stack.WORKER_NICE] < stack.NICE_WEIGHT[0]
