@@ -1,7 +1,7 @@
 """Claim contention: ``keys_reserve`` with SKIP LOCKED vs plain FOR UPDATE, in one run.
 
     .venv/bin/python bench/claim_contention.py [--keys 20000] [--concurrency 16] [--duration 10]
-        [--quantity 1] [--rounds 2] [--analyze-every 0] [--quick]
+        [--quantity 1] [--path reserve|batch] [--rounds 2] [--analyze-every 0] [--quick]
 
 For each mode of each round (skip, plain, then plain, skip, ...: a change in
 what else this shared machine runs weighs on both modes alike), on a fresh
@@ -13,6 +13,9 @@ connection, ``BENCH_CLAIM_SKIP_LOCKED`` set in its environment before
 next unclaimed line and run what a paid transaction holds the keys for:
 
     BEGIN; keys_reserve(line); keys_mark_delivered(line); one OrderEvent; COMMIT
+
+(``--path batch``: ``keys_deliver_many`` of that one line in place of the two,
+the claim an ordinary paid order gets, in one statement.)
 
 All claimers claim from the same product, so they all want its oldest free
 keys: that is the contention. A claim that raises ``KeysUnavailable`` while
@@ -108,7 +111,8 @@ def _machine_busy() -> tuple[int, int]:
     return sum(ticks) - idle, sum(ticks)
 
 
-def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, duration: float, start, out) -> None:
+def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, duration: float, start, out,
+             path: str) -> None:
     os.environ.update(env)
     import django
 
@@ -116,7 +120,7 @@ def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, 
     from django.db import connection, transaction
 
     from inventory.models import CardKey, CardKeyStatus
-    from inventory.services import KeysUnavailable, keys_mark_delivered, keys_reserve
+    from inventory.services import KeysUnavailable, LineClaim, keys_deliver_many, keys_mark_delivered, keys_reserve
     from shop.models import Order, OrderEventType, OrderLine
     from shop.services.orders import order_event_record
 
@@ -143,8 +147,15 @@ def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, 
         while True:
             try:
                 with transaction.atomic():
-                    ids = keys_reserve(line=line)
-                    keys_mark_delivered(line=line)
+                    if path == "batch":  # the ordinary paid order's claim, a batch of one
+                        claim = keys_deliver_many(product_id=product_id, lines=[
+                            LineClaim(line_id=line_id, quantity=quantity, detail=f"order {order_no}")])
+                        if claim.short:
+                            raise KeysUnavailable(wanted=quantity, claimed=claim.short[line_id][1])
+                        ids = claim.delivered[line_id]
+                    else:
+                        ids = keys_reserve(line=line)
+                        keys_mark_delivered(line=line)
                     order_event_record(order=line.order, type=OrderEventType.KEYS_RESERVED, data={"keys": len(ids)})
             except KeysUnavailable:
                 free = CardKey.objects.filter(product_id=product_id, status=CardKeyStatus.AVAILABLE).count()
@@ -266,7 +277,7 @@ def mode_run(args, *, skip_locked: bool) -> dict:
     start = CTX.Barrier(args.concurrency + 1)
     out = CTX.Queue()
     claimers = [CTX.Process(target=_claimer, args=(env, prepared["product_id"], args.quantity, lines, next_line,
-                                                   args.duration, start, out))
+                                                   args.duration, start, out, args.path))
                 for _ in range(args.concurrency)]
     for process in claimers:
         process.start()
@@ -352,6 +363,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="claimer processes")
     parser.add_argument("--duration", type=float, default=10, help="seconds of claiming per mode and round")
     parser.add_argument("--quantity", type=int, default=1, help="keys per order line")
+    parser.add_argument("--path", choices=["reserve", "batch"], default="reserve",
+                        help="reserve: keys_reserve + keys_mark_delivered (an odd order's claim); batch: "
+                             "keys_deliver_many of one line (an ordinary paid order's, in one statement)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of both modes, in the order skip, plain, plain, skip, ... so that a change "
                              "in what else the machine runs weighs on both modes alike")
@@ -377,7 +391,9 @@ def main() -> None:
              f"- {args.keys:,} keys of one product per mode and round (a fresh database each), {args.quantity} key(s) "
              f"per line, {args.concurrency} claimer processes, {args.duration:g} s per mode, {args.rounds} round(s)"
              + (f", the key table analysed every {args.analyze_every:g} s" if args.analyze_every else "") + "; "
-             "one claim = one transaction: `keys_reserve` + `keys_mark_delivered` + one OrderEvent insert, "
+             "one claim = one transaction: "
+             + ("`keys_deliver_many` of one line" if args.path == "batch" else "`keys_reserve` + `keys_mark_delivered`")
+             + " + one OrderEvent insert, "
              "committed; false shorts (KeysUnavailable with stock left) are retried on the same line, their time "
              "counted in the claim's latency and in the elapsed time"]
     for run in runs:
