@@ -125,7 +125,7 @@ def features_compute_many(*, subjects: list[FeatureSubject]) -> list[dict[str, f
         FROM unnest(%(i)s::int[], %(email)s::text[], %(ip)s::text[], %(device)s::text[], %(phone)s::text[],
                     %(email_raw)s::text[], %(exclude)s::bigint[])
              AS b(i, email, ip, device, phone, email_raw, exclude_order)
-        CROSS JOIN LATERAL (
+        CROSS JOIN LATERAL (  -- each arm says "<> ''" so that it reads its identifier's partial index
             SELECT * FROM {table} e
             WHERE ((e.email = b.email AND e.email <> '') OR (e.ip = b.ip AND e.ip <> '')
                    OR (e.device = b.device AND e.device <> '') OR (e.phone = b.phone AND e.phone <> ''))

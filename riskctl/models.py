@@ -77,10 +77,10 @@ class RiskEvent(models.Model):
         # knowing a buyer's identifier when it plans the batch feature query,
         # would expect each of them to match every buyer and scan the table.
         indexes = [
-            models.Index(fields=["email", "at"], name="riskevent_email_at_idx", condition=~Q(email="")),
-            models.Index(fields=["ip", "at"], name="riskevent_ip_at_idx", condition=~Q(ip="")),
-            models.Index(fields=["device", "at"], name="riskevent_device_at_idx", condition=~Q(device="")),
-            models.Index(fields=["phone", "at"], name="riskevent_phone_at_idx", condition=~Q(phone="")),
+            models.Index(fields=["email", "at"], name="riskevent_email_given_idx", condition=~Q(email="")),
+            models.Index(fields=["ip", "at"], name="riskevent_ip_given_idx", condition=~Q(ip="")),
+            models.Index(fields=["device", "at"], name="riskevent_device_given_idx", condition=~Q(device="")),
+            models.Index(fields=["phone", "at"], name="riskevent_phone_given_idx", condition=~Q(phone="")),
             models.Index(fields=["order_id"], name="riskevent_order_idx"),
         ]
 
