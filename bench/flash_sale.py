@@ -168,7 +168,8 @@ def main() -> None:
              + (f", paced at {args.rate:g}/s" if args.rate else "")
              + f"; gunicorn {args.web_workers} {args.web_worker_class} workers"
              + (f" × {args.web_threads} threads" if args.web_worker_class == "gthread" else "")
-             + f", {args.rq_workers} RQ workers" + (f" at nice {args.worker_nice} (their session's CPU weight)" if args.worker_nice else "")
+             + f", {args.rq_workers} RQ workers"
+             + (f" at nice {args.worker_nice} (their session's CPU weight)" if args.worker_nice else "")
              + (f" ({args.worker_class})" if args.worker_class else "")]
     for run in runs:
         label = "SKIP LOCKED" if run["skip_locked"] else "plain FOR UPDATE"
