@@ -54,24 +54,27 @@ def notices_apply_together(*, events: list[PaymentEvent], notices: dict[int, Cal
         return set()
 
 
+def _per_provider(*, field: str, pairs) -> Q:
+    """Payments whose (provider, ``field``) is among ``pairs``: one index
+    range per provider (``field IN (...)``), not an OR per pair."""
+    values: dict[str, list[str]] = defaultdict(list)
+    for provider_id, value in pairs:
+        values[provider_id].append(value)
+    which = Q(pk__in=[])
+    for provider_id, of_provider in values.items():
+        which |= Q(provider=provider_id, **{f"{field}__in": of_provider})
+    return which
+
+
 def _apply(*, candidates: dict[tuple[str, str], PaymentEvent], notices: dict[int, CallbackNotice],
            outbox: list[int]) -> set[int]:
     # Lock order as everywhere: Payment → Order, each by id.
-    by_provider: dict[str, list[str]] = defaultdict(list)
-    for provider_id, reference in candidates:
-        by_provider[provider_id].append(reference)
-    which = Q(pk__in=[])
-    for provider_id, references in by_provider.items():
-        which |= Q(provider=provider_id, reference__in=references)
+    which = _per_provider(field="reference", pairs=candidates)
     payments = {(p.provider, p.reference): p for p in Payment.objects.select_for_update().filter(which).order_by("id")}
     orders = {o.pk: o for o in Order.objects.select_for_update().filter(
         pk__in=[p.order_id for p in payments.values()]).order_by("id")}
-    trade_ids: dict[str, list[str]] = defaultdict(list)
-    for event in candidates.values():
-        trade_ids[event.provider].append(notices[event.pk].payment_id)
-    trades = Q(pk__in=[])
-    for provider_id, external_ids in trade_ids.items():  # one index range per provider, not an OR per notice
-        trades |= Q(provider=provider_id, external_id__in=external_ids)
+    trades = _per_provider(field="external_id",
+                           pairs=[(event.provider, notices[event.pk].payment_id) for event in candidates.values()])
     known_trades = set(Payment.objects.filter(trades).values_list("provider", "external_id"))
 
     ordinary: list[tuple[PaymentEvent, CallbackNotice, Payment, Order]] = []
