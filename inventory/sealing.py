@@ -72,26 +72,37 @@ def _aad(product_id: int) -> bytes:
 
 
 def secret_seal(plaintext: str, *, product_id: int) -> bytes:
-    primary = _keys()[0]
-    nonce = os.urandom(12)
-    return VERSION + primary.key_id + nonce + primary.aead.encrypt(nonce, plaintext.encode(), _aad(product_id))
+    return blob_seal(plaintext, aad=_aad(product_id))
 
 
 def secret_open(sealed: bytes, *, product_id: int) -> str:
+    return blob_open(sealed, aad=_aad(product_id))
+
+
+def blob_seal(plaintext: str, *, aad: bytes) -> bytes:
+    """Seal any secret under the key ring, bound to ``aad`` (what it belongs
+    to: a product's keys, a payment method's credentials)."""
+    primary = _keys()[0]
+    nonce = os.urandom(12)
+    return VERSION + primary.key_id + nonce + primary.aead.encrypt(nonce, plaintext.encode(), aad)
+
+
+def blob_open(sealed: bytes, *, aad: bytes) -> str:
+    sealed = bytes(sealed)
     if len(sealed) < _HEADER + 16 or sealed[:1] != VERSION:
         raise SealError("not a sealed key")
     key_id, nonce, body = sealed[1:5], sealed[5:17], sealed[17:]
     for key in _keys():
         if key.key_id == key_id:
             try:
-                return key.aead.decrypt(nonce, body, _aad(product_id)).decode()
+                return key.aead.decrypt(nonce, body, aad).decode()
             except InvalidTag:
                 raise SealError("sealed key fails authentication") from None
     raise SealError("sealed under a key that is no longer in KEY_ENCRYPTION_KEYS")
 
 
 def sealed_by_primary(sealed: bytes) -> bool:
-    return sealed[1:5] == _keys()[0].key_id
+    return bytes(sealed)[1:5] == _keys()[0].key_id
 
 
 def secret_fingerprint(normalised: str) -> str:

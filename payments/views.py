@@ -1,13 +1,20 @@
 import logging
 
+import segno
 from django.conf import settings
-from django.http import Http404, HttpResponseNotAllowed
+from django.http import Http404, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 
+from payments.methods import methods_all
 from payments.models import Payment, PaymentStatus
 from payments.providers import ProviderUnknown, provider_get
-from payments.providers.base import CallbackRejected
+from payments.providers.base import CallbackRejected, PayAction, PayActionKind
+from shop.access import SESSION_ORDERS
+from shop.models import OrderStatus
 from payments.providers.sandbox import NotifyMode
 from payments.services import payment_notice_receive, sandbox_payment_submit
 
@@ -57,3 +64,49 @@ def sandbox_pay(request, reference: str):
             "modes": NotifyMode.CHOICES, "default_mode": settings.SANDBOX_NOTIFY_MODE,
         },
     )
+
+
+def _payment_settled(payment: Payment) -> bool:
+    """Nothing left to pay here: this payment went through, or the order was
+    paid another way, or it is closed."""
+    return payment.status != PaymentStatus.CREATED or payment.order.status not in (
+        OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
+
+
+@never_cache
+@require_GET
+def pay_page(request, reference: str):
+    """The shop's own pay page: the QR code of 当面付, WeChat Native and USDT
+    (rendered here, never by a third party), or the auto-submitted form of a
+    gateway that wants a POST. It shows the amount and the hold's countdown
+    and moves to the order page by itself once paid. It reveals nothing but
+    what is needed to pay."""
+    payment = get_object_or_404(Payment.objects.select_related("order"), reference=reference)
+    if not payment.pay_action:
+        raise Http404("no pay page for this payment")
+    action = PayAction.from_json(payment.pay_action)
+    order = payment.order
+    has_session = order.order_no in request.session.get(SESSION_ORDERS, [])
+    settled = _payment_settled(payment)
+    if settled and has_session:
+        return redirect("shop:order", order_no=order.order_no)
+    if action.kind == PayActionKind.REDIRECT and not settled:
+        return redirect(action.url)
+    method = next((m for m in methods_all() if m.id == payment.provider), None)
+    qr_svg = ""
+    if action.kind == PayActionKind.QR and action.qr:
+        qr_svg = segno.make(action.qr, error="m").svg_inline(scale=6, border=2, dark="#111")
+    return render(request, "payments/pay.html", {
+        "payment": payment, "order": order, "action": action, "method": method, "qr_svg": qr_svg,
+        "settled": settled, "has_session": has_session,
+        "order_url": reverse("shop:order", args=[order.order_no]),
+        "status_url": reverse("payments:pay-status", args=[payment.reference]),
+    })
+
+
+@never_cache
+@require_GET
+def pay_status(request, reference: str):
+    """Polled by the pay page: has this payment gone through?"""
+    payment = get_object_or_404(Payment.objects.select_related("order"), reference=reference)
+    return JsonResponse({"paid": _payment_settled(payment)})

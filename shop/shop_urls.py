@@ -10,6 +10,7 @@ urlpatterns = [
     path("p/<slug:slug>/", views.product_detail, name="product"),
     path("orders/<str:order_no>/", views.order_detail, name="order"),
     path("orders/<str:order_no>/status", views.order_status, name="order-status"),
+    path("orders/<str:order_no>/pay", views.order_pay_request, name="order-pay"),
     path("orders/<str:order_no>/resend", views.order_resend_request, name="order-resend"),
     path("orders/<str:order_no>/keys/<int:key_id>/reveal", views.order_key_reveal_request, name="order-key-reveal"),
     path("orders/<str:order_no>/keys/<int:key_id>/report", views.order_key_report_request, name="order-key-report"),

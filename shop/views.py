@@ -16,15 +16,16 @@ from redis import Redis
 from rq import Queue
 
 from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
+from payments.methods import methods_offered
 from payments.providers import ProviderUnknown
-from payments.services import checkout_start_payment
+from payments.services import OrderNotPayable, PaymentStartFailed, checkout_start_payment, payment_open
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from inventory.redemption import activations_for_order
 from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches
 from shop.api import resend_limited_for_order, resend_rate_per_ip
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
-from shop.models import KeyReportStatus, Order, Product
+from shop.models import KeyReportStatus, Order, OrderStatus, Product
 from shop.selectors import catalogue_by_category, order_keys, order_timeline, product_stock
 from shop.services import (
     CheckoutError,
@@ -66,10 +67,19 @@ def _checkout_error_message(exc: CheckoutError) -> str:
     return known.get(exc.code, exc.message)
 
 
+def _method_chosen(request, methods) -> str:
+    """The payment method the buyer picked; the only one offered needs no pick."""
+    chosen = request.POST.get("method") or request.POST.get("provider", "")
+    if not chosen and len(methods) == 1:
+        return methods[0].id
+    return chosen
+
+
 @ratelimit(key="ip", rate="20/m", method="POST", block=False)
 def product_detail(request, slug: str):
     product = get_object_or_404(Product, slug=slug, active=True)
     form = CheckoutForm(request.POST or None, max_quantity=product.max_per_order)
+    methods = methods_offered(product_id=product.pk, amount=product.price)
     error = None
     quote = None
     if request.method == "POST" and getattr(request, "limited", False):
@@ -85,6 +95,8 @@ def product_detail(request, slug: str):
             except CheckoutError as exc:
                 error = (exc.code, _checkout_error_message(exc))
         form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=product.max_per_order)
+    elif request.method == "POST" and form.is_valid() and not _method_chosen(request, methods):
+        error = ("METHOD_REQUIRED", _("Choose how you want to pay."))
     elif request.method == "POST" and form.is_valid():
         try:
             started = checkout_start_payment(
@@ -92,7 +104,7 @@ def product_detail(request, slug: str):
                 quantity=form.cleaned_data["quantity"],
                 email=form.cleaned_data["email"],
                 phone=form.cleaned_data["phone"],
-                provider_id=request.POST.get("provider", "sandbox"),
+                provider_id=_method_chosen(request, methods),
                 client_ip=client_ip(request),
                 device=device_id(request, request.POST.get("device_id", "")),
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
@@ -104,13 +116,21 @@ def product_detail(request, slug: str):
         except CheckoutBlocked as exc:
             error = (exc.code, _("We cannot take this order. Contact us with reference %(ref)s.") % {"ref": exc.ref})
         except ProviderUnknown:
-            error = ("PROVIDER_UNKNOWN", _("This payment method is not available."))
+            error = ("PROVIDER_UNKNOWN", _("This payment method is not available for this order. "
+                                           "Choose another one."))
+        except PaymentStartFailed as exc:
+            # The order exists and holds its stock: its page offers Pay now.
+            order_session_grant(request, exc.order.order_no)
+            messages.error(request, _("The payment service did not answer. Press Pay now to try again, "
+                                      "or choose another way to pay."))
+            return redirect("shop:order", order_no=exc.order.order_no)
         else:
             order_session_grant(request, started.order.order_no)
             return redirect(started.pay_url)
     context = {
         "product": product, "stock": product_stock(product=product), "form": form, "error": error, "quote": quote,
-        "tiers": product.tiers.order_by("min_quantity"),
+        "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
+        "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
     }
     limited = error is not None and error[0] == "RATE_LIMITED"
     status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
@@ -118,6 +138,13 @@ def product_detail(request, slug: str):
     if limited:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def _pay_methods(order: Order, lines) -> list:
+    """The methods an unpaid order can still be paid with (Pay now)."""
+    if order.status != OrderStatus.PENDING_PAYMENT:
+        return []
+    return methods_offered(product_id=lines[0].product_id if lines else None, amount=order.amount)
 
 
 def _order_context(order: Order) -> dict:
@@ -134,6 +161,8 @@ def _order_context(order: Order) -> dict:
         "review_wait": settings.REVIEW_EXPECTED_WAIT,
         "activations": list(activations_for_order(order_id=order.pk)),
         "report_form": KeyReportForm(),
+        "pay_methods": _pay_methods(order, lines),
+        "last_method": order.payments.order_by("-id").values_list("provider", flat=True).first(),
     }
 
 
@@ -150,6 +179,27 @@ def order_detail(request, order_no: str):
             return redirect("shop:order", order_no=order_no)  # drop the secret from the address bar
     order = order_for_session(request, order_no)
     return render(request, "shop/order.html", _order_context(order))
+
+
+@ratelimit(key="ip", rate="20/m", method="POST", block=False)
+@require_POST
+def order_pay_request(request, order_no: str):
+    """Pay now: hand the buyer to the chosen method again (or another one)."""
+    order = order_for_session(request, order_no)
+    if getattr(request, "limited", False):
+        messages.error(request, _("Too many attempts. Please wait a minute and try again."))
+        return redirect("shop:order", order_no=order_no)
+    try:
+        _, pay_url = payment_open(order_id=order.pk, method_id=request.POST.get("method", ""))
+    except OrderNotPayable:
+        messages.info(request, _("This order can no longer be paid."))
+    except ProviderUnknown:
+        messages.error(request, _("This payment method is not available for this order. Choose another one."))
+    except PaymentStartFailed:
+        messages.error(request, _("The payment service did not answer. Try again, or choose another way to pay."))
+    else:
+        return redirect(pay_url)
+    return redirect("shop:order", order_no=order_no)
 
 
 @ratelimit(key="ip", rate=resend_rate_per_ip, method="POST", block=False)

@@ -101,11 +101,14 @@ EPAY_KEY = "TESTKEY123"
 
 @pytest.fixture
 def epay(settings):
-    """EPay configured (merchant 1001, key EPAY_KEY)."""
+    """EPay configured (merchant 1001, key EPAY_KEY). Query before credit is
+    off here: this gateway does not exist; tests/payments/test_query_before_credit.py
+    turns it on against a fake gateway."""
     settings.EPAY_PID = "1001"
     settings.EPAY_KEY = EPAY_KEY
     settings.EPAY_GATEWAY = "https://pay.example.com/submit.php"
     settings.EPAY_TYPE = ""
+    settings.EPAY_QUERY_BEFORE_CREDIT = False
     settings.SITE_URL = "https://shop.example.com"
     return settings
 

@@ -40,3 +40,4 @@ SANDBOX_SECRET = "test-sandbox-secret"
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}  # noqa: F405
 # Tests edit rules and thresholds and expect the next assessment to see them.
 RISK_CONFIG_CACHE_SECONDS = 0
+PAYMENT_METHODS_CACHE_SECONDS = 0  # tests edit payment methods and expect the next request to see them

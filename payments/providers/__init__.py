@@ -1,21 +1,18 @@
-"""Payment providers, loaded by dotted path from ``PAYMENT_PROVIDERS`` (the
-``EMAIL_BACKEND`` pattern): adding one touches no other app."""
-
-from django.conf import settings
-from django.utils.module_loading import import_string
+"""Payment provider plug-ins, loaded by dotted path from ``PAYMENT_PROVIDERS``
+(the ``EMAIL_BACKEND`` pattern) and bound to a payment method's configuration
+(``payments.methods``): adding one touches no other app."""
 
 from payments.providers.base import PaymentProvider
 
 
 class ProviderUnknown(Exception):
+    """No enabled payment method has this id."""
+
     code = "PROVIDER_UNKNOWN"
 
 
-def provider_get(provider_id: str) -> PaymentProvider:
-    path = settings.PAYMENT_PROVIDERS.get(provider_id)
-    if path is None:
-        raise ProviderUnknown(provider_id)
-    provider = import_string(path)()
-    if not provider.enabled():
-        raise ProviderUnknown(provider_id)
-    return provider
+def provider_get(method_id: str) -> PaymentProvider:
+    """The plug-in of the enabled payment method ``method_id``, bound to its merchant."""
+    from payments.methods import method_provider  # the registry reads settings and the database
+
+    return method_provider(method_id)

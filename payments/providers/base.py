@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from django.http import HttpRequest, HttpResponse
@@ -99,23 +100,102 @@ def payload_clean(params: dict) -> dict:
     return {str(k).replace("\x00", "\\u0000"): str(v).replace("\x00", "\\u0000") for k, v in params.items()}
 
 
+class ProviderUnreachable(Exception):
+    """The provider could not tell (timeout, HTTP error, an answer that fails
+    its signature or makes no sense): the caller keeps what it has and tries
+    again later. Never read as "not paid"."""
+
+    def __init__(self, code: str, message: str = ""):
+        super().__init__(message or code)
+        self.code = code
+
+
+class PayActionKind:
+    REDIRECT = "REDIRECT"  # send the buyer's browser to ``url``
+    FORM = "FORM"  # post ``fields`` to ``url`` from an auto-submitted form
+    QR = "QR"  # show ``qr`` as a QR code on the shop's own pay page
+
+
+@dataclass(frozen=True)
+class PayAction:
+    """How the buyer is handed to the provider, as ``start`` decides.
+
+    Stored on the Payment (``pay_action``) so the pay page can be shown
+    again (the buyer reloads, or comes back from the order page's Pay now)
+    without asking the provider twice.
+    """
+
+    kind: str
+    url: str = ""  # REDIRECT: where to go; FORM: the form's action
+    fields: dict = field(default_factory=dict)  # FORM: the fields to post
+    qr: str = ""  # QR: the content to encode (https://qr.alipay.com/…, weixin://wxpay/…, a TRON address)
+    app_url: str = ""  # QR: a link that opens the payer's app on a phone, if the provider has one
+    amount: str = ""  # what the buyer pays at the provider, when it differs from the order (e.g. USDT)
+    currency: str = ""
+    address: str = ""  # crypto: the wallet to pay to
+    checkout_id: str = ""  # the provider's id of the checkout it opened (kept on Payment.checkout_id)
+
+    def as_json(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", {}, None)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PayAction":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in (data or {}).items() if k in names})
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the payment doctor learnt from asking the provider about an order
+    that does not exist. ``ok`` when the provider answered "not found" to a
+    properly signed request (so the credentials work)."""
+
+    ok: bool
+    code: str  # OK, AUTH_FAILED, UNREACHABLE, BAD_ANSWER, NOT_SUPPORTED
+    detail: str = ""
+    fix: str = ""
+    server_time: "datetime | None" = None  # the provider's clock (its HTTP Date header), for the skew check
+
+
 class PaymentProvider:
-    """A payment provider, loaded by dotted path from ``PAYMENT_PROVIDERS``.
+    """A payment provider plug-in, loaded by dotted path from
+    ``PAYMENT_PROVIDERS`` and bound to one payment method's configuration
+    (``self.config``: the merchant, its gateway and its credentials), so two
+    merchants of one provider live side by side.
 
     ``parse_callback`` must verify the signature before anything else and
     never touch the database; the paid flow (payments.services) does the rest.
     """
 
-    id: str = ""
+    plugin: str = ""  # the plug-in's id: sandbox, epay, stripe, alipay, wechat, epusdt
     # HTTP methods the provider's notify may use; others are answered 405.
     notify_methods: tuple[str, ...] = ("POST",)
+    # Credentials the plug-in needs (``config.secret(name)``) and the plain
+    # settings (MethodConfig attributes) it cannot work without.
+    required_secrets: tuple[str, ...] = ()
+    required_settings: tuple[str, ...] = ()
+    # Whether ``query`` can confirm a notice before it pays an order.
+    can_query: bool = False
+
+    def __init__(self, config):
+        self.config = config
+
+    @property
+    def id(self) -> str:
+        """The payment method's id: ``Payment.provider``, the notify URL's name."""
+        return self.config.id
 
     def enabled(self) -> bool:
-        return True
+        return all(self.config.secret(name) for name in self.required_secrets) and all(
+            getattr(self.config, name) for name in self.required_settings
+        )
 
-    def start(self, *, payment) -> str:
-        """Return the URL to send the buyer to (absolute or site-relative).
-        May call the provider: never call it inside a transaction."""
+    def notify_url(self) -> str:
+        return self.config.notify_url()
+
+    def start(self, *, payment) -> PayAction:
+        """How to hand the buyer to the provider for ``payment``. May call
+        the provider: never call it inside a transaction."""
         raise NotImplementedError
 
     def parse_callback(self, request: HttpRequest) -> CallbackNotice | None:
@@ -135,6 +215,13 @@ class PaymentProvider:
         raise RefundFailed("REFUND_UNSUPPORTED", f"{self.id} cannot refund")
 
     def query(self, *, payment) -> CallbackNotice | None:
-        """Ask the provider whether ``payment`` was paid (reconciliation): a
-        success notice when it was, else ``None``. A network call."""
+        """Ask the provider whether ``payment`` was paid (reconciliation, 补单,
+        query before credit): a success notice when it was, ``None`` when the
+        provider answers that it was not (or does not know the order); raise
+        ProviderUnreachable when it cannot tell. A network call."""
         return None
+
+    def probe(self) -> ProbeResult:
+        """For the payment doctor: ask about an order that does not exist,
+        signed as usual. A network call."""
+        return ProbeResult(ok=True, code="NOT_SUPPORTED", detail=f"{self.plugin} has no query API to test")

@@ -25,13 +25,17 @@ from django.urls import reverse
 from payments.providers.base import (
     CallbackNotice,
     CallbackRejected,
+    PayAction,
+    PayActionKind,
     PaymentProvider,
+    ProbeResult,
+    ProviderUnreachable,
     RefundResult,
     money_parse,
     payload_clean,
     text_field,
 )
-from shop.access import order_link_sign
+from payments.providers.http import http_date_parse
 
 logger = logging.getLogger(__name__)
 
@@ -63,36 +67,41 @@ def epay_sign_valid(params: dict, key: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(expected.encode(), given.lower().encode("utf-8", "replace"))
 
 
-def epay_api_url() -> str:
-    """``api.php`` beside the configured ``submit.php``."""
-    return urllib.parse.urljoin(settings.EPAY_GATEWAY, "api.php")
+def epay_api_url(gateway: str) -> str:
+    """``api.php`` beside the gateway's ``submit.php``."""
+    return urllib.parse.urljoin(gateway, "api.php")
 
 
 class EpayProvider(PaymentProvider):
-    id = "epay"
+    plugin = "epay"
     notify_methods = ("GET", "POST")
+    required_secrets = ("key",)
+    required_settings = ("merchant_id", "gateway")
+    can_query = True
 
-    def enabled(self) -> bool:
-        return bool(settings.EPAY_PID and settings.EPAY_KEY and settings.EPAY_GATEWAY)
+    @property
+    def _key(self) -> str:
+        return self.config.secret("key")
 
-    def start(self, *, payment) -> str:
+    def start(self, *, payment) -> PayAction:
         order = payment.order
         line = order.lines.select_related("product").order_by("id").first()
         name = (line.product.name if line else settings.SHOP_NAME)[:60]
         params = {
-            "pid": settings.EPAY_PID,
-            "type": settings.EPAY_TYPE,
+            "pid": self.config.merchant_id,
+            "type": self.config.channel,
             "out_trade_no": payment.reference,
-            "notify_url": settings.SITE_URL + reverse("payments:notify", args=[self.id]),
-            "return_url": settings.SITE_URL + reverse("shop:order", args=[order.order_no])
-            + "?" + urllib.parse.urlencode({"s": order_link_sign(order.order_no)}),
+            "notify_url": self.notify_url(),
+            # No secret in the return URL: it reaches the gateway's logs and the
+            # browser's history. The buyer's own session opens the order page.
+            "return_url": settings.SITE_URL + reverse("shop:order", args=[order.order_no]),
             "name": name,
             "money": f"{payment.amount:.2f}",
         }
         params = {k: v for k, v in params.items() if v}
-        params["sign"] = epay_sign(params, settings.EPAY_KEY)
+        params["sign"] = epay_sign(params, self._key)
         params["sign_type"] = "MD5"
-        return f"{settings.EPAY_GATEWAY}?{urllib.parse.urlencode(params)}"
+        return PayAction(kind=PayActionKind.REDIRECT, url=f"{self.config.gateway}?{urllib.parse.urlencode(params)}")
 
     def parse_callback(self, request) -> CallbackNotice:
         source = request.GET if request.method == "GET" else request.POST
@@ -101,10 +110,10 @@ class EpayProvider(PaymentProvider):
             raise CallbackRejected("SIGNATURE_MISSING")
         if params.get("sign_type", "MD5").upper() != "MD5":
             raise CallbackRejected("SIGNATURE_INVALID", "only MD5 signs are accepted")
-        if not epay_sign_valid(params, settings.EPAY_KEY):
+        if not epay_sign_valid(params, self._key):
             raise CallbackRejected("SIGNATURE_INVALID")
         # Authentic from here on: the checks below are about what it says.
-        if not hmac.compare_digest(str(params.get("pid", "")).encode(), str(settings.EPAY_PID).encode()):
+        if not hmac.compare_digest(str(params.get("pid", "")).encode(), str(self.config.merchant_id).encode()):
             raise CallbackRejected("MERCHANT_MISMATCH")
         trade_no = text_field(params, "trade_no", max_length=64)
         reference = text_field(params, "out_trade_no", max_length=40)
@@ -140,30 +149,59 @@ class EpayProvider(PaymentProvider):
             ),
         )
 
-    def query(self, *, payment) -> CallbackNotice | None:
-        """``api.php?act=order``: the gateway's record of the trade (the key
-        goes in the query string, as EPay v1 wants: never log this URL)."""
-        url = epay_api_url() + "?" + urllib.parse.urlencode(
-            {"act": "order", "pid": settings.EPAY_PID, "key": settings.EPAY_KEY, "out_trade_no": payment.reference}
-        )
+    def _api(self, params: dict) -> tuple[dict, "datetime | None"]:
+        """``api.php`` with ``params`` (the key goes in the query string, as
+        EPay v1 wants: never log this URL). Raises ProviderUnreachable."""
+        url = epay_api_url(self.config.gateway) + "?" + urllib.parse.urlencode(
+            {"pid": self.config.merchant_id, "key": self._key, **params})
         try:
             with urllib.request.urlopen(url, timeout=QUERY_TIMEOUT) as response:
+                server_time = http_date_parse(response.headers.get("Date"))
                 data = json.loads(response.read(100_000).decode("utf-8"))
         except (urllib.error.URLError, TimeoutError, ValueError, OSError) as exc:
-            logger.warning("epay query for %s failed: %s", payment.reference, type(exc).__name__)
-            return None
-        if not isinstance(data, dict) or str(data.get("code")) != "1" or str(data.get("status")) != "1":
-            return None
+            # Never the exception's text: it may hold the URL, and the URL the key.
+            logger.warning("epay %s api.php call failed: %s", self.id, type(exc).__name__)
+            raise ProviderUnreachable("GATEWAY_UNREACHABLE", type(exc).__name__) from None
+        if not isinstance(data, dict):
+            raise ProviderUnreachable("BAD_ANSWER", "api.php did not answer a JSON object")
+        return data, server_time
+
+    def query(self, *, payment) -> CallbackNotice | None:
+        """``api.php?act=order``: the gateway's record of the trade."""
+        data, _ = self._api({"act": "order", "out_trade_no": payment.reference})
+        if str(data.get("code")) != "1" or str(data.get("status")) != "1":
+            return None  # not found, or not paid
         fields = {k: str(v) for k, v in data.items() if k in ("trade_no", "out_trade_no", "pid", "money", "type")}
-        if fields.get("out_trade_no") != payment.reference or fields.get("pid") != str(settings.EPAY_PID):
+        if fields.get("out_trade_no") != payment.reference or fields.get("pid") != str(self.config.merchant_id):
             logger.warning("epay query for %s answered for another trade", payment.reference)
-            return None
+            raise ProviderUnreachable("BAD_ANSWER", "api.php answered about another trade")
         try:
             trade_no = text_field(fields, "trade_no", max_length=64)
             amount = money_parse(fields.get("money", ""))
         except CallbackRejected:
-            return None
+            raise ProviderUnreachable("BAD_ANSWER", "api.php answered a malformed trade") from None
         return CallbackNotice(
             external_id=trade_no, transaction_id=trade_no, reference=payment.reference, amount=amount,
             currency=CURRENCY, succeeded=True, payload=payload_clean(fields), verification="api.php?act=order query",
         )
+
+    def probe(self) -> ProbeResult:
+        """Ask ``api.php`` about an order that does not exist: a gateway that
+        knows the merchant answers "not found" (code -1 with a message about
+        the order); a wrong pid or key is answered with a message about them."""
+        try:
+            data, server_time = self._api({"act": "order", "out_trade_no": "KDPROBE0000000000"})
+        except ProviderUnreachable as exc:
+            return ProbeResult(ok=False, code="UNREACHABLE", detail=f"{self.config.gateway}: {exc}",
+                               fix="Check the gateway URL (it ends in submit.php) and that this server reaches it.")
+        message = str(data.get("msg", ""))[:200]
+        if str(data.get("code")) == "1":
+            return ProbeResult(ok=False, code="BAD_ANSWER", server_time=server_time,
+                               detail="api.php reported a trade for an order that does not exist",
+                               fix="The gateway is not answering about this merchant: check the gateway URL.")
+        lowered = message.lower()
+        if any(word in lowered for word in ("key", "密钥", "pid", "商户", "sign", "签名")):
+            return ProbeResult(ok=False, code="AUTH_FAILED", detail=f"api.php: {message}", server_time=server_time,
+                               fix="The merchant id (pid) or key is wrong: copy both again from the merchant panel.")
+        return ProbeResult(ok=True, code="OK", detail=f"api.php: {message or 'order not found'}",
+                           server_time=server_time)

@@ -28,6 +28,8 @@ from django.urls import reverse
 from payments.providers.base import (
     CallbackNotice,
     CallbackRejected,
+    PayAction,
+    PayActionKind,
     PaymentProvider,
     RefundResult,
     money_parse,
@@ -123,13 +125,14 @@ def sandbox_notices(*, reference: str, amount: Decimal, currency: str, mode: str
 
 
 class SandboxProvider(PaymentProvider):
-    id = "sandbox"
+    plugin = "sandbox"
+    can_query = True
 
     def enabled(self) -> bool:
         return bool(settings.SANDBOX_ENABLED and settings.SANDBOX_SECRET)
 
-    def start(self, *, payment) -> str:
-        return reverse("payments:sandbox-pay", args=[payment.reference])
+    def start(self, *, payment) -> PayAction:
+        return PayAction(kind=PayActionKind.REDIRECT, url=reverse("payments:sandbox-pay", args=[payment.reference]))
 
     def parse_callback(self, request) -> CallbackNotice:
         params = {k: request.POST.get(k, "") for k in (*SIGNED_FIELDS, "sign")}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.parse
 from decimal import Decimal
 
 import stripe
@@ -28,12 +27,15 @@ from payments.providers.base import (
     CallbackNotice,
     CallbackRejected,
     NoticeKind,
+    PayAction,
+    PayActionKind,
     PaymentProvider,
+    ProbeResult,
+    ProviderUnreachable,
     RefundFailed,
     RefundResult,
     text_field,
 )
-from shop.access import order_link_sign
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +58,11 @@ def stripe_amount(minor, currency: str) -> Decimal:
     return (Decimal(minor) / (10 ** exponent)).quantize(Decimal("0.01"))
 
 
-def stripe_client() -> stripe.StripeClient:
+def stripe_client(config) -> stripe.StripeClient:
     options = {"max_network_retries": 2}
-    if settings.STRIPE_API_BASE:
-        options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
-    return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
+    if config.gateway:
+        options["base_addresses"] = {"api": config.gateway}
+    return stripe.StripeClient(config.secret("secret_key"), **options)
 
 
 def _dict(value) -> dict:
@@ -72,21 +74,17 @@ def _str(value) -> str:
 
 
 class StripeProvider(PaymentProvider):
-    id = "stripe"
+    plugin = "stripe"
+    required_secrets = ("secret_key", "webhook_secret")
+    can_query = True
 
-    def enabled(self) -> bool:
-        return bool(settings.STRIPE_SECRET_KEY and settings.STRIPE_WEBHOOK_SECRET)
-
-    def start(self, *, payment) -> str:
-        from payments.models import Payment  # the provider module stays importable without the app registry
-
+    def start(self, *, payment) -> PayAction:
         order = payment.order
         line = order.lines.select_related("product").order_by("id").first()
-        back = settings.SITE_URL + reverse("shop:order", args=[order.order_no]) + "?" + urllib.parse.urlencode(
-            {"s": order_link_sign(order.order_no)}
-        )
+        # No secret in the return URL: the buyer's own session opens the order page.
+        back = settings.SITE_URL + reverse("shop:order", args=[order.order_no])
         try:
-            session = stripe_client().v1.checkout.sessions.create(
+            session = stripe_client(self.config).v1.checkout.sessions.create(
                 {
                     "mode": "payment",
                     "client_reference_id": payment.reference,
@@ -110,14 +108,13 @@ class StripeProvider(PaymentProvider):
         except stripe.StripeError as exc:
             logger.error("stripe checkout for %s failed: %s", payment.reference, type(exc).__name__)
             raise
-        Payment.objects.filter(pk=payment.pk).update(checkout_id=session.id)
-        return session.url
+        return PayAction(kind=PayActionKind.REDIRECT, url=session.url, checkout_id=session.id)
 
     def parse_callback(self, request) -> CallbackNotice | None:
         body = request.body
         try:
             stripe.Webhook.construct_event(
-                body, request.META.get("HTTP_STRIPE_SIGNATURE", ""), settings.STRIPE_WEBHOOK_SECRET,
+                body, request.META.get("HTTP_STRIPE_SIGNATURE", ""), self.config.secret("webhook_secret"),
                 tolerance=settings.STRIPE_WEBHOOK_TOLERANCE,
             )
         except stripe.SignatureVerificationError:
@@ -181,7 +178,7 @@ class StripeProvider(PaymentProvider):
         if not payment.external_id:
             raise RefundFailed("PAYMENT_UNKNOWN", "the payment has no Stripe payment intent")
         try:
-            refund = stripe_client().v1.refunds.create(
+            refund = stripe_client(self.config).v1.refunds.create(
                 {"payment_intent": payment.external_id, "amount": stripe_minor_units(amount, payment.currency),
                  "metadata": {"reference": payment.reference}},
                 {"idempotency_key": f"refund-{payment.reference}"},
@@ -196,10 +193,12 @@ class StripeProvider(PaymentProvider):
         if not payment.checkout_id:
             return None
         try:
-            session = stripe_client().v1.checkout.sessions.retrieve(payment.checkout_id)
+            session = stripe_client(self.config).v1.checkout.sessions.retrieve(payment.checkout_id)
+        except stripe.InvalidRequestError:
+            return None  # Stripe does not know this session
         except stripe.StripeError as exc:
             logger.warning("stripe query for %s failed: %s", payment.reference, type(exc).__name__)
-            return None
+            raise ProviderUnreachable("STRIPE_ERROR", type(exc).__name__) from None
         if session.payment_status != "paid" or session.client_reference_id != payment.reference:
             return None
         currency = str(session.currency).upper()
@@ -208,3 +207,18 @@ class StripeProvider(PaymentProvider):
             amount=stripe_amount(session.amount_total, currency), currency=currency, succeeded=True,
             payload={"session": session.id, "payment_status": session.payment_status}, verification="Stripe API query",
         )
+
+    def probe(self) -> ProbeResult:
+        """Retrieve a Checkout Session that does not exist: a good key gets
+        "No such checkout.session", a bad one an authentication error."""
+        try:
+            stripe_client(self.config).v1.checkout.sessions.retrieve("cs_kamidrop_probe_0000")
+        except stripe.AuthenticationError:
+            return ProbeResult(ok=False, code="AUTH_FAILED", detail="Stripe refused the secret key",
+                               fix="Copy the secret key (sk_live_… or sk_test_…) again from the Stripe dashboard.")
+        except stripe.InvalidRequestError as exc:
+            return ProbeResult(ok=True, code="OK", detail=f"Stripe: {getattr(exc, 'user_message', '') or 'not found'}")
+        except stripe.StripeError as exc:
+            return ProbeResult(ok=False, code="UNREACHABLE", detail=f"Stripe: {type(exc).__name__}",
+                               fix="Check that this server reaches api.stripe.com (firewall, proxy).")
+        return ProbeResult(ok=False, code="BAD_ANSWER", detail="Stripe returned a session that should not exist")

@@ -43,7 +43,6 @@ from payments.models import (
     Refund,
     RefundStatus,
 )
-from payments.providers import provider_get
 from payments.providers.base import CallbackNotice, NoticeKind
 from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
 from payments.services.batch import notices_apply_together
@@ -52,9 +51,6 @@ from riskctl.services import risk_event_for_order
 from shop.models import Order, OrderEventType, OrderStatus
 from shop.services import (
     REFUNDABLE_STATUSES,
-    PlacedOrder,
-    checkout_place_prepared,
-    checkout_prepare,
     order_event_record,
     order_fulfil,
     order_mark_paid,
@@ -66,38 +62,6 @@ logger = logging.getLogger(__name__)
 
 # Seconds between the sandbox gateway's notify attempts (a real gateway's back-off, shortened).
 SANDBOX_NOTIFY_RETRIES = [1, 2, 5, 10, 30, 60]
-
-
-@dataclass(frozen=True)
-class CheckoutStarted:
-    order: Order
-    token: str
-    pay_url: str
-
-
-def checkout_start_payment(
-    *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
-    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
-) -> CheckoutStarted:
-    """Place the order and open its payment with the chosen provider.
-
-    The risk assessment commits on its own first (a refusal keeps its
-    reference); the order and payment rows then commit together; the provider
-    is asked for the pay URL after commit, since for some providers that is a
-    network call.
-    """
-    provider = provider_get(provider_id)  # unknown provider: refused before any row exists
-    ticket = checkout_prepare(
-        product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
-        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password,
-    )
-    with transaction.atomic():
-        placed: PlacedOrder = checkout_place_prepared(ticket=ticket)
-        order = placed.order
-        payment = Payment.objects.create(
-            order=order, provider=provider.id, reference=order.order_no, amount=order.amount, currency=order.currency
-        )
-    return CheckoutStarted(order=order, token=placed.token, pay_url=provider.start(payment=payment))
 
 
 @dataclass(frozen=True)

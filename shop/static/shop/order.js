@@ -59,6 +59,10 @@
       el.dataset.status = s.status;
       el.className = "status status-" + s.status.toLowerCase();
       el.textContent = s.status_label;
+      if (s.status !== "PENDING_PAYMENT") {
+        var paynow = document.querySelector(".paynow");  // paid (or closed): nothing to pay any more
+        if (paynow) paynow.remove();
+      }
       var area = document.getElementById("keys-area");
       // Keep keys the buyer already revealed on screen (FULFILLING → DELIVERED changes nothing there).
       if (!area.querySelector("code.key:not(.hidden-key)")) area.innerHTML = s.keys_html;
