@@ -18,6 +18,7 @@ every call); saving a method in the admin forgets it at once in that process.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,11 +29,12 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 from django.utils.translation import get_language
 
-from inventory.sealing import blob_open, blob_seal
+from inventory.sealing import SealError, blob_open, blob_seal
 from payments.providers import ProviderUnknown as MethodUnknown
 from payments.providers.base import PaymentProvider
 
 CENT = Decimal("0.01")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -171,15 +173,24 @@ def _env_methods() -> list[MethodConfig]:
 
 
 def method_config_from_row(row) -> MethodConfig:
-    """A PaymentMethod row as the plug-ins see it (credentials opened)."""
-    products = frozenset(row.products.values_list("pk", flat=True))
+    """A PaymentMethod row as the plug-ins see it (credentials opened). A row
+    whose credentials do not open (sealed under a key no longer in the ring,
+    tampered) counts as having none, so it is off, and the other methods
+    keep working."""
+    products = frozenset(p.pk for p in row.products.all())
+    try:
+        secrets = tuple(sorted(credentials_open(code=row.code, sealed=row.credentials_sealed).items()))
+    except SealError as exc:
+        logger.error("payment method %s: its credentials do not open (%s); it is off until they are entered again",
+                     row.code, exc)
+        secrets = ()
     return MethodConfig(
         id=row.code, provider=row.provider, channel=row.channel, name=row.name, name_zh=row.name_zh, icon=row.icon,
         position=row.position, enabled=row.enabled, gateway=row.gateway_url, merchant_id=row.merchant_id,
         app_id=row.app_id, key_serial=row.key_serial, platform_key_id=row.platform_key_id, usdt_rate=row.usdt_rate,
         query_before_credit=row.query_before_credit, min_amount=row.min_amount, max_amount=row.max_amount,
         fee_percent=row.fee_percent, fee_fixed=row.fee_fixed, product_ids=products or None, source="admin",
-        secrets=tuple(sorted(credentials_open(code=row.code, sealed=row.credentials_sealed).items())),
+        secrets=secrets,
     )
 
 

@@ -190,7 +190,7 @@ def order_pay_request(request, order_no: str):
         messages.error(request, _("Too many attempts. Please wait a minute and try again."))
         return redirect("shop:order", order_no=order_no)
     try:
-        _, pay_url = payment_open(order_id=order.pk, method_id=request.POST.get("method", ""))
+        pay_url = payment_open(order_id=order.pk, method_id=request.POST.get("method", ""))[1]
     except OrderNotPayable:
         messages.info(request, _("This order can no longer be paid."))
     except ProviderUnknown:

@@ -46,6 +46,13 @@ from payments.models import (
 from payments.providers.base import CallbackNotice, NoticeKind
 from payments.providers.sandbox import NotifyMode, sandbox_paid_amount, sandbox_trade_record
 from payments.services.batch import notices_apply_together
+from payments.services.confirm import (
+    CONFIRMED,
+    NoticeUnconfirmed,
+    methods_confirming,
+    notice_needs_confirmation,
+    notices_confirm,
+)
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
 from shop.models import Order, OrderEventType, OrderStatus
@@ -162,23 +169,32 @@ def payment_notices_apply(*, event_ids: list[int] | None = None, received_before
     one commit for the batch. Each notice is applied in a savepoint, so one
     that fails rolls back alone; it stays RECEIVED and is retried after a
     growing delay, and the owner is told when it keeps failing. Returns how
-    many notices were taken."""
+    many notices were taken.
+
+    Notices of a method that queries before credit are first confirmed with
+    the provider, outside the transaction (``_notices_confirm``); one the
+    provider cannot confirm yet waits, like a failed one, and is never paid
+    blind or dropped."""
     now = timezone.now()
-    events = PaymentEvent.objects.select_for_update(skip_locked=True).filter(outcome=PaymentEventOutcome.RECEIVED)
+    events = PaymentEvent.objects.filter(outcome=PaymentEventOutcome.RECEIVED)
     if event_ids is not None:
         events = events.filter(pk__in=event_ids)
     else:
         events = events.filter(Q(apply_after__isnull=True) | Q(apply_after__lte=now))
     if received_before is not None:
         events = events.filter(received_at__lt=received_before)
+    confirming = methods_confirming()
+    verdicts = notices_confirm(events=events, methods=confirming) if confirming else {}
     # Every after-commit hook is robust: a Redis outage there is logged, and
     # the sweeper enqueues the deliveries it left PENDING.
     with transaction.atomic():
-        batch = list(events.order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
+        batch = list(events.select_for_update(skip_locked=True).order_by("id")[: settings.PAYMENTS_APPLY_BATCH])
         outbox: list[int] = []  # the batch's email and SMS deliveries: one enqueue after commit
         notices = {event.pk: notice_from_event(event) for event in batch}
-        together = notices_apply_together(events=batch, notices=notices, outbox=outbox)
-        for event in batch:
+        ready = [event for event in batch
+                 if not _confirmation_settle(event=event, methods=confirming, verdict=verdicts.get(event.pk))]
+        together = notices_apply_together(events=ready, notices=notices, outbox=outbox)
+        for event in ready:
             if event.pk in together:
                 continue
             written: list[int] = []
@@ -192,6 +208,35 @@ def payment_notices_apply(*, event_ids: list[int] | None = None, received_before
         if outbox:
             transaction.on_commit(lambda: deliveries_enqueue(delivery_ids=outbox), robust=True)
     return len(batch)
+
+
+def _confirmation_settle(*, event: PaymentEvent, methods: set[str], verdict: str | None) -> bool:
+    """Inside the batch: True when ``event`` must not be applied now. A
+    notice the provider contradicts is rejected (its signature was valid, so
+    the merchant key may have leaked: the owner is told); one it cannot
+    confirm yet waits with back-off; one that arrived after the queries is
+    left for the next batch."""
+    if not notice_needs_confirmation(event, methods):
+        return False
+    if verdict == CONFIRMED:
+        event.confirmed_at = timezone.now()
+        return False
+    if verdict is None:
+        return True
+    code, _, reason = verdict.partition(": ")
+    if code == "QUERY_MISMATCH":
+        with transaction.atomic():
+            _event_reject(event, code)
+            owner_alert_raise(
+                kind=AlertKind.PAYMENT_ODD, dedupe_key=f"query-mismatch:{event.provider}:{event.external_id}",
+                subject=f"A signed {event.provider} notice for {event.reference} does not match the provider's records",
+                body=f"Notice {event.external_id} says {event.amount} {event.currency} was paid; {reason}. The order "
+                     "was not paid. A correctly signed notice that the gateway contradicts means the merchant key "
+                     "may have leaked: change it in the merchant panel and in the shop's payment method.",
+            )
+        return True
+    _apply_failed(event=event, exc=NoticeUnconfirmed(f"{code}: {reason}"))
+    return True
 
 
 def payment_notices_apply_overdue(*, older_than_seconds: int) -> int:
@@ -208,7 +253,7 @@ def payment_notices_apply_overdue(*, older_than_seconds: int) -> int:
 def _apply_failed(*, event: PaymentEvent, exc: Exception) -> None:
     attempts = event.apply_attempts + 1
     logger.error("%s notice %s could not be applied (attempt %d): %s", event.provider, event.external_id,
-                 attempts, type(exc).__name__, exc_info=exc)
+                 attempts, type(exc).__name__, exc_info=None if isinstance(exc, NoticeUnconfirmed) else exc)
     delay = min(10 * 2 ** (attempts - 1), 3600)
     PaymentEvent.objects.filter(pk=event.pk).update(
         apply_attempts=attempts, apply_after=timezone.now() + timedelta(seconds=delay),

@@ -37,8 +37,11 @@ def _apply_counting() -> int:
     return len(statements)
 
 
-def test_a_batch_costs_the_same_statements_whatever_its_size(client, queued, make_product, make_unpaid_order):
-    # given: a batch of 3 and a batch of 30 ordinary notices
+def test_a_batch_costs_the_same_statements_whatever_its_size(client, queued, make_product, make_unpaid_order,
+                                                             settings):
+    # given: a batch of 3 and a batch of 30 ordinary notices; the payment
+    # methods cached as in production (tests read them afresh every time)
+    settings.PAYMENT_METHODS_CACHE_SECONDS = 60
     product = make_product(keys=40)
     small = [make_unpaid_order(product=product) for _ in range(3)]
     _store(client, small)

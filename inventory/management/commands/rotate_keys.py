@@ -1,4 +1,4 @@
-"""Re-seal every card key under the first of KEY_ENCRYPTION_KEYS."""
+"""Re-seal every card key and payment-method credential under the first of KEY_ENCRYPTION_KEYS."""
 
 import sys
 
@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from inventory.models import CardKey
 from inventory.services import keys_rotate
+from payments.services.methods import payment_methods_reseal
 
 
 class Command(BaseCommand):
@@ -23,3 +24,6 @@ class Command(BaseCommand):
         with tqdm(total=total, unit="key", desc="re-sealing", disable=None, file=sys.stderr) as bar:
             rotated = keys_rotate(batch_size=batch_size, progress=bar.update)
         self.stdout.write(f"{rotated} of {total} keys re-sealed under the primary key")
+        # Payment methods' credentials are sealed under the same key ring.
+        methods = payment_methods_reseal()
+        self.stdout.write(f"{methods} payment methods' credentials re-sealed under the primary key")
