@@ -7,15 +7,27 @@ deliveries and payments as read-only inlines.
 
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.urls import reverse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from delivery.models import Delivery
 from inventory.models import CardKeyStatus
 from payments.models import Payment
+from payments.methods import methods_all
 from payments.services import RefundError, payment_refund
+from payments.services.manual import (
+    ManualCompletionRefused,
+    ManualCompletionUnverified,
+    payment_manual_complete,
+)
 from riskctl.services import buyer_block, buyer_unblock, order_buyer
 from shop.models import (
     Category,
@@ -121,12 +133,61 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
         "created_at", "updated_at", "paid_at", "delivered_at", "coupon_code", "discount", "language", "card_keys",
     )
-    readonly_fields = ("card_keys", "risk")
+    readonly_fields = ("card_keys", "risk", "manual_completion")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
     actions = ("refund_orders", "block_buyers", "unblock_buyers")
 
     def get_fields(self, request, obj=None):
-        return (*self.fields, "risk")
+        return (*self.fields, "risk", "manual_completion")
+
+    @admin.display(description="补单 (paid, but no notice arrived)")
+    def manual_completion(self, obj):
+        if obj is None or obj.status not in ("PENDING_PAYMENT", "EXPIRED"):
+            return "—"
+        url = reverse("admin:shop_order_complete_payment", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Complete against the provider\'s trade number</a>', url)
+
+    def get_urls(self):
+        return [
+            path("<int:order_id>/complete-payment/", self.admin_site.admin_view(self.complete_payment_view),
+                 name="shop_order_complete_payment"),
+            *super().get_urls(),
+        ]
+
+    def complete_payment_view(self, request, order_id: int):
+        """补单: ask the provider about the trade; complete it through the paid path."""
+        if not request.user.has_perm("payments.add_paymentevent"):
+            raise PermissionDenied
+        order = get_object_or_404(Order, pk=order_id)
+        form = ManualCompletionForm(request.POST or None, order=order)
+        unverified = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            actor = f"staff:{request.user.get_username()}"
+            try:
+                done = payment_manual_complete(
+                    order_id=order.pk, method_id=data["method"], trade_no=data["trade_no"], actor=actor,
+                    reason=data["reason"], amount=data["amount"], unverified_ok=data["confirm_unverified"])
+            except ManualCompletionUnverified as exc:
+                unverified = exc.message
+            except ManualCompletionRefused as exc:
+                form.add_error(None, f"{exc.message} ({exc.code})")
+            else:
+                LogEntry.objects.log_action(
+                    user_id=request.user.pk, content_type_id=ContentType.objects.get_for_model(Order).pk,
+                    object_id=order.pk, object_repr=order.order_no, action_flag=CHANGE,
+                    change_message=f"补单 ({'verified' if done.verified else 'UNVERIFIED'}): {data['method']} trade "
+                                   f"{data['trade_no']}; {'paid' if done.accepted else 'refused ' + done.code}; "
+                                   f"reason: {data['reason'] or '-'}")
+                level = messages.SUCCESS if done.accepted else messages.ERROR
+                self.message_user(request, (
+                    f"{order.order_no}: {'confirmed by the provider' if done.verified else 'completed UNVERIFIED'}, "
+                    f"{'paid' if done.accepted else 'refused: ' + done.code}"
+                    f"{' (the notice had already arrived)' if done.duplicate else ''}."), level)
+                return redirect("admin:shop_order_change", order.pk)
+        context = {**self.admin_site.each_context(request), "title": f"补单: complete order {order.order_no}",
+                   "order": order, "form": form, "unverified": unverified, "opts": self.model._meta}
+        return TemplateResponse(request, "admin/shop/order/complete_payment.html", context)
 
     @admin.display(description="risk assessments")
     def risk(self, obj):
@@ -183,6 +244,26 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 continue
             level = messages.ERROR if refund.status == "FAILED" else messages.SUCCESS
             self.message_user(request, f"{order.order_no}: refund {refund.get_status_display().lower()}.", level)
+
+
+class ManualCompletionForm(forms.Form):
+    method = forms.ChoiceField(label="Payment method")
+    trade_no = forms.CharField(max_length=64, label="Provider's trade number",
+                               help_text="As shown in the merchant panel (trade_no / transaction_id / trade_id).")
+    amount = forms.DecimalField(max_digits=12, decimal_places=2, required=False,
+                                help_text="Only for an unverified 补单: what the buyer paid, if it differs.")
+    reason = forms.CharField(max_length=300, required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text="What proof you saw. Required when the provider cannot confirm.")
+    confirm_unverified = forms.BooleanField(
+        required=False, label="Complete it even though the provider cannot confirm it",
+        help_text="Marked UNVERIFIED on the order and raised to the owner.")
+
+    def __init__(self, *args, order, **kwargs):
+        super().__init__(*args, **kwargs)
+        used = list(order.payments.order_by("-id").values_list("provider", flat=True))
+        choices = [(m.id, f"{m.name} ({m.id})") for m in methods_all()]
+        choices.sort(key=lambda c: (c[0] not in used, used.index(c[0]) if c[0] in used else 0))
+        self.fields["method"].choices = choices
 
 
 @admin.register(OrderLine)

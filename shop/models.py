@@ -227,6 +227,7 @@ class OrderEventType(models.TextChoices):
     REVIEW_OPENED = "REVIEW_OPENED", _("Held for review")
     REVIEW_APPROVED = "REVIEW_APPROVED", _("Review approved")
     REVIEW_REJECTED = "REVIEW_REJECTED", _("Review rejected")
+    MANUAL_COMPLETION = "MANUAL_COMPLETION", _("Payment confirmed by the shop")
 
 
 class OrderEvent(models.Model):
