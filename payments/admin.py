@@ -9,12 +9,15 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import admin
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from payments.methods import methods_forget
 from payments.models import Payment, PaymentEvent, PaymentMethod, Refund
 from payments.providers.http import rsa_private_key_load, rsa_public_key_load
+from payments.services.doctor import payments_doctor
 from payments.services.methods import SECRET_FIELDS, credentials_masked, payment_method_save
 from shop.admin import ReadOnlyAdminMixin
 
@@ -191,6 +194,21 @@ class PaymentMethodAdmin(admin.ModelAdmin):
     @admin.display(description="notify URL (give it to the provider)")
     def notify_url(self, obj):
         return f"{settings.SITE_URL}{reverse('payments:notify', args=[obj.code])}"
+
+    change_list_template = "admin/payments/paymentmethod/change_list.html"
+
+    def get_urls(self):
+        return [path("doctor/", self.admin_site.admin_view(self.doctor_view), name="payments_paymentmethod_doctor"),
+                *super().get_urls()]
+
+    def doctor_view(self, request):
+        """The payment doctor in the admin: the same checks as ``manage.py payments_doctor``."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        checks = payments_doctor(method_id=request.GET.get("method", ""))
+        context = {**self.admin_site.each_context(request), "title": "Payment doctor", "checks": checks,
+                   "failed": sum(c.status == "FAIL" for c in checks), "opts": self.model._meta}
+        return TemplateResponse(request, "admin/payments/paymentmethod/doctor.html", context)
 
     def save_model(self, request, obj, form, change):
         previous = PaymentMethod.objects.filter(pk=obj.pk).values_list("code", flat=True).first() or ""

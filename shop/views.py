@@ -22,7 +22,7 @@ from payments.services import OrderNotPayable, PaymentStartFailed, checkout_star
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from inventory.redemption import activations_for_order
-from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches
+from shop.access import order_for_session, site_id, order_link_matches, order_session_grant, order_token_matches
 from shop.api import resend_limited_for_order, resend_rate_per_ip
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
 from shop.models import KeyReportStatus, Order, OrderStatus, Product
@@ -381,4 +381,5 @@ def healthz(request):
             "age_seconds": age,
         }
         healthy = healthy and not overdue
-    return JsonResponse({"status": "ok" if healthy else "unhealthy", **checks}, status=200 if healthy else 503)
+    return JsonResponse({"status": "ok" if healthy else "unhealthy", "site": site_id(), **checks},
+                        status=200 if healthy else 503)

@@ -118,7 +118,7 @@ def _go_float(value) -> str:
         raise _Unsignable("not a finite number") from None
     if as_float != as_float or as_float in (float("inf"), float("-inf")):
         raise _Unsignable("not a finite number")
-    return format(Decimal(repr(as_float)).normalize(), "f")
+    return f"{Decimal(repr(as_float)):.2f}"
 
 
 def _sign_text(value) -> str:

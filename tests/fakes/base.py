@@ -4,8 +4,10 @@ a network failure), and the server-to-server notify to the shop."""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +48,7 @@ class FakeGateway:
     def __init__(self):
         self.requests: list[Request] = []
         self.down = False
+        self.clock_offset = 0  # seconds the gateway's clock (its Date header) is ahead of ours
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +67,9 @@ class FakeGateway:
                 request = Request(self, body)
                 gateway.requests.append(request)
                 reply = gateway.handle(request)
-                self.send_response(reply.status)
+                self.send_response_only(reply.status)  # no automatic Date: the gateway's clock may be off
+                if "Date" not in reply.headers:
+                    self.send_header("Date", email.utils.formatdate(time.time() + gateway.clock_offset, usegmt=True))
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(reply.body)))
