@@ -5,18 +5,20 @@ import logging
 import uuid
 
 from django.conf import settings
+from django.core.validators import slug_re
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
 
+from payments.methods import methods_offered
 from payments.providers import ProviderUnknown
-from payments.services import checkout_start_payment
+from payments.services import PaymentStartFailed, checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_token_matches
-from shop.models import Order
+from shop.models import Order, Product
 from shop.selectors import order_keys, products_for_sale
 from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
@@ -79,7 +81,7 @@ def orders_create(request):
     quantity = body["quantity"]
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         return api_error("QUANTITY_INVALID", "quantity must be a whole number.", 400, fields=["quantity"])
-    for name in ("product", "email", "phone", "provider", "device_id", "coupon"):
+    for name in ("product", "email", "phone", "provider", "method", "device_id", "coupon"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
             return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
     try:
@@ -88,14 +90,18 @@ def orders_create(request):
             quantity=quantity,
             email=body["email"],
             phone=body.get("phone") or "",
-            provider_id=body.get("provider") or "sandbox",
+            provider_id=body.get("provider") or body.get("method") or "sandbox",
             client_ip=client_ip(request),
             device=device_id(request, body.get("device_id") or ""),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
             coupon=body.get("coupon") or "",
         )
     except ProviderUnknown:
-        return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment provider.", 400, fields=["provider"])
+        return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment method, or not offered for this product "
+                         "and amount: GET /api/v1/payment-methods lists them.", 400, fields=["provider"])
+    except PaymentStartFailed as exc:
+        return api_error(exc.code, "The payment provider did not answer; the order was not opened for payment. "
+                         "Try again or use another method.", 503, order_no=exc.order.order_no)
     except CheckoutBlocked as exc:
         return api_error(exc.code, f"This order cannot be taken. Quote {exc.ref} to the shop.", 403)
     except CheckoutError as exc:
@@ -110,9 +116,44 @@ def orders_create(request):
             "amount": _money(order.amount),
             "currency": order.currency,
             "pay_url": request.build_absolute_uri(started.pay_url),
+            "pay": _pay_action(started),
         },
         status=201,
     )
+
+
+def _pay_action(started) -> dict:
+    """How to pay, for integrators who render it themselves: the kind
+    (REDIRECT, FORM, QR) and, for a QR code, its content and the amount to
+    send (USDT: the wallet address and the USDT amount)."""
+    action = started.action
+    pay = {"kind": action.kind, "method": started.payment.provider, "amount": _money(started.payment.amount),
+           "currency": started.payment.currency}
+    if action.kind == "QR":
+        pay["qr"] = action.qr
+        if action.app_url:
+            pay["app_url"] = action.app_url
+    if action.currency and action.currency != started.payment.currency:
+        pay.update(amount=action.amount, currency=action.currency)
+    if action.address:
+        pay["address"] = action.address
+    return pay
+
+
+@require_GET
+def payment_methods(request):
+    """The payment methods a buyer may use, for a product when ``?product=`` is given."""
+    product_id = amount = None
+    if slug := request.GET.get("product"):
+        product = Product.objects.filter(slug=slug, active=True).first() if slug_re.fullmatch(slug) else None
+        if product is None:
+            return api_error("PRODUCT_NOT_FOUND", "No product with this slug.", 404, fields=["product"])
+        product_id, amount = product.pk, product.price
+    return JsonResponse([
+        {"id": m.id, "name": m.display_name, "provider": m.provider, "channel": m.channel, "icon": m.icon,
+         "fee": m.fee_text}
+        for m in methods_offered(product_id=product_id, amount=amount)
+    ], safe=False)
 
 
 def _order_by_bearer(request, order_no: str) -> tuple[Order | None, JsonResponse | None]:

@@ -12,7 +12,8 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _error_responses(*statuses: int) -> dict:
     descriptions = {400: "Malformed request", 401: "Missing or unknown credentials", 403: "Refused",
-                    404: "Not found", 409: "Conflict with the current state", 429: "Rate limited (see Retry-After)"}
+                    404: "Not found", 409: "Conflict with the current state", 429: "Rate limited (see Retry-After)",
+                    503: "The payment provider did not answer (PROVIDER_UNAVAILABLE)"}
     responses = {}
     for status in statuses:
         response = {"description": descriptions[status], "content": {"application/json": {"schema": _ERROR}}}
@@ -92,7 +93,11 @@ DOCUMENT = {
                     "type": "object",
                     "properties": {
                         "product": _string(80), "quantity": {"type": "integer"}, "email": _string(254),
-                        "phone": _string(40), "provider": {"type": "string", "enum": ["sandbox", "epay", "stripe"]},
+                        "phone": _string(40),
+                        "provider": {"type": "string", "maxLength": 20, "description": (
+                            "A payment method id (GET /api/v1/payment-methods): the environment's sandbox, epay, "
+                            "alipay, wechat, usdt, stripe, or one the owner added. Default: sandbox.")},
+                        "method": {"type": "string", "maxLength": 20, "description": "Alias of provider."},
                         "device_id": _string(64),
                     },
                     "required": ["product", "quantity", "email"],
@@ -100,7 +105,20 @@ DOCUMENT = {
                 "responses": {
                     "201": {"description": "Created", "content": {"application/json": {"schema": {
                         "$ref": "#/components/schemas/OrderCreated"}}}},
-                    **_error_responses(400, 403, 404, 409, 429),
+                    **_error_responses(400, 403, 404, 409, 429, 503),
+                },
+            }
+        },
+        "/api/v1/payment-methods": {
+            "get": {
+                "operationId": "paymentMethods",
+                "summary": "The payment methods a buyer may use (for one product with ?product=)",
+                "tags": ["shop"],
+                "parameters": [{"name": "product", "in": "query", "required": False, "schema": _string(80)}],
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {"schema": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/PaymentMethod"}}}}},
+                    **_error_responses(404),
                 },
             }
         },
@@ -185,7 +203,15 @@ DOCUMENT = {
             "OrderCreated": {"type": "object", "required": ["order_no", "token", "status", "amount", "currency",
                                                             "pay_url"], "properties": {
                 "order_no": {"type": "string"}, "token": {"type": "string"}, "status": {"type": "string"},
-                "amount": {"type": "string"}, "currency": {"type": "string"}, "pay_url": {"type": "string"}}},
+                "amount": {"type": "string"}, "currency": {"type": "string"}, "pay_url": {"type": "string"},
+                "pay": {"type": "object", "required": ["kind", "method", "amount", "currency"], "properties": {
+                    "kind": {"type": "string", "enum": ["REDIRECT", "FORM", "QR"]}, "method": {"type": "string"},
+                    "amount": {"type": "string"}, "currency": {"type": "string"}, "qr": {"type": "string"},
+                    "app_url": {"type": "string"}, "address": {"type": "string"}}}}},
+            "PaymentMethod": {"type": "object", "required": ["id", "name", "provider", "channel", "icon", "fee"],
+                              "properties": {
+                "id": {"type": "string"}, "name": {"type": "string"}, "provider": {"type": "string"},
+                "channel": {"type": "string"}, "icon": {"type": "string"}, "fee": {"type": "string"}}},
             "Order": {"type": "object", "required": ["order_no", "status", "quantity", "amount", "currency", "keys",
                                                      "events"], "properties": {
                 "order_no": {"type": "string"}, "status": {"type": "string"}, "quantity": {"type": "integer"},

@@ -21,6 +21,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/v1/products", api.products, name="api-products"),
     path("api/v1/orders", api.orders_create, name="api-orders"),
+    path("api/v1/payment-methods", api.payment_methods, name="api-payment-methods"),
     path("api/v1/orders/<str:order_no>", api.order_read, name="api-order"),
     path("api/v1/orders/<str:order_no>/resend", api.order_resend_request, name="api-order-resend"),
 ]

@@ -26,6 +26,7 @@ def test_the_document_is_served_and_lists_the_public_api(client):
     assert sorted(DOCUMENT["paths"]) == [
         "/api/v1/keys/activate", "/api/v1/keys/deactivate", "/api/v1/keys/redeem", "/api/v1/keys/validate",
         "/api/v1/keys/verify", "/api/v1/orders", "/api/v1/orders/{order_no}", "/api/v1/orders/{order_no}/resend",
+        "/api/v1/payment-methods",
         "/api/v1/products",
     ]
 

@@ -42,6 +42,7 @@ def test_create_order_returns_token_and_pay_url_and_holds_stock(client, make_pro
         "order_no": order.order_no, "token": body["token"], "status": "PENDING_PAYMENT",
         "amount": "25.00", "currency": "CNY",
         "pay_url": f"http://testserver/payments/sandbox/pay/{order.order_no}/",
+        "pay": {"kind": "REDIRECT", "method": "sandbox", "amount": "25.00", "currency": "CNY"},
     }
     assert len(body["token"]) >= 32 and body["token"] not in order.token_hash
     assert client.get("/api/v1/products").json()[0]["stock"] == 1
@@ -125,3 +126,45 @@ def test_order_creation_is_rate_limited_per_ip(client, make_product):
     limited = _create(client, product="a-card", quantity=1, email="x@example.com")
     assert (limited["Retry-After"], limited.json()["error"]["code"]) == ("60", "RATE_LIMITED")
     assert Order.objects.count() == 30
+
+
+def test_payment_methods_lists_what_a_buyer_may_use_for_a_product(client, make_product, epay, settings):
+    # given: the sandbox, and an EPay merchant limited to orders of 20 or more
+    from payments.models import PaymentMethod
+    from payments.services.methods import payment_method_save
+
+    make_product(keys=3, slug="cheap", price="5.00")
+    payment_method_save(method=PaymentMethod(code="epay-big", provider="epay", channel="wxpay", name="WeChat Pay",
+                                             name_zh="微信支付", icon="wechat", merchant_id="2002",
+                                             gateway_url="https://pay2.example.com/submit.php", position=5,
+                                             fee_percent="1.5", min_amount="20.00"),
+                        credentials={"key": "K2"})
+    # when
+    every = client.get("/api/v1/payment-methods").json()
+    for_cheap = client.get("/api/v1/payment-methods?product=cheap").json()
+    # then
+    assert [m["id"] for m in every] == ["epay-big", "epay", "sandbox"]
+    assert every[0] == {"id": "epay-big", "name": "WeChat Pay", "provider": "epay", "channel": "wxpay",
+                        "icon": "wechat", "fee": "+1.5%"}
+    assert [m["id"] for m in for_cheap] == ["epay", "sandbox"]
+    assert client.get("/api/v1/payment-methods?product=nope").json()["error"]["code"] == "PRODUCT_NOT_FOUND"
+
+
+def test_an_order_with_a_method_not_offered_for_it_is_refused_before_any_row(client, make_product, epay):
+    # given: an EPay merchant for other products only
+    from payments.models import PaymentMethod
+    from payments.services.methods import payment_method_save
+
+    make_product(keys=3, slug="a-card", price="12.50")
+    other = make_product(keys=1)
+    method = payment_method_save(method=PaymentMethod(code="epay-vip", provider="epay", channel="alipay",
+                                                      name="Alipay", merchant_id="2002",
+                                                      gateway_url="https://pay2.example.com/submit.php"),
+                                 credentials={"key": "K2"})
+    method.products.set([other])
+    # when
+    response = _create(client, product="a-card", quantity=1, email="x@example.com", provider="epay-vip")
+    # then
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "PROVIDER_UNKNOWN"
+    assert Order.objects.count() == 0
