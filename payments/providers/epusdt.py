@@ -47,6 +47,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import urllib.parse
 from decimal import Decimal, InvalidOperation
@@ -116,9 +117,9 @@ def _go_float(value) -> str:
         as_float = float(value)
     except (OverflowError, ValueError):
         raise _Unsignable("not a finite number") from None
-    if as_float != as_float or as_float in (float("inf"), float("-inf")):
+    if not math.isfinite(as_float):
         raise _Unsignable("not a finite number")
-    return f"{Decimal(repr(as_float)):.2f}"
+    return format(Decimal(repr(as_float)).normalize(), "f")
 
 
 def _sign_text(value) -> str:

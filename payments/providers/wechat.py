@@ -127,7 +127,7 @@ def wechat_authorization(*, private_key: RSAPrivateKey, mchid: str, serial: str,
 
 def wechat_fen(amount: Decimal) -> int:
     """Yuan as WeChat's integer fen."""
-    return int((amount * 100).quantize(Decimal("1"), rounding=ROUND_HALF_UP))
+    return int((amount * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def wechat_amount(fen) -> Decimal:
@@ -242,7 +242,7 @@ class WechatPayProvider(PaymentProvider):
             return "INVALID"
         if not wechat_signature_valid(key, wechat_answer_message(timestamp, nonce, body), signature):
             return "INVALID"
-        if False:
+        if abs(time.time() - int(timestamp)) > CLOCK_TOLERANCE:
             return "STALE"
         return ""
 

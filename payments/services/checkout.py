@@ -131,10 +131,11 @@ def payment_open(*, order_id: int, method_id: str) -> tuple[Payment, str]:
     if payment is not None and payment.pay_action:
         action = PayAction.from_json(payment.pay_action)
         return payment, pay_url_for(payment=payment, action=action)
-    if payment is None:
-        payment = Payment.objects.create(
-            order=order, provider=provider.id, reference=f"{order.order_no}-{secrets.token_hex(3).upper()}",
-            amount=provider.config.amount_for(order.amount), currency=order.currency,
-        )
+    # A payment whose start failed may still exist at the gateway (epusdt
+    # never takes an order id twice): a fresh reference, never a retry of it.
+    payment = Payment.objects.create(
+        order=order, provider=provider.id, reference=f"{order.order_no}-{secrets.token_hex(3).upper()}",
+        amount=provider.config.amount_for(order.amount), currency=order.currency,
+    )
     action = _payment_action_open(provider=provider, payment=payment)
     return payment, pay_url_for(payment=payment, action=action)

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from payments.models import Payment, PaymentStatus
 from payments.providers import ProviderUnknown, provider_get
+from payments.providers.base import ProviderUnreachable
 from payments.services.callbacks import payment_callback_handle
 from shop.models import OrderStatus
 
@@ -57,7 +58,12 @@ def payments_reconcile(
         except ProviderUnknown:
             result.unanswered += 1
             continue
-        notice = provider.query(payment=payment)
+        try:
+            notice = provider.query(payment=payment)
+        except ProviderUnreachable as exc:  # one gateway down must not stop the run
+            logger.warning("reconcile: %s did not answer about %s (%s)", provider.id, payment.reference, exc.code)
+            result.unanswered += 1
+            continue
         if notice is None or not notice.succeeded:
             result.unanswered += 1
             continue
