@@ -192,6 +192,12 @@ class AlipayAnswer:
         return str(self.data.get("sub_code", ""))
 
     @property
+    def error(self) -> str:
+        """The refusal's name (sub_code, else code) as a short plain code, fit for logs and exceptions."""
+        name = self.sub_code or self.code or "BAD_ANSWER"
+        return "".join(c for c in name if c.isascii() and (c.isalnum() or c in "._-"))[:64] or "BAD_ANSWER"
+
+    @property
     def verified(self) -> bool:
         return self.sign_state == "VALID"
 
@@ -278,10 +284,14 @@ class AlipayProvider(PaymentProvider):
 
     def _call_verified(self, method: str, biz: dict) -> AlipayAnswer:
         answer = self._call(method, biz)
-        if False:
+        if not answer.verified:
             code = "SIGNATURE_MISSING" if answer.sign_state == "MISSING" else "SIGNATURE_INVALID"
-            logger.warning("alipay %s %s answer refused: %s (code %s)", self.id, method, code, answer.code)
-            raise ProviderUnreachable(code, f"{method} answer: {code} (code {answer.code} {answer.sub_code})")
+            if answer.sign_state == "MISSING" and answer.code not in ("", "10000", NOT_FOUND[0]):
+                # Alipay may leave a refusal of the request itself (40001/40002
+                # isv.*, 20000) unsigned: still a failure, named by its code.
+                code = answer.error
+            logger.warning("alipay %s %s answer refused: %s", self.id, method, code)
+            raise ProviderUnreachable(code, f"{method} answer: {code}")
         return answer
 
     # --- checkout ---------------------------------------------------------------
@@ -315,7 +325,7 @@ class AlipayProvider(PaymentProvider):
             raise ProviderUnreachable("CHANNEL_UNKNOWN", f"ALIPAY_CHANNEL {channel!r} is not f2f, page or wap")
         answer = self._call_verified("alipay.trade.precreate", biz)
         if answer.code != "10000":
-            code = answer.sub_code or answer.code or "BAD_ANSWER"
+            code = answer.error
             logger.warning("alipay %s precreate of %s refused: %s", self.id, payment.reference, code)
             raise ProviderUnreachable(code, f"alipay.trade.precreate: {code} {answer.field('sub_msg')}"[:300])
         qr = answer.field("qr_code")
@@ -386,7 +396,7 @@ class AlipayProvider(PaymentProvider):
             # Nothing known to be refunded: asking again (the same out_request_no) refunds at most once.
             raise RefundFailed(exc.code, f"alipay.trade.refund: {exc}") from None
         if answer.code != "10000":
-            code = answer.sub_code or answer.code or "BAD_ANSWER"
+            code = answer.error
             logger.warning("alipay %s refund of %s refused: %s", self.id, payment.reference, code)
             raise RefundFailed(code, f"alipay.trade.refund: {code} {answer.field('sub_msg')}"[:300])
         return RefundResult(status=RefundResult.SUCCEEDED, external_id=answer.field("trade_no") or out_request_no)
@@ -397,7 +407,7 @@ class AlipayProvider(PaymentProvider):
         if (answer.code, answer.sub_code) == NOT_FOUND:
             return None  # never paid (the buyer has not scanned, or not even opened the cashier)
         if answer.code != "10000":
-            code = answer.sub_code or answer.code or "BAD_ANSWER"
+            code = answer.error
             logger.warning("alipay %s query of %s unanswered: %s", self.id, payment.reference, code)
             raise ProviderUnreachable(code, f"alipay.trade.query: {code}")
         if answer.field("out_trade_no") != payment.reference:

@@ -76,6 +76,14 @@ def _apply(*, candidates: dict[tuple[str, str], PaymentEvent], notices: dict[int
     trades = _per_provider(field="external_id",
                            pairs=[(event.provider, notices[event.pk].payment_id) for event in candidates.values()])
     known_trades = set(Payment.objects.filter(trades).values_list("provider", "external_id"))
+    # A refund or dispute reported before its payment: the one-notice path holds that order.
+    events_before = list(PaymentEvent.objects.filter(
+        _per_provider(field="reference", pairs=candidates)
+        | _per_provider(field="transaction_id", pairs=[(event.provider, notices[event.pk].payment_id)
+                                                       for event in candidates.values()]),
+        kind__in=[NoticeKind.REFUND, NoticeKind.DISPUTE],
+    ).values_list("provider", "reference", "transaction_id"))
+    flagged = {(p, r) for p, r, _ in events_before} | {(p, t) for p, _, t in events_before}
 
     ordinary: list[tuple[PaymentEvent, CallbackNotice, Payment, Order]] = []
     for key, event in candidates.items():
@@ -86,7 +94,8 @@ def _apply(*, candidates: dict[tuple[str, str], PaymentEvent], notices: dict[int
         trade = (event.provider, notice.payment_id)
         if (payment.status != PaymentStatus.CREATED or order.status not in (OrderStatus.PENDING_PAYMENT,
                                                                            OrderStatus.EXPIRED)
-                or notice.currency != payment.currency or notice.amount != payment.amount or trade in known_trades):
+                or notice.currency != payment.currency or notice.amount != payment.amount or trade in known_trades
+                or key in flagged or trade in flagged):
             continue  # odd: the one-notice path says what it is
         known_trades.add(trade)  # the same trade id twice in one batch: the second is odd
         ordinary.append((event, notice, payment, order))

@@ -393,6 +393,10 @@ def _callback_apply(*, event: PaymentEvent, notice: CallbackNotice,
     if updated != 1:  # the payment is locked and CREATED: only a reused transaction id leaves it unchanged
         return _payment_refuse(event=event, order=order, code="TRANSACTION_REUSED", actor=actor, data=facts)
     order_mark_paid(order=order, actor=actor, data={"external_id": notice.payment_id, "amount": str(notice.amount)})
+    earlier = _refund_or_dispute_before(event=event, payment=payment, notice=notice)
+    if earlier is not None:
+        return _payment_after_refund_or_dispute(event=event, payment=payment, order=order, earlier=earlier,
+                                                notice=notice, outbox=outbox)
     if notice.amount > payment.amount:
         order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,
                            data={**facts, "reason": "OVERPAID", "expected": str(payment.amount)})
@@ -406,6 +410,51 @@ def _callback_apply(*, event: PaymentEvent, notice: CallbackNotice,
         event.save(update_fields=["reason_code"])
     order_fulfil(order=order, outbox=outbox)
     return _event_settle(event, PaymentEventOutcome.ACCEPTED)
+
+
+def _refund_or_dispute_before(*, event: PaymentEvent, payment: Payment,
+                              notice: CallbackNotice) -> PaymentEvent | None:
+    """A refund or dispute the provider reported before this payment's notice
+    (providers deliver in any order): found by our reference, or by the
+    provider's payment id for one that named only that (stored as ORDER_UNKNOWN)."""
+    return PaymentEvent.objects.filter(
+        Q(payment=payment) | Q(reference=payment.reference) | Q(transaction_id=notice.payment_id),
+        provider=event.provider, kind__in=[NoticeKind.REFUND, NoticeKind.DISPUTE],
+    ).exclude(pk=event.pk).order_by("id").first()
+
+
+def _payment_after_refund_or_dispute(*, event: PaymentEvent, payment: Payment, order: Order, earlier: PaymentEvent,
+                                     notice: CallbackNotice, outbox: list[int] | None) -> CallbackOutcome:
+    """The money arrived, but the provider had already reported it refunded
+    or disputed: no key goes out. A full refund closes the order as refunded
+    (the buyer has the money back); a dispute or a partial refund holds it
+    for staff, keys set aside but not shown. Call inside the paid transaction."""
+    actor = f"provider:{event.provider}"
+    full_refund = earlier.kind == NoticeKind.REFUND and earlier.succeeded and earlier.amount >= payment.amount
+    code = "REFUNDED_BEFORE_PAYMENT" if earlier.kind == NoticeKind.REFUND else "DISPUTED_BEFORE_PAYMENT"
+    order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,
+                       data={"reason": code, "external_id": earlier.external_id, "amount": str(earlier.amount)})
+    if full_refund:
+        order_refund_begin(order=order, actor=actor, reason="refunded at the provider before its payment arrived")
+        refund = Refund.objects.create(
+            payment=payment, amount=payment.amount, status=RefundStatus.SUCCEEDED,
+            external_id=earlier.external_id[:80], actor=actor, reason="refunded at the provider",
+            completed_at=timezone.now(),
+        )
+        Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.REFUNDED)
+        order_refund_complete(order=order, actor=actor, data={"refund": refund.pk, "amount": str(refund.amount)})
+        body = "The order was closed as refunded; no key went out."
+    else:
+        order_fulfil(order=order, outbox=outbox, hold_reason=code)
+        body = ("The order is held for review (Risk control → Review items): its keys are set aside, not shown. "
+                "Approve only once the dispute or refund is settled.")
+    owner_alert_raise(
+        kind=AlertKind.PAYMENT_ODD, dedupe_key=f"before-payment:{event.provider}:{event.external_id}",
+        subject=f"Order {order.order_no}: its payment arrived after a {earlier.get_kind_display().lower()} ({code})",
+        body=f"{event.provider} reported {earlier.get_kind_display().lower()} {earlier.external_id} "
+             f"({earlier.amount} {earlier.currency}) before payment {notice.payment_id}. {body}",
+    )
+    return _event_settle(event, PaymentEventOutcome.ACCEPTED, code)
 
 
 def _payment_lock(*, provider_id: str, notice: CallbackNotice) -> Payment | None:
@@ -478,8 +527,13 @@ def _refund_notice_apply(*, event: PaymentEvent, payment: Payment, notice: Callb
         order_refund_complete(order=order, actor=actor, data={"refund": refund.pk, "amount": str(refund.amount)})
         transaction.on_commit(lambda refund_id=refund.pk: refund_email_enqueue(refund_id=refund_id), robust=True)
         return _event_settle(event, PaymentEventOutcome.REFUNDED)
-    # Refunded after the keys went out, or only in part: a person decides.
-    code = "PARTIAL_REFUND" if not full else "REFUNDED_AFTER_DELIVERY"
+    # Refunded after the keys went out, or only in part, or before its
+    # payment reached us (the payment, when it arrives, sees this notice and
+    # delivers nothing): a person decides.
+    if payment.status == PaymentStatus.CREATED:
+        code = "REFUNDED_BEFORE_PAYMENT"
+    else:
+        code = "PARTIAL_REFUND" if not full else "REFUNDED_AFTER_DELIVERY"
     if full and payment.status == PaymentStatus.SUCCEEDED:
         Payment.objects.filter(pk=payment.pk, status=PaymentStatus.SUCCEEDED).update(status=PaymentStatus.REFUNDED)
     order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,

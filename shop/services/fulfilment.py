@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 def order_fulfil(*, order: Order, outbox: list[int] | None = None, lines: list | None = None,
-                 assessment=None) -> str:
+                 assessment=None, hold_reason: str = "") -> str:
     """Reserve the keys of a PAID (or AWAITING_STOCK) order and hand them over.
     Call inside a transaction holding the order's lock. Returns the new status.
 
@@ -53,11 +53,13 @@ def order_fulfil(*, order: Order, outbox: list[int] | None = None, lines: list |
     list, left to the caller (their ids are appended), who enqueues a whole
     batch of orders' deliveries at once. A caller that has the order's lines
     (with their products) and its payment-time ``assessment`` passes them.
+    ``hold_reason``: hold the order for review whatever the assessment says
+    (e.g. the provider reported a dispute before the payment).
     """
     source = order.status
     if lines is None:
         lines = list(order.lines.select_related("product"))
-    review = _order_review_at_payment(order=order, lines=lines, assessment=assessment) \
+    review = _order_review_at_payment(order=order, lines=lines, assessment=assessment, hold_reason=hold_reason) \
         if source == OrderStatus.PAID else review_pending(order_id=order.pk)
     try:
         # One line's claim is all-or-nothing by itself; several lines need a
@@ -86,18 +88,20 @@ def order_fulfil(*, order: Order, outbox: list[int] | None = None, lines: list |
     return order.status
 
 
-def _order_review_at_payment(*, order: Order, lines: list, assessment=None) -> object | None:
+def _order_review_at_payment(*, order: Order, lines: list, assessment=None, hold_reason: str = "") -> object | None:
     """Assess a just-paid order (unless its ``assessment`` is given); on
-    REVIEW open the review item, tell the owner (one digest per window, not
-    one mail per order) and return it."""
+    REVIEW (or with a ``hold_reason``) open the review item, tell the owner
+    (one digest per window, not one mail per order) and return it."""
     if assessment is None:
         assessment = payment_assess(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines],
                                     amount=order.amount)
-    if assessment.decision != "REVIEW":
+    if assessment.decision != "REVIEW" and not hold_reason:
         return None
     review = review_open(order_id=order.pk, assessment=assessment)
-    order_event_record(order=order, type=OrderEventType.REVIEW_OPENED,
-                       data={"ref": assessment.ref, "score": assessment.score})
+    data = {"ref": assessment.ref, "score": assessment.score}
+    if hold_reason:
+        data["reason"] = hold_reason
+    order_event_record(order=order, type=OrderEventType.REVIEW_OPENED, data=data)
     owner_alert_raise(
         kind=AlertKind.REVIEW, dedupe_key="review-queue",
         subject="Orders are waiting for review",

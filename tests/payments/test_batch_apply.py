@@ -52,7 +52,7 @@ def test_a_batch_costs_the_same_statements_whatever_its_size(client, queued, mak
     large_statements = _apply_counting()
     # then: one statement count for both (the one-notice path took ~20 per notice)
     assert large_statements == small_statements
-    assert small_statements < 30
+    assert small_statements <= 30  # 30 since the batch also looks for refunds and disputes reported before it
     assert _statuses(small + large) == [OrderStatus.FULFILLING] * 33
 
 

@@ -15,11 +15,11 @@ import pytest
 import stripe
 from django.utils import timezone
 
-from delivery.models import AlertKind, OwnerAlert
+from delivery.models import AlertKind, Delivery, OwnerAlert
 from inventory.models import CardKey
 from payments.models import Payment, PaymentEvent, PaymentEventKind, PaymentEventOutcome, PaymentStatus, Refund, \
     RefundStatus
-from payments.services import checkout_start_payment, payment_refund, payments_reconcile
+from payments.services import checkout_start_payment, payment_notices_apply, payment_refund, payments_reconcile
 from shop.models import Order, OrderEvent, OrderEventType, OrderStatus
 
 pytestmark = pytest.mark.django_db
@@ -401,3 +401,78 @@ def test_reconcile_leaves_an_unpaid_session_alone(stripe_order, stripe_api):
     # then
     assert (result.checked, result.completed, result.unanswered) == (1, [], 1)
     assert _state(order) == before
+
+
+# --- out of order: a refund or dispute reported before its payment ------------
+
+def test_a_refund_reported_before_its_payment_keeps_the_key_and_closes_the_order(
+        client, stripe_order, django_capture_on_commit_callbacks):
+    # given: Stripe delivers charge.refunded before checkout.session.completed
+    order = stripe_order()
+    refunded = signed_post(client, charge_event(order, event_id="evt_r", type="charge.refunded",
+                                                amount_refunded=1000, refunded=True))
+    assert refunded.status_code == 200
+    assert PaymentEvent.objects.get(external_id="evt_r").reason_code == "REFUNDED_BEFORE_PAYMENT"
+    # when: the payment arrives
+    with django_capture_on_commit_callbacks(execute=True):
+        paid = signed_post(client, session_event(order, event_id="evt_p"))
+    # then: recorded, refunded, nothing delivered, the owner told
+    assert paid.status_code == 200
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED
+    assert Payment.objects.get(order=order).status == PaymentStatus.REFUNDED
+    assert not CardKey.objects.filter(order_line__order=order).exists()
+    assert not Delivery.objects.filter(order=order).exists()
+    assert PaymentEvent.objects.get(external_id="evt_p").reason_code == "REFUNDED_BEFORE_PAYMENT"
+    assert Refund.objects.get().status == RefundStatus.SUCCEEDED
+    assert "before payment" in OwnerAlert.objects.get(dedupe_key="before-payment:stripe:evt_p").body
+
+
+def test_a_dispute_reported_before_its_payment_holds_the_order_for_staff(
+        client, stripe_order, django_capture_on_commit_callbacks):
+    # given
+    order = stripe_order()
+    signed_post(client, charge_event(order, event_id="evt_d", type="charge.dispute.created", amount=1000,
+                                     reason="fraudulent"))
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_post(client, session_event(order, event_id="evt_p"))
+    # then: paid, keys set aside but not shown, a review open with the reason
+    order.refresh_from_db()
+    assert order.status == OrderStatus.IN_REVIEW
+    assert not order.keys_visible
+    assert not Delivery.objects.filter(order=order).exists()
+    assert order.events.get(type=OrderEventType.REVIEW_OPENED).data["reason"] == "DISPUTED_BEFORE_PAYMENT"
+
+
+def test_a_refund_naming_only_the_payment_intent_is_looked_at_again_when_its_payment_appears(
+        client, stripe_order, django_capture_on_commit_callbacks):
+    # given: a refund without our reference, before the payment: no payment has that intent yet
+    order = stripe_order()
+    event = charge_event(order, event_id="evt_r", type="charge.refunded", amount_refunded=1000, refunded=True)
+    event["data"]["object"]["metadata"] = {}
+    signed_post(client, event)
+    assert PaymentEvent.objects.get(external_id="evt_r").reason_code == "ORDER_UNKNOWN"
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_post(client, session_event(order, event_id="evt_p"))
+    # then
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED
+    assert not CardKey.objects.filter(order_line__order=order).exists()
+
+
+def test_the_batch_applier_does_not_hand_out_a_key_for_a_payment_refunded_in_the_same_batch(
+        client, stripe_order, queued, django_capture_on_commit_callbacks):
+    # given: both notices stored, the refund first, applied together
+    order = stripe_order()
+    signed_post(client, charge_event(order, event_id="evt_r", type="charge.refunded", amount_refunded=1000,
+                                     refunded=True))
+    signed_post(client, session_event(order, event_id="evt_p"))
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        assert payment_notices_apply() == 2
+    # then
+    order.refresh_from_db()
+    assert order.status == OrderStatus.REFUNDED
+    assert not CardKey.objects.filter(order_line__order=order).exists()

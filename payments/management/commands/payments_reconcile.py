@@ -9,7 +9,7 @@ class Command(BaseCommand):
     help = "Ask the payment providers about unpaid orders and complete those that were paid without a notify."
 
     def add_arguments(self, parser):
-        parser.add_argument("--provider", default="", help="only this provider id (sandbox, epay, stripe)")
+        parser.add_argument("--provider", default="", help="only this payment method id (e.g. epay, alipay, wechat, usdt, stripe, or one added in the admin)")
         parser.add_argument("--min-age", type=int, default=2, help="skip payments opened less than this many minutes ago")
         parser.add_argument("--max-age", type=int, default=7 * 24 * 60, help="skip payments older than this many minutes")
 
