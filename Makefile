@@ -26,9 +26,11 @@ $(VENV)/.installed: pyproject.toml
 run: install
 	exec $(PY) -m shop.devstack
 
-# The browser tests drive Debian's Chromium; install it when missing (root in CI).
+# The browser tests drive Debian's Chromium; install it when missing (root in CI),
+# with a small CJK font so the Chinese pages render (and their screenshots read).
 test: install
-	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The flash-sale benchmark (gunicorn, RQ workers, SMTP sink, signed EPay

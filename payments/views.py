@@ -95,7 +95,7 @@ def pay_page(request, reference: str):
     method = next((m for m in methods_all() if m.id == payment.provider), None)
     qr_svg = ""
     if action.kind == PayActionKind.QR and action.qr:
-        qr_svg = segno.make(action.qr, error="m").svg_inline(scale=6, border=2, dark="#111")
+        qr_svg = segno.make(action.qr, error="m").svg_inline(scale=6, border=2, dark="#111", omitsize=True)
     return render(request, "payments/pay.html", {
         "payment": payment, "order": order, "action": action, "method": method, "qr_svg": qr_svg,
         "settled": settled, "has_session": has_session,

@@ -12,6 +12,14 @@
     tick();
   });
 
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".copy-text") : null;
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.dataset.copy).then(function () {
+      button.textContent = button.dataset.copied;
+    });
+  });
+
   var form = document.getElementById("gateway-form");
   if (form) { form.submit(); return; }
 
