@@ -159,7 +159,8 @@ class PaymentMethodForm(forms.ModelForm):
         return data
 
 
-SECRET_FIELDS_ALL = sorted({name for names in SECRET_FIELDS.values() for name in names})
+# In the admin's order: grouped by provider (EPay, Alipay, WeChat, epusdt, Stripe).
+SECRET_FIELDS_ALL = list(dict.fromkeys(name for names in SECRET_FIELDS.values() for name in names))
 
 
 @admin.register(PaymentMethod)

@@ -18,7 +18,7 @@ from payments.providers import ProviderUnknown, provider_get
 from payments.providers import epay as epay_module
 from payments.providers.epay import EpayKeyMissing, epay_sign
 from payments.services import payment_notices_apply
-from shop.models import OrderEvent, OrderStatus
+from shop.models import Order, OrderEvent, OrderStatus
 from tests.payments.conftest import EPAY_KEY, EPAY_NOTIFY_URL, epay_notice
 
 pytestmark = pytest.mark.django_db
@@ -314,3 +314,33 @@ def test_settings_refuse_an_epay_merchant_id_without_a_key(tmp_path):
     # then
     assert result.returncode == 1
     assert "ImproperlyConfigured: EPAY_KEY and EPAY_GATEWAY must be set when EPAY_PID is" in result.stderr
+
+
+def test_a_signed_notice_for_less_than_the_price_is_recorded_rejected_and_pays_nothing(
+        client, make_product, make_epay_order):
+    # given
+    order = make_epay_order(product=make_product(keys=2, price="30.00"))
+    # when: correctly signed, but 29.99
+    response = client.post(EPAY_NOTIFY_URL, epay_notice(order, money="29.99"))
+    # then: acknowledged (resending changes nothing), rejected, nothing delivered
+    assert response.content == b"success"
+    order.refresh_from_db()
+    event = PaymentEvent.objects.get()
+    assert (event.outcome, event.reason_code) == (PaymentEventOutcome.REJECTED, "AMOUNT_MISMATCH")
+    assert order.status == OrderStatus.PENDING_PAYMENT
+    assert not CardKey.objects.filter(order_line__order=order).exists()
+
+
+def test_a_late_notice_for_an_expired_order_is_accepted_and_delivered(client, make_product, make_epay_order,
+                                                                      django_capture_on_commit_callbacks):
+    # given: the hold lapsed and the sweeper expired the order
+    order = make_epay_order(product=make_product(keys=2))
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.EXPIRED)
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(EPAY_NOTIFY_URL, epay_notice(order))
+    # then: money is never dropped
+    assert response.content == b"success"
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FULFILLING
+    assert CardKey.objects.filter(order_line__order=order, status=CardKeyStatus.DELIVERED).count() == 1

@@ -476,3 +476,18 @@ def test_the_batch_applier_does_not_hand_out_a_key_for_a_payment_refunded_in_the
     order.refresh_from_db()
     assert order.status == OrderStatus.REFUNDED
     assert not CardKey.objects.filter(order_line__order=order).exists()
+
+
+def test_a_late_payment_for_an_expired_order_is_accepted_and_delivered(client, stripe_order,
+                                                                       django_capture_on_commit_callbacks):
+    # given
+    order = stripe_order()
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.EXPIRED)
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        response = signed_post(client, session_event(order))
+    # then
+    assert response.status_code == 200
+    order.refresh_from_db()
+    assert order.status == OrderStatus.FULFILLING
+    assert CardKey.objects.filter(order_line__order=order).count() == 1

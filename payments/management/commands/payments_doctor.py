@@ -25,6 +25,8 @@ class Command(BaseCommand):
             if check.fix and check.status != "OK":
                 self.stdout.write(f"      fix: {check.fix}")
         failed = [c for c in checks if c.status == FAIL]
-        self.stdout.write(f"{len(failed)} problem{'s' if len(failed) != 1 else ''} found")
+        warned = [c for c in checks if c.status == "WARN"]
+        self.stdout.write(f"{len(failed)} problem{'s' if len(failed) != 1 else ''}, "
+                          f"{len(warned)} warning{'s' if len(warned) != 1 else ''}")
         if failed:
             raise SystemExit(1)
