@@ -325,7 +325,12 @@ if WECHATPAY_MCHID and not all((WECHATPAY_APPID, WECHATPAY_SERIAL, WECHATPAY_PRI
 # (MD5 signs) and, optionally, the shop's own rate (shop currency per USDT).
 EPUSDT_GATEWAY = env_str("EPUSDT_GATEWAY", "")
 EPUSDT_TOKEN = env_str("EPUSDT_TOKEN", "")
-EPUSDT_RATE = Decimal(env_str("EPUSDT_RATE", "0") or "0") or None
+try:
+    EPUSDT_RATE = Decimal(env_str("EPUSDT_RATE", "") or "0") or None
+except ArithmeticError:
+    raise ImproperlyConfigured("EPUSDT_RATE must be a number: the shop's currency per USDT, e.g. 7.10") from None
+if EPUSDT_RATE is not None and EPUSDT_RATE <= 0:
+    raise ImproperlyConfigured("EPUSDT_RATE must be positive: the shop's currency per USDT, e.g. 7.10")
 EPUSDT_QUERY_BEFORE_CREDIT = env_bool("EPUSDT_QUERY_BEFORE_CREDIT", True)
 if EPUSDT_GATEWAY and not EPUSDT_TOKEN:
     raise ImproperlyConfigured("EPUSDT_TOKEN must be set when EPUSDT_GATEWAY is")
