@@ -13,7 +13,8 @@ from datetime import timedelta
 from django.apps import apps
 from django.conf import settings
 from django.db import connection, models
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 
 from delivery.models import AlertKind, Channel, DeliveryStatus, OwnerAlert
@@ -130,7 +131,10 @@ def audit_callbacks_applied_once() -> list[str]:
     mismatched = accepted.filter(payment__isnull=False).filter(
         Q(amount__lt=F("payment__amount")) | ~Q(currency=F("payment__currency"))
         | ~Q(payment__status__in=[PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED])
-        | ~Q(external_id=F("payment__external_id"))
+        # The payment's id at the provider: the notice's own id where the
+        # provider sends one notice per trade (EPay), else the trade it names
+        # (a Stripe event evt_… names its payment intent pi_…).
+        | ~Q(payment__external_id=Coalesce(NullIf(F("transaction_id"), Value("")), F("external_id")))
     )
     offending += [f"event:{pk}" for pk in mismatched.order_by("id").values_list("pk", flat=True)]
     twice = (

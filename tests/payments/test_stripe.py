@@ -20,6 +20,7 @@ from inventory.models import CardKey
 from payments.models import Payment, PaymentEvent, PaymentEventKind, PaymentEventOutcome, PaymentStatus, Refund, \
     RefundStatus
 from payments.services import checkout_start_payment, payment_notices_apply, payment_refund, payments_reconcile
+from shop.audit import audit_run
 from shop.models import Order, OrderEvent, OrderEventType, OrderStatus
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +85,17 @@ class FakeStripeApi:
         return {"id": f"cs_test_{reference}", "object": "checkout.session", "client_reference_id": reference,
                 "url": f"https://checkout.stripe.com/c/pay/cs_test_{reference}", "payment_status": payment_status,
                 "amount_total": 1000, "currency": "cny", "payment_intent": f"pi_{reference}"}
+
+
+@pytest.fixture(autouse=True)
+def audited(request):
+    """After every Stripe flow, the payment invariants of ``manage.py audit``
+    hold (4: each callback applied once and matching its payment; 5: nothing
+    paid is lost): Stripe names a payment by its intent, not its event id."""
+    yield
+    if "db" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        results = {r.number: r for r in audit_run()}
+        assert (results[4].offending, results[5].offending) == ([], [])
 
 
 @pytest.fixture
