@@ -43,6 +43,7 @@ RUN DATABASE_URL=postgres://build@127.0.0.1:1/build \
     KEY_FINGERPRINT_PEPPER=build-only \
     ALLOWED_HOSTS=build.invalid \
     SITE_URL=https://build.invalid \
+    EMAIL_URL=smtp://build.invalid:25 \
     python manage.py collectstatic --noinput \
  && python -m compileall -q shop inventory payments delivery riskctl
 

@@ -191,8 +191,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROX
 # still reach /healthz over plain HTTP.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", BEHIND_TLS_PROXY)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-# Off until HTTPS is confirmed: a wrong HSTS header is hard to take back.
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+# On (a year) when a TLS proxy fronts the site, so browsers never try plain
+# HTTP again; off otherwise (a wrong HSTS header is hard to take back).
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if BEHIND_TLS_PROXY else 0)
 # Only when every subdomain is HTTPS too (and, for preload, the domain is to be
 # submitted to the browsers' preload list).
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -200,7 +201,16 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 
 # --- email ------------------------------------------------------------------
 
-EMAIL_URL = env_str("EMAIL_URL", "console://")
+EMAIL_URL = env_str("EMAIL_URL", "console://" if DEBUG else "")
+if not EMAIL_URL:
+    raise ImproperlyConfigured("EMAIL_URL must be set when DEBUG is off: smtp://user:password@host:587?tls=1 "
+                               "(keys are sent by email)")
+# Console email prints every key into the log and emails nobody: never a
+# production default, only on purpose (a demo without a mail server).
+EMAIL_CONSOLE_ALLOWED = env_bool("EMAIL_CONSOLE_ALLOWED", DEBUG)
+if EMAIL_URL.partition(":")[0] in ("console", "locmem") and not EMAIL_CONSOLE_ALLOWED:
+    raise ImproperlyConfigured("EMAIL_URL is console:// with DEBUG off: every key would be printed in the log and "
+                               "no buyer emailed. Set an smtp:// URL, or EMAIL_CONSOLE_ALLOWED=1 for a demo.")
 globals().update(email_from_url(EMAIL_URL))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Kamidrop <no-reply@kamidrop.local>")
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)

@@ -422,11 +422,12 @@ def test_env_example_unfilled_refuses_to_start(tmp_path):
 
 
 def test_env_example_with_secrets_filled_in_passes_the_system_check(tmp_path):
-    # when: the secrets generated the way the example says
+    # when: the secrets generated the way the example says, and the mail server
     result = _settings_subprocess({
         "SECRET_KEY": secrets.token_urlsafe(50),
         "KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "KEY_FINGERPRINT_PEPPER": secrets.token_urlsafe(32),
+        "EMAIL_URL": "smtp://shop:pw@smtp.example.com:587?tls=1",
     }, tmp_path)
     # then
     assert result.returncode == 0, result.stderr

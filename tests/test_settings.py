@@ -17,6 +17,7 @@ PRODUCTION = {
     "SITE_URL": "https://shop.example.com",
     "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db",
     "REDIS_URL": "redis://127.0.0.1:1/0",
+    "EMAIL_URL": "smtp://shop:pw@smtp.example.com:587?tls=1",
 }
 
 
@@ -35,7 +36,7 @@ def test_production_settings_import_with_everything_set(tmp_path):
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "KEY_ENCRYPTION_KEYS", "KEY_FINGERPRINT_PEPPER", "ALLOWED_HOSTS",
-                                     "SITE_URL", "DATABASE_URL", "REDIS_URL"])
+                                     "SITE_URL", "DATABASE_URL", "REDIS_URL", "EMAIL_URL"])
 def test_production_settings_refuse_to_start_without(tmp_path, missing):
     # when
     result = _import_settings(tmp_path, **{missing: None})
@@ -44,3 +45,24 @@ def test_production_settings_refuse_to_start_without(tmp_path, missing):
     assert f"ImproperlyConfigured: {missing} must be set when DEBUG is off" in result.stderr
     # and no embedded server was started in its place
     assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()
+
+
+def test_console_email_is_refused_with_debug_off_unless_allowed(tmp_path):
+    # when: a deploy that kept console email
+    refused = _import_settings(tmp_path, EMAIL_URL="console://")
+    allowed = _import_settings(tmp_path, EMAIL_URL="console://", EMAIL_CONSOLE_ALLOWED="1")
+    # then
+    assert refused.returncode == 1
+    assert "ImproperlyConfigured: EMAIL_URL is console:// with DEBUG off" in refused.stderr
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_hsts_is_on_by_default_behind_a_tls_proxy(tmp_path):
+    code = "import shop.settings as s; print(s.SECURE_HSTS_SECONDS)"
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    env.update({**PRODUCTION, "KAMIDROP_DATA_DIR": str(tmp_path)})
+    behind = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env={**env, "BEHIND_TLS_PROXY": "1"},
+                            capture_output=True, text=True, timeout=60)
+    direct = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert (behind.stdout.strip(), direct.stdout.strip()) == ("31536000", "0")

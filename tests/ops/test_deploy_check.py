@@ -24,6 +24,7 @@ def production_env(**overrides) -> dict:
         # Not connected to by the checks: nothing listens there.
         "DATABASE_URL": "postgres://kamidrop:pw@127.0.0.1:9/kamidrop",
         "REDIS_URL": "redis://127.0.0.1:9/0",
+        "EMAIL_URL": "smtp://shop:pw@smtp.example.com:587?tls=1",
         "BEHIND_TLS_PROXY": "1",
         "SECURE_HSTS_SECONDS": "31536000",
         "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",

@@ -307,6 +307,7 @@ def test_settings_refuse_an_epay_merchant_id_without_a_key(tmp_path):
         KEY_FINGERPRINT_PEPPER="pepper", ALLOWED_HOSTS="shop.example.com", SITE_URL="https://shop.example.com",
         DATABASE_URL="postgres://u:p@127.0.0.1:1/db", REDIS_URL="redis://127.0.0.1:1/0",
         KAMIDROP_DATA_DIR=str(tmp_path / "data"), EPAY_PID="1001", EPAY_GATEWAY="https://pay.example.com/submit.php",
+        EMAIL_URL="smtp://shop:pw@smtp.example.com:587",
     )
     # when
     result = subprocess.run([sys.executable, "-c", "import shop.settings"], cwd=base, env=env,
