@@ -67,6 +67,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_rq",
+    "axes",
+    "csp",
     "shop",
     "inventory",
     "payments",
@@ -88,6 +90,11 @@ MIDDLEWARE = [
     "shop.browser_middleware.AuthenticationMiddleware",
     "shop.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Admin login throttling (shop/adminlogin.py): the per-address limit, then
+    # django-axes, which must stay the last middleware (its docs).
+    "shop.adminlogin.AdminLoginIpThrottleMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 # Server-to-server callbacks (regexes matched against the whole path): the
 # payment providers' notifies. No session, language, user or messages are
@@ -160,6 +167,27 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Admin login throttling (django-axes; shop/adminlogin.py). axes checks first
+# and refuses a locked-out login before any password is compared.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Lock the pair (username, address), not the username: someone guessing from
+# elsewhere cannot lock the owner out. Failures are rows in PostgreSQL.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# Wrong passwords for one username from one address before that pair is locked.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+# Hours, as axes reads a float: the lock lifts this long after the last failure.
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60
+# A successful login forgets that username's earlier typos from that address.
+AXES_RESET_ON_SUCCESS = True
+# The address risk rules and rate limits see (X-Forwarded-For only from TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "shop.adminlogin.admin_login_client_ip"
+# Failed logins from one address, any usernames, within the cool-off before its logins are refused.
+ADMIN_LOGIN_IP_FAILURE_LIMIT = env_int("ADMIN_LOGIN_IP_FAILURE_LIMIT", 20)
+
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
@@ -198,6 +226,26 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if BEHIND_TLS_PR
 # submitted to the browsers' preload list).
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Content-Security-Policy (django-csp): buyer pages load scripts, styles and
+# images from this site only and run no inline script, so injected markup
+# cannot run. Forms may go to the payment gateways (a POST answered by a
+# redirect to the gateway), so form-action is left open. The admin (Django's
+# own, django-rq's dashboard) uses inline styles: it is excluded, and stays
+# behind X-Frame-Options and its login.
+CONTENT_SECURITY_POLICY = {
+    "EXCLUDE_URL_PREFIXES": ["/admin/"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- email ------------------------------------------------------------------
 

@@ -39,12 +39,18 @@ def chromium(tmp_path_factory):
 
 @pytest.fixture
 def page(chromium):
-    """A fresh tab with no cookies from an earlier test."""
+    """A fresh tab with no cookies from an earlier test. Whatever the test
+    does, the page must not trip the Content-Security-Policy (an inline
+    script or style slipped into a buyer page would)."""
     chromium.clear_cookies()
     tab = chromium.new_page()
     tab.set_default_timeout(15_000)
+    violations = []
+    tab.on("console", lambda message: violations.append(message.text)
+           if "Content Security Policy" in message.text else None)
     yield tab
     tab.close()
+    assert violations == []
 
 
 @pytest.fixture
