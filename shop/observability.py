@@ -21,6 +21,8 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from shop.accesslog import path_redact
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 order_no_var: contextvars.ContextVar[str] = contextvars.ContextVar("order_no", default="")
 
@@ -129,7 +131,7 @@ class RequestIdMiddleware:
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = request_id
             access_logger.info(
-                "%s %s %s %dms", request.method, request.path, response.status_code,
+                "%s %s %s %dms", request.method, path_redact(request.path), response.status_code,
                 (time.monotonic() - started) * 1000,
             )
             return response
