@@ -147,7 +147,8 @@ def test_dockerfile_runs_gunicorn_as_a_user_who_is_not_root():
     (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
     assert cmd == (
         "exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
-        "--worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile -"
+        "--worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile - "
+        "--logger-class shop.accesslog.RedactingLogger"
     )
     # USER after every RUN (the build steps run as root), before the command
     assert keywords.index("USER") > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
