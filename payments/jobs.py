@@ -40,8 +40,9 @@ def sandbox_notify_send(reference: str, mode: str = NotifyMode.NORMAL) -> list[s
     return replies
 
 
-def payment_notices_drain_job() -> int:
-    return payment_notices_drain()
+def payment_notices_drain_job(job_id: str | None = None) -> int:
+    # job_id is None for a job enqueued before the wake-up flag held job ids.
+    return payment_notices_drain(job_id=job_id)
 
 
 def refund_email_send(refund_id: int) -> bool:

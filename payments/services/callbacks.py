@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -82,8 +83,14 @@ class CallbackOutcome:
 # job on this queue, woken through a flag so a burst wakes it once) turns
 # stored notices into paid orders in batches.
 APPLY_QUEUE = "payments"
-APPLY_FLAG = "kamidrop:payments:apply-wanted"
-APPLY_FLAG_TTL = 60  # a lost job stops blocking new wake-ups after this
+APPLY_FLAG = "kamidrop:payments:apply-wanted"  # holds the id of the job that will clear it
+# The flag only has to outlive the trip of its job from the queue to its
+# first statement: milliseconds when a worker is free. A worker killed
+# between taking the job and starting it loses the job, and its flag then
+# swallows every wake-up until it expires: this is how long payments may
+# stall. A job that waits in the queue longer than this (every worker busy)
+# gets a second one beside it at the next notice: at worst an empty batch.
+APPLY_FLAG_TTL = 3
 APPLY_JOB_TIMEOUT = 180
 APPLY_ERROR_CHARS = 500
 
@@ -116,11 +123,36 @@ def payment_notice_receive(*, provider_id: str, notice: CallbackNotice) -> Callb
 
 def payment_notices_wake() -> None:
     """Make sure an applier job will run after this point. One Redis round
-    trip while a wake-up is already pending, so a burst enqueues one job."""
-    if _apply_redis().set(APPLY_FLAG, 1, nx=True, ex=APPLY_FLAG_TTL):
+    trip while a wake-up is already pending, so a burst enqueues one job.
+
+    Skipping is safe only while the pending job has not started (it clears
+    the flag as it starts, then reads the inbox): two notifies at once both
+    find it either pending (its job will see both notices) or not (one of
+    them sets it). The flag cannot be checked for a live job in one round
+    trip, so it is simply never trusted for long: it expires after
+    APPLY_FLAG_TTL seconds, and a lost job (its worker SIGKILLed as it took
+    it) stops swallowing wake-ups then, not after a minute. The flag also
+    expires if this process dies between setting it and enqueueing."""
+    job_id = f"payments-apply-{uuid.uuid4().hex}"
+    if _apply_redis().set(APPLY_FLAG, job_id, nx=True, ex=APPLY_FLAG_TTL):
         django_rq.get_queue(APPLY_QUEUE, connection=_apply_redis()).enqueue(
-            "payments.jobs.payment_notices_drain_job", job_timeout=APPLY_JOB_TIMEOUT
+            "payments.jobs.payment_notices_drain_job", job_id, job_id=job_id, job_timeout=APPLY_JOB_TIMEOUT
         )
+
+
+def _wake_up_clear(*, job_id: str | None) -> None:
+    """Clear the wake-up flag if ``job_id`` set it (or whatever it holds, for
+    a drain no job woke). A job whose flag expired while it waited in the
+    queue leaves its successor's flag alone: that one will still start and
+    read the inbox after any notice that found it set, and clearing it would
+    let the next notify enqueue yet another job while the successor waits."""
+    if job_id is None:
+        _apply_redis().delete(APPLY_FLAG)
+    else:  # compared and deleted in one step: a notify may set a new flag in between
+        _apply_redis().eval(_DELETE_IF_EQUAL, 1, APPLY_FLAG, job_id)
+
+
+_DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 def _apply_redis() -> redis.Redis:
@@ -135,7 +167,7 @@ def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
 
-def payment_notices_drain(*, budget_seconds: float | None = None) -> int:
+def payment_notices_drain(*, budget_seconds: float | None = None, job_id: str | None = None) -> int:
     """The applier job: apply stored notices batch by batch until none is
     left (or the time budget is spent: then wake a successor). Several may
     run at once: each batch takes its notices with SKIP LOCKED. The budget is
@@ -146,9 +178,13 @@ def payment_notices_drain(*, budget_seconds: float | None = None) -> int:
     The wake-up flag is cleared before the first batch, so a notice stored
     after that point wakes a new job, and one stored before it is in a batch:
     a job stops as soon as a batch is not full (it has caught up), and frees
-    its worker for the emails. Returns the number of notices taken.
+    its worker for the emails. Clearing it first is also why the flag needs
+    no heartbeat while the job runs: a running job holds no flag, and a
+    worker killed mid-batch leaves its notices to the job the next notify
+    enqueues. ``job_id`` is the job's own id (see ``_wake_up_clear``).
+    Returns the number of notices taken.
     """
-    _apply_redis().delete(APPLY_FLAG)
+    _wake_up_clear(job_id=job_id)
     if budget_seconds is None:
         budget_seconds = settings.PAYMENTS_APPLY_BUDGET_MS / 1000
     deadline = time.monotonic() + budget_seconds
