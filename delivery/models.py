@@ -121,6 +121,7 @@ class AlertKind(models.TextChoices):
     AWAITING_STOCK = "AWAITING_STOCK", "Paid orders waiting for stock"
     KEY_GUESSING = "KEY_GUESSING", "Someone is guessing keys"
     RISK_BLOCK = "RISK_BLOCK", "Checkouts blocked by risk rules"
+    ADMIN_LOCKOUT = "ADMIN_LOCKOUT", "Admin login locked out"
 
 
 class OwnerAlert(models.Model):

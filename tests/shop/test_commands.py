@@ -5,6 +5,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import CommandError, call_command
+from django.test import RequestFactory
 
 from inventory.models import CardKey, CardKeyStatus, ImportBatch
 from shop.models import Product
@@ -28,7 +29,8 @@ def test_demo_is_idempotent_and_prints_a_random_admin_password():
         assert CardKey.objects.filter(product=product, status=CardKeyStatus.AVAILABLE).count() == 25
     assert get_user_model().objects.filter(is_superuser=True).count() == 1
     password = first.split("password ")[1].split(" ")[0]
-    assert authenticate(username="admin", password=password) is not None
+    # django-axes (admin login throttling) needs the login request to authenticate.
+    assert authenticate(RequestFactory().post("/admin/login/"), username="admin", password=password) is not None
     assert "user 'admin' exists" in second and "password " + password not in second
     assert second.count("0 keys added, 25 available") == 3
 
