@@ -1,5 +1,7 @@
 """Brute-force defence for key checks: an escalating cooldown after repeated
-NOT_FOUND from one source, and a guessing signal for the owner alert.
+NOT_FOUND from one source, a miss budget per API key and per address that
+the merchant's ``end_user`` does not split, and a guessing signal for the
+owner alert.
 
 Counters live in Django's cache (Redis): losing them loses only the defence's
 memory, never a key or a redemption. ``source`` is a short string naming who
@@ -77,3 +79,32 @@ def key_guard_miss_record(*, source: str, well_formed: bool) -> MissOutcome:
         misses=misses, cooldown_seconds=cooldown, guesses_this_hour=guesses,
         alert=well_formed and guesses == settings.KEY_API_GUESS_ALERT_MISSES,
     )
+
+
+def _budget_source(source: str) -> str:
+    # Its own namespace: "apikey:12" is also a per-source cooldown.
+    return f"budget:{source}"
+
+
+def key_guard_budget_left(*, sources: list[str]) -> int:
+    """Seconds until every budget in ``sources`` may be spent again (0: now)."""
+    return max((key_guard_cooldown_left(source=_budget_source(source)) for source in sources), default=0)
+
+
+def key_guard_budget_spend(*, budgets: dict[str, int]) -> list[str]:
+    """Count a NOT_FOUND against each ``source → limit`` budget; return the
+    sources whose budget this miss used up.
+
+    Misses are counted over ``KEY_API_MISS_BUDGET_SECONDS`` from the first
+    one; using a budget up starts a cooldown of that length. Only the miss
+    that reaches the limit is returned, so the caller alerts once per
+    incident however many requests race past the check.
+    """
+    window = settings.KEY_API_MISS_BUDGET_SECONDS
+    spent = []
+    for source, limit in budgets.items():
+        name = _budget_source(source)
+        if _counter_incr(f"keyguard:miss:{name}", window) == limit:
+            cache.set(f"keyguard:cooldown:{name}", time.time() + window, timeout=window)
+            spent.append(source)
+    return spent

@@ -6,8 +6,10 @@ Business outcomes answer 200 ``{"valid": false, "code": ...}``; only a
 malformed or unauthorised request gets 4xx (the house error shape). Defence
 against guessing: django-ratelimit per client IP (before authentication) and
 per API key, an escalating cooldown after repeated NOT_FOUND from one source
-(``inventory.keyguard``), and one de-duplicated owner alert when one source
-sends many well-formed keys that do not exist within an hour.
+(``inventory.keyguard``), a miss budget per API key and per client address
+that a new ``end_user`` does not reset, and one de-duplicated owner alert when
+one source sends many well-formed keys that do not exist within an hour or
+uses a miss budget up.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
 from inventory import redemption as keys
 from inventory.apikeys import ApiKeyInvalid, merchant_api_key_authenticate
-from inventory.keyguard import key_guard_cooldown_left, key_guard_miss_record
+from inventory.keyguard import (
+    key_guard_budget_left,
+    key_guard_budget_spend,
+    key_guard_cooldown_left,
+    key_guard_miss_record,
+)
 from inventory.models import MerchantApiKey
 from riskctl.identity import client_ip
 from shop.access import order_for_session
@@ -77,7 +84,24 @@ def _cooldown_error(seconds: int) -> JsonResponse:
     return response
 
 
-def _miss_record(*, source: str, result: keys.KeyCheck, label: str) -> None:
+def _guessing_alert(*, source: str, label: str, body: str) -> None:
+    # The source is named, never the keys tried.
+    owner_alert_raise(kind=AlertKind.KEY_GUESSING, dedupe_key=f"key-guessing:{source}",
+                      subject=f"Possible key guessing from {label}", body=body)
+
+
+def _budgets(*, api_key: MerchantApiKey, ip: str) -> dict[str, tuple[int, str]]:
+    """The miss budgets a merchant call spends, ``source → (limit, label)``.
+    Neither depends on ``end_user``: a guesser who sends a new one on every
+    call still spends the API key's and the address's budget."""
+    budgets = {f"apikey:{api_key.pk}": (settings.KEY_API_MISS_BUDGET_PER_KEY, f"API key {api_key}")}
+    if ip:  # no peer address (a unix-socket proxy): one shared budget would lock out everyone
+        budgets[f"ip:{ip}"] = (settings.KEY_API_MISS_BUDGET_PER_IP, f"IP {ip} (key API)")
+    return budgets
+
+
+def _miss_record(*, source: str, result: keys.KeyCheck, label: str,
+                 budgets: dict[str, tuple[int, str]] | None = None) -> None:
     """Feed the brute-force defence with a NOT_FOUND answer."""
     if result.code != keys.NOT_FOUND:
         return
@@ -86,14 +110,19 @@ def _miss_record(*, source: str, result: keys.KeyCheck, label: str) -> None:
         logger.warning("key checks from %s cooled down for %ss after %s misses", label, outcome.cooldown_seconds,
                        outcome.misses)
     if outcome.alert:
-        # No alert kind fits exactly; REVIEW is the one the owner reads as
-        # "look at this". The source is named, never the keys tried.
-        owner_alert_raise(
-            kind=AlertKind.KEY_GUESSING, dedupe_key=f"key-guessing:{source}",
-            subject=f"Possible key guessing from {label}",
-            body=(f"{outcome.guesses_this_hour} well-formed keys that do not exist were checked from {label} "
-                  "within the last hour. Revoke the API key or block the address if this is not expected."),
-        )
+        _guessing_alert(source=source, label=label, body=(
+            f"{outcome.guesses_this_hour} well-formed keys that do not exist were checked from {label} "
+            "within the last hour. Revoke the API key or block the address if this is not expected."))
+    budgets = budgets or {}
+    for spent in key_guard_budget_spend(budgets={name: limit for name, (limit, _) in budgets.items()}):
+        limit, spent_label = budgets[spent]
+        window = settings.KEY_API_MISS_BUDGET_SECONDS
+        logger.warning("key checks from %s cooled down for %ss: %s misses within %ss", spent_label, window, limit,
+                       window)
+        _guessing_alert(source=spent, label=spent_label, body=(
+            f"{limit} keys that do not exist were checked from {spent_label} within {window} seconds, "
+            f"whatever end user the merchant named; its key checks are paused for {window} seconds. "
+            "Revoke the API key or block the address if this is not expected."))
 
 
 def _result_json(result: keys.KeyCheck) -> dict:
@@ -134,12 +163,12 @@ def _body(request, *, required: tuple[str, ...], optional: tuple[str, ...] = ())
         if name in body and body[name] is not None and not isinstance(body[name], str):
             return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
     limits = {"key": keys.MAX_KEY_LENGTH, "redemption_id": 100, "redeemer": 150, "instance": 200, "end_user": 150}
-    too_long = [name for name, limit in limits.items() if len(body.get(name) or "") > limit]
+    # Only this endpoint's fields (strings by now): another endpoint's field may hold anything.
+    too_long = [name for name, limit in limits.items()
+                if name in (*required, *optional) and len(body.get(name) or "") > limit]
     if too_long:
         return api_error("FIELD_INVALID", f"Too long: {', '.join(too_long)}.", 400, fields=too_long)
-    if any("\x00" in (body.get(name) or "") for name in (*required, *optional)):
-        return api_error("FIELD_INVALID", "Text fields may not contain NUL characters.", 400)
-    return body
+    return body  # NUL and lone surrogates: refused by api_json_object
 
 
 def _merchant_call(request, *, required: tuple[str, ...], optional: tuple[str, ...] = (), call,
@@ -159,15 +188,17 @@ def _merchant_call(request, *, required: tuple[str, ...], optional: tuple[str, .
     if isinstance(body, JsonResponse):
         return body
     # With ``end_user`` (the merchant's id or IP of whoever typed the key) one
-    # guessing user is cooled down, not the merchant's whole integration.
+    # guessing user is cooled down, not the merchant's whole integration; the
+    # API key's and the address's miss budgets hold whatever ``end_user`` says.
     end_user = (body.get("end_user") or "").strip()
     source = f"apikey:{api_key.pk}" + (f":{hashlib.sha256(end_user.encode()).hexdigest()[:16]}" if end_user else "")
-    if left := key_guard_cooldown_left(source=source):
+    budgets = _budgets(api_key=api_key, ip=client_ip(request))
+    if left := max(key_guard_cooldown_left(source=source), key_guard_budget_left(sources=list(budgets))):
         return _cooldown_error(left)
     product_ids = list(api_key.products.values_list("pk", flat=True))
     result = call(api_key, body, product_ids)
     label = f"API key {api_key}" + (f", end user {end_user[:60]!r}" if end_user else "")
-    _miss_record(source=source, result=result, label=label)
+    _miss_record(source=source, result=result, label=label, budgets=budgets)
     payload = _result_json(result)
     if result.valid and extra is not None:
         payload.update(extra(result))

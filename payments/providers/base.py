@@ -67,13 +67,16 @@ class RefundFailed(Exception):
         self.code = code
 
 
-_MONEY = re.compile(r"^\d{1,10}(\.\d{1,2})?$")
+# [0-9], not \d: \d and Decimal() also take full-width, Arabic-Indic and other
+# Unicode digits, which no gateway means as an amount (issue 18). \Z: "$" allows a "\n".
+_MONEY = re.compile(r"^[0-9]{1,10}(\.[0-9]{1,2})?\Z")
 
 
 def money_parse(raw: str) -> Decimal:
     """A provider's amount ("12", "12.5", "12.50") as a 2-place Decimal.
 
-    Plain digits only: no sign, exponent, NaN or third decimal place.
+    Plain ASCII digits only: no sign, exponent, NaN, third decimal place or
+    other scripts' digits ("１５.００", "١٥").
     """
     if not isinstance(raw, str) or not _MONEY.match(raw):
         raise CallbackRejected("AMOUNT_INVALID", f"amount {raw!r} is not a positive 2-place amount")

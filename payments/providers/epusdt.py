@@ -174,8 +174,13 @@ def _decimal(value) -> Decimal | None:
     """A number (or numeric text) of an answer as a Decimal, as epusdt meant it."""
     try:
         text = _sign_text(value)
+    except _Unsignable:
+        return None
+    if not text.isascii():  # Decimal() reads full-width and other Unicode digits: money is ASCII
+        return None
+    try:
         number = Decimal(text)
-    except (_Unsignable, InvalidOperation):
+    except InvalidOperation:
         return None
     return number if number.is_finite() else None
 
@@ -186,7 +191,7 @@ def _status_text(value) -> str:
         text = _sign_text(value)
     except _Unsignable:
         return ""
-    return text if text.isdigit() else ""
+    return text if text.isascii() and text.isdigit() else ""
 
 
 def usdt_text(amount: Decimal) -> str:

@@ -385,7 +385,7 @@ def test_a_signed_notify_for_another_amount_is_rejected(client, fake, make_usdt_
     assert _keys(order) == 0
 
 
-@pytest.mark.parametrize("amount", [12.345, -12.3, 0, "12,30"])
+@pytest.mark.parametrize("amount", [12.345, -12.3, 0, "12,30", "１２.３", "١٢.٣"])
 def test_an_amount_that_is_not_a_two_place_amount_is_refused(client, fake, make_usdt_order, amount):
     # given
     order = make_usdt_order(price="12.30")
