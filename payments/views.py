@@ -1,4 +1,5 @@
 import logging
+import re
 
 import segno
 from django.conf import settings
@@ -13,12 +14,26 @@ from payments.methods import methods_all
 from payments.models import Payment, PaymentStatus
 from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import CallbackRejected, PayAction, PayActionKind
-from shop.access import SESSION_ORDERS
-from shop.models import OrderStatus
 from payments.providers.sandbox import NotifyMode
 from payments.services import payment_notice_receive, sandbox_payment_submit
+from shop.access import SESSION_ORDERS
+from shop.models import OrderStatus
 
 logger = logging.getLogger(__name__)
+
+# What a payment reference looks like: an order number, and for a second
+# attempt "-" and a suffix (payments/services/checkout.py), within the
+# column's 40 characters.
+REFERENCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
+
+
+def _payment_or_404(reference: str, **filters) -> Payment:
+    """The payment behind a pay page's URL. A reference not in the shop's
+    format (NUL, surrogates, too long) is a 404 without a query: PostgreSQL
+    refuses NUL with an error."""
+    if not REFERENCE_RE.fullmatch(reference):
+        raise Http404("no such payment")
+    return get_object_or_404(Payment.objects.select_related("order"), reference=reference, **filters)
 
 
 # Never rate-limited: a gateway retries from a handful of addresses, and a
@@ -49,7 +64,7 @@ def sandbox_pay(request, reference: str):
         provider_get("sandbox")
     except ProviderUnknown:
         raise Http404("the sandbox is disabled") from None
-    payment = get_object_or_404(Payment.objects.select_related("order"), reference=reference, provider="sandbox")
+    payment = _payment_or_404(reference, provider="sandbox")
     if request.method == "POST":
         mode = request.POST.get("mode", settings.SANDBOX_NOTIFY_MODE)
         sandbox_payment_submit(reference=payment.reference, mode=mode)
@@ -81,7 +96,7 @@ def pay_page(request, reference: str):
     gateway that wants a POST. It shows the amount and the hold's countdown
     and moves to the order page by itself once paid. It reveals nothing but
     what is needed to pay."""
-    payment = get_object_or_404(Payment.objects.select_related("order"), reference=reference)
+    payment = _payment_or_404(reference)
     if not payment.pay_action:
         raise Http404("no pay page for this payment")
     action = PayAction.from_json(payment.pay_action)
@@ -108,5 +123,5 @@ def pay_page(request, reference: str):
 @require_GET
 def pay_status(request, reference: str):
     """Polled by the pay page: has this payment gone through?"""
-    payment = get_object_or_404(Payment.objects.select_related("order"), reference=reference)
+    payment = _payment_or_404(reference)
     return JsonResponse({"paid": _payment_settled(payment)})

@@ -5,10 +5,11 @@ import hmac
 import secrets
 
 from django.core import signing
-from django.utils.crypto import salted_hmac
 from django.http import Http404
+from django.utils.crypto import salted_hmac
 
 from shop.models import Order
+from shop.selectors import order_by_number
 
 _LINK_SALT = "kamidrop.order-link"
 SESSION_ORDERS = "orders"
@@ -50,7 +51,7 @@ def order_session_grant(request, order_no: str) -> None:
 def order_for_session(request, order_no: str) -> Order:
     """The order, if this browser may see it; otherwise the same 404 whether or
     not the order exists (no order-number probing)."""
-    order = Order.objects.filter(order_no=order_no).first()
+    order = order_by_number(order_no=order_no)
     if order is not None and order_no in request.session.get(SESSION_ORDERS, []):
         return order
     raise Http404("order not found")

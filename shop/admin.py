@@ -20,8 +20,8 @@ from django.utils.html import format_html, format_html_join
 
 from delivery.models import Delivery
 from inventory.models import CardKeyStatus
-from payments.models import Payment
 from payments.methods import methods_all
+from payments.models import Payment
 from payments.services import RefundError, payment_refund
 from payments.services.manual import (
     ManualCompletionRefused,

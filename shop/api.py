@@ -5,6 +5,7 @@ import logging
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.validators import slug_re
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -19,12 +20,12 @@ from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_token_matches
 from shop.models import Order, Product
-from shop.selectors import order_keys, products_for_sale
+from shop.selectors import order_by_number, order_keys, products_for_sale
 from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
 logger = logging.getLogger(__name__)
 
-_CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "OUT_OF_STOCK": 409}
+_CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "OUT_OF_STOCK": 409, "TOO_MANY_UNPAID": 409}
 
 
 # Seconds a rate-limited client is told to wait (the limits are per minute or longer).
@@ -40,14 +41,98 @@ def api_error(code: str, message: str, status: int, **extra) -> JsonResponse:
     return response
 
 
-def api_json_object(request) -> dict | JsonResponse:
-    """The request body as a JSON object, or the BAD_JSON error to answer."""
+# The API's bodies are a few hundred bytes; larger ones are refused before parsing.
+API_BODY_MAX_BYTES = 64 * 1024
+# Deeper bodies are refused before json.loads, whose recursion ends in a
+# RecursionError (a 500) somewhere below a thousand levels.
+API_JSON_MAX_DEPTH = 32
+
+
+def text_storable(value: str) -> bool:
+    """Whether PostgreSQL can store ``value``: text columns refuse NUL, and a
+    lone surrogate (JSON's "\\ud800" decodes to one) has no UTF-8 form."""
+    if "\x00" in value:
+        return False
     try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _json_nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether the brackets outside strings nest deeper than ``limit``: one
+    pass, no recursion, and none at all for a body with few brackets."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _unstorable_fields(body: dict) -> list[str]:
+    """The top-level fields whose name or value (at any depth) holds text
+    PostgreSQL cannot store."""
+    fields = []
+    for name, value in body.items():
+        pending = [name, value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, str) and not text_storable(item):
+                fields.append(name)
+                break
+            if isinstance(item, dict):
+                pending.extend(item.items())
+            elif isinstance(item, (list, tuple)):
+                pending.extend(item)
+    return fields
+
+
+def api_json_object(request) -> dict | JsonResponse:
+    """The request body as a JSON object, or the error to answer: BODY_TOO_LARGE
+    (413), BAD_JSON (not UTF-8 JSON, not an object, nested deeper than
+    API_JSON_MAX_DEPTH) or FIELD_INVALID (NUL or a lone surrogate in any
+    string). Every value from here on can go to PostgreSQL as it is."""
+    try:
+        raw = request.body
+    except RequestDataTooBig:  # over Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = None
+    if raw is None or len(raw) > API_BODY_MAX_BYTES:
+        return api_error("BODY_TOO_LARGE", f"The body may be at most {API_BODY_MAX_BYTES} bytes.", 413)
+    try:
+        # As json.loads(bytes) decodes: UTF-8/16/32 detected, surrogates passed
+        # through (text_storable refuses them below, naming the field).
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass") if raw else "null"
+    except UnicodeDecodeError:
+        return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    if _json_nesting_exceeds(text, API_JSON_MAX_DEPTH):
+        return api_error("BAD_JSON", f"The body may nest at most {API_JSON_MAX_DEPTH} levels deep.", 400)
+    try:
+        body = json.loads(text)
+    except ValueError:
         return api_error("BAD_JSON", "The body must be a JSON object.", 400)
     if not isinstance(body, dict):
         return api_error("BAD_JSON", "The body must be a JSON object.", 400)
+    if fields := _unstorable_fields(body):
+        storable = [name for name in fields if text_storable(name)]
+        return api_error("FIELD_INVALID", "Text may not contain NUL characters or unpaired surrogates.", 400,
+                         fields=storable)
     return body
 
 
@@ -163,7 +248,7 @@ def _order_by_bearer(request, order_no: str) -> tuple[Order | None, JsonResponse
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None, api_error("AUTH_REQUIRED", "Send the order's token as 'Authorization: Bearer <token>'.", 401)
-    order = Order.objects.filter(order_no=order_no).first()
+    order = order_by_number(order_no=order_no)
     if order is None or not order_token_matches(order=order, token=token.strip()):
         return None, api_error("ORDER_NOT_FOUND", "No order with this number and token.", 404)
     return order, None

@@ -50,6 +50,10 @@ class Product(models.Model):
     currency = models.CharField(max_length=3, default="CNY")
     active = models.BooleanField(default=True)
     max_per_order = models.PositiveIntegerField(default=10, help_text="Most keys one order may buy.")
+    hold_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="How long checkout holds stock for an unpaid order of this product (a flash sale: a few "
+                  "minutes); empty: ORDER_HOLD_MINUTES.")
     # Channels besides the order page (which every order gets).
     deliver_by_email = models.BooleanField(default=True, help_text="Email the keys to the buyer.")
     deliver_by_sms = models.BooleanField(default=True, help_text="Text the keys when the buyer gives a phone number.")
@@ -162,6 +166,10 @@ class Order(models.Model):
     discount = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0.00"),
                                    help_text="Tier and coupon discounts together.")
     language = models.CharField(max_length=10, blank=True, help_text="The buyer's language at checkout.")
+    # Who placed it, as the cap on live unpaid orders counts buyers: the email
+    # with its aliases folded away, and the first-party device id.
+    buyer_email = models.CharField(max_length=254, blank=True)
+    buyer_device = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [
@@ -175,6 +183,12 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["status", "hold_expires_at"], name="order_status_hold_idx"),
             models.Index(fields=["email"], name="order_email_idx"),
+            # The unpaid-orders cap: small, since only live unpaid orders are in them.
+            models.Index(fields=["client_ip"], condition=Q(status="PENDING_PAYMENT"), name="order_unpaid_ip_idx"),
+            models.Index(fields=["buyer_email"], condition=Q(status="PENDING_PAYMENT"),
+                         name="order_unpaid_email_idx"),
+            models.Index(fields=["buyer_device"], condition=Q(status="PENDING_PAYMENT") & ~Q(buyer_device=""),
+                         name="order_unpaid_device_idx"),
         ]
 
     def __str__(self):

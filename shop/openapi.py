@@ -12,7 +12,8 @@ _ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _error_responses(*statuses: int) -> dict:
     descriptions = {400: "Malformed request", 401: "Missing or unknown credentials", 403: "Refused",
-                    404: "Not found", 409: "Conflict with the current state", 429: "Rate limited (see Retry-After)",
+                    404: "Not found", 409: "Conflict with the current state",
+                    413: "The body is over 64 KiB (BODY_TOO_LARGE)", 429: "Rate limited (see Retry-After)",
                     503: "The payment provider did not answer (PROVIDER_UNAVAILABLE)"}
     responses = {}
     for status in statuses:
@@ -52,7 +53,7 @@ def _key_operation(*, summary: str, description: str, fields: dict, required: li
             "responses": {
                 "200": {"description": "The outcome (valid or not)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyResult"}}}},
-                **_error_responses(400, 401, 403, 429),
+                **_error_responses(400, 401, 403, 413, 429),
             },
         }
     }
@@ -105,7 +106,7 @@ DOCUMENT = {
                 "responses": {
                     "201": {"description": "Created", "content": {"application/json": {"schema": {
                         "$ref": "#/components/schemas/OrderCreated"}}}},
-                    **_error_responses(400, 403, 404, 409, 429, 503),
+                    **_error_responses(400, 403, 404, 409, 413, 429, 503),
                 },
             }
         },

@@ -142,11 +142,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = _service_url("REDIS_URL", embedded.redis_ensure)
 
+# Holds only counters (rate limits, the key guard): with Redis unreachable
+# they fail open, within a second, rather than answer 500 (shop/counter_cache.py says why).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "shop.counter_cache.CounterCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "kamidrop",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
 
@@ -269,6 +272,10 @@ SHOP_NAME = env_str("SHOP_NAME", "Kamidrop")
 SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
 # Minutes a checkout holds stock for the buyer to pay.
 ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
+# Live unpaid orders one buyer (one address, device or mailbox) may hold: of
+# one product, and in all. Nobody hoards a hot product's stock.
+UNPAID_ORDERS_PER_PRODUCT = env_int("UNPAID_ORDERS_PER_PRODUCT", 3)
+UNPAID_ORDERS_MAX = env_int("UNPAID_ORDERS_MAX", 5)
 
 # --- inventory ------------------------------------------------------------------
 
@@ -292,6 +299,12 @@ KEY_API_COOLDOWN_STEPS = [
 KEY_API_MISS_WINDOW_SECONDS = env_int("KEY_API_MISS_WINDOW_SECONDS", 86400)
 # NOT_FOUND answers to well-formed keys from one source within an hour that alert the owner.
 KEY_API_GUESS_ALERT_MISSES = env_int("KEY_API_GUESS_ALERT_MISSES", 30)
+# NOT_FOUND answers per API key and per client address (whatever end_user the merchant sends)
+# within KEY_API_MISS_BUDGET_SECONDS; the next calls are cooled down that long and the owner
+# alerted. 0 turns a budget off. A merchant calling from one server spends both.
+KEY_API_MISS_BUDGET_PER_KEY = env_int("KEY_API_MISS_BUDGET_PER_KEY", 50)
+KEY_API_MISS_BUDGET_PER_IP = env_int("KEY_API_MISS_BUDGET_PER_IP", 20)
+KEY_API_MISS_BUDGET_SECONDS = env_int("KEY_API_MISS_BUDGET_SECONDS", 600)
 
 # --- risk control -------------------------------------------------------------
 
@@ -299,6 +312,8 @@ KEY_API_GUESS_ALERT_MISSES = env_int("KEY_API_GUESS_ALERT_MISSES", 30)
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 # django-ratelimit keys on the same client IP the risk rules see.
 RATELIMIT_IP_META_KEY = "riskctl.identity.ratelimit_ip"
+# A limit whose counter cannot be read (Redis down) lets the request through; see shop/counter_cache.py.
+RATELIMIT_FAIL_OPEN = True
 # Seconds a process may keep using the risk rules, thresholds and purchase limits it read
 # (edits in the admin take effect within this long).
 RISK_CONFIG_CACHE_SECONDS = env_int("RISK_CONFIG_CACHE_SECONDS", 5)

@@ -16,17 +16,17 @@ from redis import Redis
 from rq import Queue
 
 from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
+from inventory.redemption import activations_for_order
 from payments.methods import methods_offered
 from payments.providers import ProviderUnknown
 from payments.services import OrderNotPayable, PaymentStartFailed, checkout_start_payment, payment_open
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
-from inventory.redemption import activations_for_order
-from shop.access import order_for_session, site_id, order_link_matches, order_session_grant, order_token_matches
+from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches, site_id
 from shop.api import resend_limited_for_order, resend_rate_per_ip
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
 from shop.models import KeyReportStatus, Order, OrderStatus, Product
-from shop.selectors import catalogue_by_category, order_keys, order_timeline, product_stock
+from shop.selectors import catalogue_by_category, order_by_number, order_keys, order_timeline, product_stock
 from shop.services import (
     CheckoutError,
     KeyActionRefused,
@@ -63,6 +63,8 @@ def _checkout_error_message(exc: CheckoutError) -> str:
         "OUT_OF_STOCK": _("Not enough stock left for this quantity."),
         "QUERY_PASSWORD_SHORT": _("A query password has at least 6 characters."),
         "EMAIL_INVALID": _("Enter a valid email address."),
+        "TOO_MANY_UNPAID": _("You already have unpaid orders waiting. Pay one of them (Find my order opens it), "
+                             "or wait until its hold ends."),
     }
     return known.get(exc.code, exc.message)
 
@@ -170,7 +172,7 @@ def _order_context(order: Order) -> dict:
 def order_detail(request, order_no: str):
     token, signed = request.GET.get("t"), request.GET.get("s")
     if token or signed:
-        order = Order.objects.filter(order_no=order_no).first()
+        order = order_by_number(order_no=order_no)
         if order is not None and (
             (token and order_token_matches(order=order, token=token))
             or (signed and order_link_matches(order_no=order_no, signed=signed))

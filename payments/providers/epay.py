@@ -16,6 +16,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -149,7 +150,7 @@ class EpayProvider(PaymentProvider):
             ),
         )
 
-    def _api(self, params: dict) -> tuple[dict, "datetime | None"]:
+    def _api(self, params: dict) -> tuple[dict, datetime | None]:
         """``api.php`` with ``params`` (the key goes in the query string, as
         EPay v1 wants: never log this URL). Raises ProviderUnreachable."""
         url = epay_api_url(self.config.gateway) + "?" + urllib.parse.urlencode(

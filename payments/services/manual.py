@@ -23,7 +23,6 @@ from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
 from payments.methods import methods_all, provider_for
 from payments.models import Payment, PaymentStatus
-from payments.providers import ProviderUnknown
 from payments.providers.base import CallbackNotice, PaymentProvider, ProviderUnreachable
 from payments.services.callbacks import payment_callback_handle
 from shop.models import Order, OrderEventType, OrderStatus

@@ -20,6 +20,7 @@ from inventory.selectors import keys_for_order
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
 from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, Order, OrderEventType
+from shop.selectors import order_by_number
 from shop.services.fulfilment import order_key_replace
 from shop.services.orders import order_event_record
 
@@ -60,7 +61,7 @@ def order_lookup(*, order_no: str, email: str, query_password: str) -> Order:
     An order placed without a query password cannot be opened this way (only
     by the emailed link): knowing an order number and an email is not a secret.
     """
-    order = Order.objects.filter(order_no=(order_no or "").strip()).first()
+    order = order_by_number(order_no=(order_no or "").strip())
     encoded = order.query_password_hash if order is not None and order.query_password_hash else _dummy_hash()
     password_ok = check_password(query_password or "", encoded)
     if (
@@ -75,7 +76,7 @@ def lookup_link_request(*, order_no: str, email: str) -> bool:
     """Email a one-time link to the order page when the order number and email
     match. Says whether a link was made, which the interface must NOT tell the
     requester (the answer is the same either way). Sent by a job after commit."""
-    order = Order.objects.filter(order_no=(order_no or "").strip()).first()
+    order = order_by_number(order_no=(order_no or "").strip())
     if order is None or order.email.strip().lower() != (email or "").strip().lower():
         return False
     with transaction.atomic():

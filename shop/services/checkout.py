@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -33,6 +35,7 @@ from shop.models import (
     Order,
     OrderEventType,
     OrderLine,
+    OrderStatus,
     Product,
 )
 from shop.selectors import product_holds, product_stock
@@ -158,6 +161,8 @@ class CheckoutTicket:
     quote: PriceQuote | None = None
     query_password_hash: str = ""
     language: str = ""
+    buyer_email: str = ""  # the email with its aliases folded away: the unpaid-orders cap counts by it
+    device: str = ""
 
 
 def checkout_prepare(
@@ -199,7 +204,8 @@ def checkout_prepare(
     return CheckoutTicket(product=product, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
                           assessment=assessment, quote=quote,
                           query_password_hash=make_password(query_password) if query_password else "",
-                          language=(get_language() or "")[:10])
+                          language=(get_language() or "")[:10], buyer_email=buyer_email_key(email),
+                          device=(device or "")[:64])
 
 
 def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
@@ -214,11 +220,12 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
         product = Product.objects.select_for_update().filter(pk=ticket.product.pk, active=True).first()
         if product is None:
             raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
+        now = timezone.now()
+        _unpaid_orders_cap(ticket=ticket, product_id=product.pk, now=now)
         free = product_stock(product=product)
         if quantity > free:
             raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, free), field="quantity")
         # Priced again under the lock: the list price or the coupon may have changed since the ticket.
-        now = timezone.now()
         quote = price_quote(product=product, quantity=quantity,
                             coupon_code=ticket.quote.coupon_code if ticket.quote else "", now=now)
         if quote.coupon_id is not None:
@@ -227,7 +234,8 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
         order = _order_create(
             token_hash=token_hash, email=ticket.email, phone=ticket.phone, amount=quote.amount,
             currency=product.currency, client_ip=ticket.client_ip,
-            hold_expires_at=now + timedelta(minutes=settings.ORDER_HOLD_MINUTES),
+            hold_expires_at=now + timedelta(minutes=product.hold_minutes or settings.ORDER_HOLD_MINUTES),
+            buyer_email=ticket.buyer_email, buyer_device=ticket.device,
             query_password_hash=ticket.query_password_hash, coupon_id=quote.coupon_id, coupon_code=quote.coupon_code,
             discount=quote.discount, language=ticket.language,
         )
@@ -245,6 +253,49 @@ def checkout_place_order(**fields) -> PlacedOrder:
     """``checkout_prepare`` then ``checkout_place_prepared``. Do not call it
     inside a transaction (a refusal's assessment must survive)."""
     return checkout_place_prepared(ticket=checkout_prepare(**fields))
+
+
+def buyer_email_key(email: str) -> str:
+    """The email as the unpaid-orders cap counts it: aliases folded away
+    (case, Gmail's dots, and a ``+tag`` at any domain), so variants of one
+    mailbox count as one buyer."""
+    local, _, domain = email_normalise(email).rpartition("@")
+    return f"{local.split('+', 1)[0]}@{domain}" if domain else local
+
+
+def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
+    """Refuse a checkout that would give one buyer (one address, device or
+    mailbox) more than UNPAID_ORDERS_PER_PRODUCT live unpaid orders of this
+    product, or UNPAID_ORDERS_MAX in all: nobody can hold a hot product's
+    stock with throwaway orders. Call inside the checkout transaction: a
+    transaction-level advisory lock per identifier (taken in one order, so
+    two checkouts never wait on each other in a cycle, and safe behind
+    PgBouncer's transaction pooling) makes count-then-insert race-free."""
+    identifiers = sorted((kind, value) for kind, value in (
+        ("client_ip", ticket.client_ip or ""), ("buyer_email", ticket.buyer_email), ("buyer_device", ticket.device),
+    ) if value)
+    if not identifiers:
+        return
+    with connection.cursor() as cursor:
+        for kind, value in identifiers:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"kamidrop-unpaid:{kind}:{value}"])
+    live = Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, hold_expires_at__gt=now)
+    counts = live.filter(functools.reduce(operator.or_, (Q(**{kind: value}) for kind, value in identifiers))).aggregate(
+        first_release=Min("hold_expires_at"),
+        **{f"{kind}_all": Count("pk", filter=Q(**{kind: value}), distinct=True) for kind, value in identifiers},
+        **{f"{kind}_product": Count("pk", filter=Q(**{kind: value}, lines__product_id=product_id), distinct=True)
+           for kind, value in identifiers},
+    )
+    for kind, _ in identifiers:
+        per_product, overall = counts[f"{kind}_product"], counts[f"{kind}_all"]
+        if per_product >= settings.UNPAID_ORDERS_PER_PRODUCT or overall >= settings.UNPAID_ORDERS_MAX:
+            released = timezone.localtime(counts["first_release"])
+            raise CheckoutError(
+                code="TOO_MANY_UNPAID", field="email",
+                message=f"You already have {overall} unpaid order{'s' if overall != 1 else ''}. Pay one of them "
+                        f"(it is on its order page), or wait: the first hold ends at {released:%H:%M} "
+                        f"({released:%Z}).",
+            )
 
 
 def _risk_blocked_alert(*, buyer: BuyerContext, ref: str) -> None:

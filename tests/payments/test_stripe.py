@@ -17,8 +17,15 @@ from django.utils import timezone
 
 from delivery.models import AlertKind, Delivery, OwnerAlert
 from inventory.models import CardKey
-from payments.models import Payment, PaymentEvent, PaymentEventKind, PaymentEventOutcome, PaymentStatus, Refund, \
-    RefundStatus
+from payments.models import (
+    Payment,
+    PaymentEvent,
+    PaymentEventKind,
+    PaymentEventOutcome,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+)
 from payments.services import checkout_start_payment, payment_notices_apply, payment_refund, payments_reconcile
 from shop.audit import audit_run
 from shop.models import Order, OrderEvent, OrderEventType, OrderStatus
