@@ -90,6 +90,9 @@ class PaymentMethodForm(forms.ModelForm):
     stored ones are sealed and shown only as "set, ends …abcd"; leaving a
     field empty keeps what is stored."""
 
+    gateway_url = forms.URLField(
+        required=False, max_length=300, assume_scheme="https", label="Gateway URL",
+        help_text=PaymentMethod._meta.get_field("gateway_url").help_text)
     key = forms.CharField(required=False, label="EPay merchant key", widget=forms.PasswordInput(render_value=False))
     private_key = forms.CharField(
         required=False, label="Private key (Alipay app key / WeChat merchant key)",

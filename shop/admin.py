@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
@@ -173,9 +172,8 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except ManualCompletionRefused as exc:
                 form.add_error(None, f"{exc.message} ({exc.code})")
             else:
-                LogEntry.objects.log_action(
-                    user_id=request.user.pk, content_type_id=ContentType.objects.get_for_model(Order).pk,
-                    object_id=order.pk, object_repr=order.order_no, action_flag=CHANGE,
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk, queryset=[order], action_flag=CHANGE, single_object=True,
                     change_message=f"补单 ({'verified' if done.verified else 'UNVERIFIED'}): {data['method']} trade "
                                    f"{data['trade_no']}; {'paid' if done.accepted else 'refused ' + done.code}; "
                                    f"reason: {data['reason'] or '-'}")
