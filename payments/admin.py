@@ -10,6 +10,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -90,9 +91,6 @@ class PaymentMethodForm(forms.ModelForm):
     stored ones are sealed and shown only as "set, ends …abcd"; leaving a
     field empty keeps what is stored."""
 
-    gateway_url = forms.URLField(
-        required=False, max_length=300, assume_scheme="https", label="Gateway URL",
-        help_text=PaymentMethod._meta.get_field("gateway_url").help_text)
     key = forms.CharField(required=False, label="EPay merchant key", widget=forms.PasswordInput(render_value=False))
     private_key = forms.CharField(
         required=False, label="Private key (Alipay app key / WeChat merchant key)",
@@ -120,6 +118,12 @@ class PaymentMethodForm(forms.ModelForm):
     class Meta:
         model = PaymentMethod
         exclude = ("credentials_sealed", "created_at", "updated_at")
+
+        @staticmethod
+        def formfield_callback(field, **kwargs):
+            if isinstance(field, models.URLField):
+                kwargs.setdefault("assume_scheme", "https")  # gateways are https
+            return field.formfield(**kwargs)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -200,6 +204,7 @@ class PaymentMethodAdmin(admin.ModelAdmin):
         return f"{settings.SITE_URL}{reverse('payments:notify', args=[obj.code])}"
 
     change_list_template = "admin/payments/paymentmethod/change_list.html"
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
     def get_urls(self):
         return [path("doctor/", self.admin_site.admin_view(self.doctor_view), name="payments_paymentmethod_doctor"),
