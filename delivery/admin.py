@@ -1,12 +1,18 @@
 """Admin for the delivery outbox: read-only rows (the worker and services
-write them), two actions (resend, mark failed) and links to the RQ dashboard."""
+write them), two actions (resend, mark failed) and links to the RQ dashboard;
+owner alerts, which staff acknowledge (list action or the alert's own page)."""
 
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.views.decorators.http import require_POST
 from django_rq.settings import QUEUES_MAP
 
+from delivery.alerts import owner_alert_channels, owner_alerts_acknowledge
 from delivery.models import (
     Delivery,
     DeliveryAttempt,
@@ -105,12 +111,85 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return Truncator(obj.last_error).chars(LAST_ERROR_CHARS)
 
 
+class AcknowledgedFilter(admin.SimpleListFilter):
+    title = "acknowledged"
+    parameter_name = "acknowledged"
+
+    def lookups(self, request, model_admin):
+        return [("no", "Not acknowledged"), ("yes", "Acknowledged")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(acknowledged_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(OwnerAlert)
 class OwnerAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "kind", "subject", "occurrences", "last_seen_at", "sent_at")
-    list_filter = ("kind",)
+    list_display = (
+        "created_at", "kind", "subject", "occurrences", "last_seen_at", "sent", "acknowledged_by", "acknowledged_at",
+    )
+    list_select_related = ("acknowledged_by",)
+    list_filter = (AcknowledgedFilter, "kind")
     search_fields = ("subject", "dedupe_key")
-    fields = ("kind", "subject", "body", "dedupe_key", "occurrences", "created_at", "last_seen_at", "sent_at")
+    fields = (
+        "kind", "subject", "body", "dedupe_key", "occurrences", "created_at", "last_seen_at", "sent",
+        "acknowledgement",
+    )
+    readonly_fields = ("sent", "acknowledgement")
+    actions = ("acknowledge",)
+    change_form_template = "delivery/admin/owneralert_change_form.html"
+
+    def has_acknowledge_permission(self, request) -> bool:
+        return self.has_view_permission(request)
+
+    @admin.action(description="Acknowledge the selected alerts", permissions=["acknowledge"])
+    def acknowledge(self, request, queryset):
+        done = owner_alerts_acknowledge(alert_ids=list(queryset.values_list("pk", flat=True)), user=request.user)
+        self.message_user(request, f"{done} alert(s) acknowledged.", messages.SUCCESS)
+
+    def get_urls(self):
+        return [
+            path("<int:alert_id>/acknowledge/", self.admin_site.admin_view(self.acknowledge_view),
+                 name="delivery_owneralert_acknowledge"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def acknowledge_view(self, request, alert_id: int):
+        if not self.has_acknowledge_permission(request):
+            raise PermissionDenied
+        alert = get_object_or_404(OwnerAlert, pk=alert_id)
+        done = owner_alerts_acknowledge(alert_ids=[alert.pk], user=request.user)
+        self.message_user(request, "Alert acknowledged." if done else "The alert was already acknowledged.",
+                          messages.SUCCESS if done else messages.WARNING)
+        return redirect("admin:delivery_owneralert_change", alert.pk)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        alert = self.get_object(request, object_id)
+        can_acknowledge = alert is not None and alert.acknowledged_at is None and self.has_acknowledge_permission(request)
+        extra_context = {
+            **(extra_context or {}),
+            "acknowledge_url": reverse("admin:delivery_owneralert_acknowledge", args=[alert.pk]) if can_acknowledge else "",
+        }
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+    @admin.display(description="sent", ordering="sent_at")
+    def sent(self, obj):
+        if obj.sent_at is not None:
+            return obj.sent_at
+        if obj.suppressed:
+            return "not sent: over the hourly limit for its kind"
+        if not any(owner_alert_channels().values()):
+            return "no recipients configured"
+        return self.get_empty_value_display()
+
+    @admin.display(description="acknowledged")
+    def acknowledgement(self, obj):
+        if obj.acknowledged_at is None:
+            return "Not acknowledged"
+        who = obj.acknowledged_by.get_username() if obj.acknowledged_by else "a deleted user"
+        return f"Acknowledged by {who} at {obj.acknowledged_at:%Y-%m-%d %H:%M}"
 
 
 @admin.register(SweepRun)

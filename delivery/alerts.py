@@ -6,7 +6,9 @@ occurrence on the open alert; a new alert is emailed to ``OWNER_ALERT_EMAILS``
 by a job enqueued after commit (nothing is sent for a rolled-back incident),
 and to the signed ``OWNER_ALERT_WEBHOOK_URL`` and a Telegram chat when set.
 At most ``OWNER_ALERT_RATE_PER_HOUR`` alerts of one kind are sent an hour;
-the rest are kept (``suppressed``) in the admin.
+the rest are kept (``suppressed``) in the admin. With no channel configured
+nothing is sent and ``sent_at`` stays empty (the admin says so).
+The owner acknowledges alerts in the admin (who and when are kept).
 Key material never goes into an alert.
 """
 
@@ -20,6 +22,7 @@ from datetime import timedelta
 
 import django_rq
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import F
@@ -35,6 +38,13 @@ logger = logging.getLogger(__name__)
 
 
 def owner_alert_raise(*, kind: str, dedupe_key: str, subject: str, body: str = "") -> OwnerAlert:
+    """Record an incident, or one more occurrence of the open one.
+
+    Only an *unacknowledged* alert absorbs occurrences. Once the owner has
+    acknowledged it, the same ``dedupe_key`` opens a new row, sent again
+    (subject to the hourly limit): the owner said "seen, dealt with", so a
+    recurrence is news. Clearing the acknowledgement instead would erase who
+    saw it and when, and send nothing (the old row is already sent)."""
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -42,12 +52,14 @@ def owner_alert_raise(*, kind: str, dedupe_key: str, subject: str, body: str = "
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"owner-alert:{dedupe_key}"])
         window_start = now - timedelta(seconds=settings.OWNER_ALERT_DEDUPE_SECONDS)
         open_alert = (
-            OwnerAlert.objects.filter(dedupe_key=dedupe_key, created_at__gte=window_start)
+            OwnerAlert.objects.filter(dedupe_key=dedupe_key, created_at__gte=window_start, acknowledged_at__isnull=True)
             .order_by("-created_at")
             .first()
         )
-        if open_alert is not None:
-            OwnerAlert.objects.filter(pk=open_alert.pk).update(occurrences=F("occurrences") + 1, last_seen_at=now)
+        # Conditional: an acknowledgement committed meanwhile makes this a new alert.
+        if open_alert is not None and OwnerAlert.objects.filter(pk=open_alert.pk, acknowledged_at__isnull=True).update(
+            occurrences=F("occurrences") + 1, last_seen_at=now
+        ):
             open_alert.refresh_from_db()
             return open_alert
         with connection.cursor() as cursor:
@@ -66,6 +78,24 @@ def owner_alert_raise(*, kind: str, dedupe_key: str, subject: str, body: str = "
         return alert
 
 
+def owner_alerts_acknowledge(*, alert_ids: list[int], user: AbstractBaseUser) -> int:
+    """The owner has seen these alerts: record who and when on the ones not
+    yet acknowledged (an earlier acknowledgement is kept). Returns how many
+    were acknowledged now."""
+    return OwnerAlert.objects.filter(pk__in=alert_ids, acknowledged_at__isnull=True).update(
+        acknowledged_at=timezone.now(), acknowledged_by=user
+    )
+
+
+def owner_alert_channels() -> dict[str, bool]:
+    """Which notification channels are configured (email, webhook, Telegram)."""
+    return {
+        "email": bool(settings.OWNER_ALERT_EMAILS),
+        "webhook": bool(settings.OWNER_ALERT_WEBHOOK_URL),
+        "telegram": bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID),
+    }
+
+
 def _enqueue_send(*, alert_id: int) -> None:
     django_rq.get_queue("default").enqueue(
         "delivery.alerts.owner_alert_send", alert_id, job_id=f"owner-alert-{alert_id}",
@@ -80,16 +110,16 @@ class AlertChannelFailed(Exception):
 def owner_alert_send(alert_id: int) -> bool:
     """RQ job: tell the owners once, on every configured channel (email, the
     signed webhook, Telegram). A channel that fails is retried by RQ; the ones
-    already reached are skipped. Returns whether any channel is configured."""
+    already reached are skipped. Returns whether any channel is configured;
+    with none, ``sent_at`` stays empty: nobody was told."""
     alert = OwnerAlert.objects.get(pk=alert_id)
     if alert.sent_at is not None or alert.suppressed:
         return False
+    channels = owner_alert_channels()
+    if not any(channels.values()):
+        logger.warning("owner alert %s not sent: no recipients configured", alert_id)
+        return False
     link = f"{settings.SITE_URL}/admin/delivery/owneralert/{alert.pk}/change/"
-    channels = {
-        "email": bool(settings.OWNER_ALERT_EMAILS),
-        "webhook": bool(settings.OWNER_ALERT_WEBHOOK_URL),
-        "telegram": bool(settings.TELEGRAM_BOT_TOKEN and settings.TELEGRAM_CHAT_ID),
-    }
     senders = {"email": _alert_email, "webhook": _alert_webhook, "telegram": _alert_telegram}
     failed = []
     for channel, configured in channels.items():
@@ -106,7 +136,7 @@ def owner_alert_send(alert_id: int) -> bool:
     if failed:
         raise AlertChannelFailed(f"alert {alert_id}: {', '.join(failed)}")
     OwnerAlert.objects.filter(pk=alert_id, sent_at__isnull=True).update(sent_at=timezone.now())
-    return any(channels.values())
+    return True
 
 
 def _alert_email(*, alert: OwnerAlert, link: str) -> None:

@@ -1,5 +1,6 @@
 """One Delivery per (order, channel): the outbox the worker drains."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -122,11 +123,13 @@ class AlertKind(models.TextChoices):
     KEY_GUESSING = "KEY_GUESSING", "Someone is guessing keys"
     RISK_BLOCK = "RISK_BLOCK", "Checkouts blocked by risk rules"
     ADMIN_LOCKOUT = "ADMIN_LOCKOUT", "Admin login locked out"
+    KEY_REPORT = "KEY_REPORT", "Buyer reported a bad key"
 
 
 class OwnerAlert(models.Model):
     """Something the shop owner should know. One row per incident: raising the
-    same ``dedupe_key`` again within the window only counts an occurrence."""
+    same ``dedupe_key`` again within the window only counts an occurrence,
+    until the owner acknowledges the row (then a recurrence is a new row)."""
 
     kind = models.CharField(max_length=20, choices=AlertKind.choices)
     dedupe_key = models.CharField(max_length=200)
@@ -141,9 +144,20 @@ class OwnerAlert(models.Model):
     # The notification channels (email, webhook, telegram) it reached: a retry
     # of the send job skips them.
     sent_channels = models.JSONField(default=list, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         indexes = [models.Index(fields=["dedupe_key", "created_at"], name="owneralert_key_idx")]
+        constraints = [
+            # Whoever acknowledged, it happened at a time (the user may be deleted later).
+            models.CheckConstraint(
+                condition=Q(acknowledged_by__isnull=True) | Q(acknowledged_at__isnull=False),
+                name="owneralert_ack_has_time",
+            ),
+        ]
 
     def __str__(self):
         return f"{self.kind}: {self.subject}"

@@ -1,5 +1,6 @@
 """The owner's dashboard in the admin: sales, orders, deliveries, review queue,
-stock and risk, with bar charts drawn as SVG on the server (no script, no CDN)."""
+stock and risk, open key reports and unacknowledged alerts, with bar charts
+drawn as SVG on the server (no script, no CDN) that shrink to their card."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.shortcuts import render
 from django.utils import timezone
 
-from delivery.models import Delivery, DeliveryStatus
+from delivery.models import Delivery, DeliveryStatus, OwnerAlert
 from inventory.models import CardKey, CardKeyStatus, KeyPolicy
 from riskctl.models import Assessment, Decision, ReviewItem
-from shop.models import Order, OrderStatus, Product
+from shop.models import KeyReport, KeyReportStatus, Order, OrderStatus, Product
 
 PAID_STATUSES = (
     OrderStatus.PAID, OrderStatus.IN_REVIEW, OrderStatus.AWAITING_STOCK, OrderStatus.FULFILLING, OrderStatus.DELIVERED,
 )
 BAR_WIDTH = 360
 BAR_HEIGHT = 18
+# Room left of the bars for the label and right of them for the value text.
+STATUS_LABEL_WIDTH, STATUS_TEXT_WIDTH = 150, 70
+STOCK_LABEL_WIDTH, STOCK_TEXT_WIDTH = 170, 90
+LATEST_KEY_REPORTS = 5
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,11 @@ def dashboard_stats(*, now=None) -> dict:
         low = n <= thresholds.get(product.pk, 0) or n == 0
         stock_rows.append((product.name, n, f"{n}{' — low' if low else ''}", low))
 
+    open_reports = KeyReport.objects.filter(status=KeyReportStatus.OPEN)
+    latest_reports = list(
+        open_reports.select_related("order", "card_key__product").order_by("-created_at", "-id")[:LATEST_KEY_REPORTS]
+    )
+
     month = now - timedelta(days=30)
     risk = Assessment.objects.filter(created_at__gte=month).aggregate(
         blocked=Count("id", filter=Q(decision=Decision.BLOCK)), reviewed=Count("id", filter=Q(decision=Decision.REVIEW)),
@@ -106,6 +116,9 @@ def dashboard_stats(*, now=None) -> dict:
         "review_queue": queue.count(),
         "review_oldest_age": None if oldest_review is None else now - oldest_review,
         "stock_bars": bars_layout(rows=stock_rows),
+        "key_reports_open": open_reports.count(),
+        "key_reports_latest": latest_reports,
+        "alerts_unacknowledged": OwnerAlert.objects.filter(acknowledged_at__isnull=True).count(),
         "blocked_30d": risk["blocked"],
         "reviewed_30d": risk["reviewed"],
         "bar_width": BAR_WIDTH,
@@ -118,4 +131,8 @@ def dashboard(request):
     context = {**admin.site.each_context(request), "title": "Dashboard", **dashboard_stats()}
     context["status_svg_height"] = len(context["status_bars"]) * (BAR_HEIGHT + 6)
     context["stock_svg_height"] = max(1, len(context["stock_bars"])) * (BAR_HEIGHT + 6)
+    context["status_svg_width"] = STATUS_LABEL_WIDTH + BAR_WIDTH + STATUS_TEXT_WIDTH
+    context["stock_svg_width"] = STOCK_LABEL_WIDTH + BAR_WIDTH + STOCK_TEXT_WIDTH
+    context["status_label_width"], context["stock_label_width"] = STATUS_LABEL_WIDTH, STOCK_LABEL_WIDTH
+    context["status_text_x"], context["stock_text_x"] = STATUS_LABEL_WIDTH + 4, STOCK_LABEL_WIDTH + 4
     return render(request, "admin/dashboard.html", context)

@@ -14,6 +14,8 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from delivery.alerts import owner_alert_raise
+from delivery.models import AlertKind
 from inventory import services as inventory_services
 from inventory.models import KeyAuditEvent
 from inventory.selectors import keys_for_order
@@ -150,7 +152,7 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
     """The buyer says a key does not work. Within the product's
     ``auto_replacements_per_order`` the key is replaced at once; otherwise (or
     when no replacement is in stock) the report waits for staff, and the
-    buyer's risk history records it."""
+    buyer's risk history records it. Either way the owner gets an alert."""
     reason = (reason or "").strip()[:500] or "not given"
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)  # serialises reports on one order
@@ -168,14 +170,31 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
             except inventory_services.KeysUnavailable:
                 logger.warning("order %s: no key in stock to replace a reported one", order.order_no)
             else:
-                return KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
-                                                status=KeyReportStatus.REPLACED, replacement_key_id=new_id)
+                report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
+                                                  status=KeyReportStatus.REPLACED, replacement_key_id=new_id)
+                _key_report_alert(report=report, order=order, product_name=key.product.name)
+                return report
         report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
                                           status=KeyReportStatus.OPEN)
+        _key_report_alert(report=report, order=order, product_name=key.product.name)
         order_event_record(order=order, type=OrderEventType.KEY_REPORTED, actor=BUYER,
                            data={"key": key.pk, "report": report.pk})
         risk_event_for_order(kind=RiskEventKind.KEY_REPORTED, order_id=order.pk)
     return report
+
+
+def _key_report_alert(*, report: KeyReport, order: Order, product_name: str) -> None:
+    """Tell the owner about a report. One alert per report. The buyer's reason
+    stays on the report page: buyers paste the key into it, and key material
+    never goes into an alert. Call inside the report's transaction."""
+    state = "replaced automatically" if report.status == KeyReportStatus.REPLACED else "waiting for staff"
+    owner_alert_raise(
+        kind=AlertKind.KEY_REPORT, dedupe_key=f"key-report:{report.pk}",
+        subject=f"Key reported on order {order.order_no} ({product_name}): {state}",
+        body=(f"The buyer of order {order.order_no} says a key of {product_name} (key #{report.card_key_id}) "
+              f"does not work ({state}).\n"
+              f"Report: {settings.SITE_URL}/admin/shop/keyreport/{report.pk}/change/"),
+    )
 
 
 def key_report_replace(*, report_id: int, actor: str) -> int:

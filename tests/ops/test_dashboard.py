@@ -6,9 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from inventory.models import KeyPolicy
+from delivery.alerts import owner_alert_raise, owner_alerts_acknowledge
+from delivery.models import AlertKind
+from inventory.models import CardKey, KeyPolicy
 from shop.dashboard import bars_layout
-from shop.models import Order
+from shop.models import KeyReport, KeyReportStatus, Order
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +59,32 @@ def test_bars_scale_to_the_largest_value():
     bars = bars_layout(rows=[("a", 10, "10", False), ("b", 5, "5", True), ("c", 0, "0", False)])
     # then
     assert [(b.label, b.width, b.y, b.flag) for b in bars] == [("a", 360, 0, False), ("b", 180, 24, True), ("c", 0, 48, False)]
+
+
+def test_dashboard_shows_open_key_reports_and_unacknowledged_alerts(admin_client, admin_user, delivered_order):
+    # given: two open reports and one replaced, three alerts of which one is acknowledged
+    key = CardKey.objects.filter(order_line__order=delivered_order).order_by("id").first()
+    reports = [
+        KeyReport.objects.create(order=delivered_order, card_key=key, reason=f"r{n}", status=status)
+        for n, status in enumerate([KeyReportStatus.OPEN, KeyReportStatus.REPLACED, KeyReportStatus.OPEN])
+    ]
+    alerts = [owner_alert_raise(kind=AlertKind.DISPUTE, dedupe_key=f"d:{n}", subject=f"d{n}") for n in range(3)]
+    owner_alerts_acknowledge(alert_ids=[alerts[0].pk], user=admin_user)
+    # when
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    # then
+    assert '<span class="kd-big" id="kd-key-reports">2</span>' in page
+    latest = re.findall(r'<a href="/admin/shop/keyreport/(\d+)/change/">', page)
+    assert latest == [str(reports[2].pk), str(reports[0].pk)]
+    assert delivered_order.order_no in page
+    assert '<span class="kd-big" id="kd-alerts">2</span>' in page
+    assert '<a href="/admin/delivery/owneralert/?acknowledged=no">' in page
+    assert key.secret not in page
+
+
+def test_dashboard_charts_scale_to_their_card(admin_client):
+    # when
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    # then: a viewBox, so CSS can shrink them
+    assert re.search(r'<svg class="kd-svg" id="kd-stock-chart" viewBox="0 0 \d+ \d+"', page)
+    assert re.search(r'<svg class="kd-svg" id="kd-status-chart" viewBox="0 0 \d+ \d+"', page)
