@@ -58,10 +58,10 @@ def pay_url_for(*, payment: Payment, action: PayAction) -> str:
     return reverse("payments:pay", args=[payment.reference])
 
 
-def _method_for(*, method_id: str, product_id: int | None, amount) -> PaymentProvider:
-    provider = method_provider(method_id)  # unknown or disabled: ProviderUnknown, before any row exists
+def _method_offered(*, provider: PaymentProvider, product_id: int | None, amount) -> PaymentProvider:
+    """``provider`` if its method is offered for this product and amount; else ProviderUnknown."""
     if not provider.config.offered_for(product_id=product_id, amount=amount):
-        raise ProviderUnknown(method_id)
+        raise ProviderUnknown(provider.id)
     return provider
 
 
@@ -91,13 +91,13 @@ def checkout_start_payment(
     is asked for the pay action after commit. A method that is not offered
     for this product and amount is refused before any order exists.
     """
-    method_provider(provider_id)  # unknown method: refused before the assessment
+    provider = method_provider(provider_id)  # unknown method: refused before the assessment
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
         device=device, user_agent=user_agent, coupon=coupon, query_password=query_password,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
-    provider = _method_for(method_id=provider_id, product_id=ticket.product.pk, amount=amount)
+    _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount)
     with transaction.atomic():
         placed: PlacedOrder = checkout_place_prepared(ticket=ticket)
         order = placed.order
@@ -126,7 +126,8 @@ def payment_open(*, order_id: int, method_id: str) -> tuple[Payment, str]:
     if order.status != OrderStatus.PENDING_PAYMENT:
         raise OrderNotPayable(order.status)
     line = order.lines.order_by("id").first()
-    provider = _method_for(method_id=method_id, product_id=line.product_id if line else None, amount=order.amount)
+    provider = _method_offered(provider=method_provider(method_id), product_id=line.product_id if line else None,
+                               amount=order.amount)
     payment = order.payments.filter(provider=provider.id, status=PaymentStatus.CREATED).order_by("-id").first()
     if payment is not None and payment.pay_action:
         action = PayAction.from_json(payment.pay_action)
