@@ -46,16 +46,49 @@ class KeyRules:
 
     def format_problem_at(self, key: str) -> tuple[int | None, str] | None:
         """``format_problem`` with the 1-based position it points at (None
-        when the key is only too short), or None if the key has the format."""
+        when the key is only too short), or None if the key has the format.
+
+        The format applies to the key as compared (``normalise``): with case
+        and ``-`` folded, ``vpn-aaaa`` has the format ``VPN[A-Z]{4}``. A key
+        whose form as typed matches also has it (a format written with the
+        separators the policy ignores). Positions count in the key as typed.
+        """
         if not self.format_regex:
             return None
         pattern = _compiled(self.format_regex)
-        if pattern.fullmatch(key):
+        folded = self.normalise(key)
+        if pattern.fullmatch(folded) or pattern.fullmatch(key):
             return None
-        for position in range(1, len(key) + 1):
-            if not pattern.fullmatch(key[:position], partial=True):
-                return position, f"character {position} ({key[position - 1]!r}) is not allowed there"
-        return None, f"too short: {len(key)} characters, the format needs more"
+        problems = [_problem_at(pattern, key)]
+        if folded != key:
+            position, message = _problem_at(pattern, folded)
+            problems.append((None if position is None else self._typed_position(key, position), message))
+        # The form the key follows longest gives the hint ("too short" is the longest).
+        position, message = max(problems, key=lambda p: p[0] if p[0] is not None else len(key) + 1)
+        if position is not None:
+            message = f"character {position} ({key[position - 1]!r}) is not allowed there"
+        return position, message
+
+    def _typed_position(self, key: str, position: int) -> int:
+        """The 1-based position in ``key`` of the ``position``-th character of its normalised form."""
+        for end in range(1, len(key) + 1):
+            if len(self.normalise(key[:end])) >= position:
+                return end
+        return len(key)
+
+
+def _problem_at(pattern: regex.Pattern, form: str) -> tuple[int | None, str]:
+    """The first position of ``form`` no key of the format can have there, or
+    (None, why the whole of it is too short)."""
+    for position in range(1, len(form) + 1):
+        if not pattern.fullmatch(form[:position], partial=True):
+            return position, ""
+    return None, f"too short: {len(form)} characters, the format needs more"
+
+
+# How the public check page compares keys, whatever the product's policy:
+# spaces, dashes and case never matter there (its promise to buyers).
+LOOSE_RULES = KeyRules(collapse_spaces=True, casefold=True, strip_separators="- ")
 
 
 _cache: dict[str, regex.Pattern] = {}

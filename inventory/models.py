@@ -79,6 +79,9 @@ class CardKey(models.Model):
     secret_sealed = models.BinaryField()
     # HMAC-SHA256 of the normalised key: finds duplicates without decrypting.
     fingerprint = models.CharField(max_length=64)
+    # HMAC-SHA256 of the key with case, spaces and dashes folded whatever the
+    # policy (keyrules.LOOSE_RULES): how the public check page finds it. Not unique.
+    loose_fingerprint = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=10, choices=CardKeyStatus.choices, default=CardKeyStatus.AVAILABLE)
     order_line = models.ForeignKey(
         "shop.OrderLine", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys"
@@ -124,6 +127,7 @@ class CardKey(models.Model):
             models.Index(
                 F("product"), F("id") + 0, name="cardkey_claim_idx", condition=Q(status=CardKeyStatus.AVAILABLE)
             ),
+            models.Index(fields=["loose_fingerprint"], name="cardkey_loose_fp_idx"),
         ]
 
     def __str__(self):

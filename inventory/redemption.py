@@ -3,9 +3,11 @@
 A submitted key is matched the way the product's ``KeyPolicy`` says (spaces,
 separators, case, 0/O 1/I/L) through the fingerprint, never by decrypting.
 The caller names the products whose rules apply (a merchant API key's scope;
-every product for the public page); each is tried. The format is checked only
-when nothing matched, so an input that differs from the stored key only in
-what the policy folds is still found, and a typo gets a position hint.
+every product for the public page); each is tried. The public page also
+finds a key that differs only in case, spaces and dashes, whatever the policy
+(``loose``: it promises buyers that). The format is checked only when nothing
+matched, so an input that differs from the stored key only in what the policy
+folds is still found, and a typo gets a position hint.
 
 Outcomes (``KeyCheck.code``):
 - ``VALID``: a delivered key, not redeemed (for ``key_redeem``: now redeemed);
@@ -26,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inventory import sealing
+from inventory.keyrules import LOOSE_RULES
 from inventory.models import CardKey, CardKeyStatus, KeyActivation, KeyAuditEvent, KeyPolicy, KeyRedemption
 from inventory.services import keys_audit
 
@@ -85,8 +88,13 @@ def _policies(product_ids: list[int]) -> dict[int, KeyPolicy]:
     return {pk: found.get(pk) or KeyPolicy(product_id=pk) for pk in product_ids}
 
 
-def key_check(*, text: str, product_ids) -> KeyCheck:
-    """What ``text`` is among the keys of ``product_ids`` (read only). One query."""
+def key_check(*, text: str, product_ids, loose: bool = False) -> KeyCheck:
+    """What ``text`` is among the keys of ``product_ids`` (read only). One query
+    (two with ``loose`` when the first finds nothing).
+
+    ``loose`` (the public check page): when nothing matches the way the
+    product's policy compares, a key equal to ``text`` but for case, spaces
+    and dashes still counts (``keyrules.LOOSE_RULES``)."""
     text = text.strip()
     product_ids = sorted(set(product_ids))
     if not text or not product_ids or len(text) > MAX_KEY_LENGTH:
@@ -99,6 +107,10 @@ def key_check(*, text: str, product_ids) -> KeyCheck:
         ).select_related("product").order_by("id")
         if (key.product_id, key.fingerprint) in wanted
     ]
+    if not candidates and loose:
+        candidates = list(CardKey.objects.filter(
+            product_id__in=product_ids, loose_fingerprint=sealing.secret_fingerprint(LOOSE_RULES.normalise(text))
+        ).select_related("product").order_by("id"))
     if not candidates:
         return _format_result(text=text, policies=policies)
     key = min(candidates, key=lambda k: (_STATUS_RANK[k.status], k.pk))

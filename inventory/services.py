@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from inventory import sealing
+from inventory.keyrules import LOOSE_RULES
 from inventory.models import CardKey, CardKeyStatus, ImportBatch, KeyAuditEvent, KeyPolicy
 
 IMPORT_CHUNK = 5000
@@ -45,8 +46,17 @@ def key_policy_get(*, product_id: int) -> KeyPolicy:
 @dataclass(frozen=True)
 class ImportIssue:
     line: int
-    code: str  # DUPLICATE_IN_FILE, DUPLICATE_IN_STOCK, INVALID
+    code: str  # DUPLICATE_IN_FILE, DUPLICATE_IN_STOCK, DUPLICATE_SOLD, DUPLICATE_VOID, INVALID
     detail: str
+
+
+# A duplicate of a key already there, by that key's status: the code and what the report says.
+_DUPLICATE_OF = {
+    CardKeyStatus.AVAILABLE: ("DUPLICATE_IN_STOCK", "already in stock"),
+    CardKeyStatus.RESERVED: ("DUPLICATE_IN_STOCK", "already in stock"),
+    CardKeyStatus.DELIVERED: ("DUPLICATE_SOLD", "already sold"),
+    CardKeyStatus.VOID: ("DUPLICATE_VOID", "voided earlier"),
+}
 
 
 @dataclass
@@ -111,7 +121,7 @@ def keys_import(
     rules = key_policy_get(product_id=product.pk).rules
     batch = ImportBatch.objects.create(product=product, created_by=created_by, source=source[:300])
     report = ImportReport(batch_id=batch.pk)
-    chunk: list[tuple[int, str, str]] = []
+    chunk: list[tuple[int, str, str, str]] = []
     for number, text in entries:
         report.lines += 1
         if not text:
@@ -120,7 +130,8 @@ def keys_import(
             report.invalid += 1
             report.note(ImportIssue(number, "INVALID", problem))
         else:
-            chunk.append((number, text, sealing.secret_fingerprint(rules.normalise(text))))
+            chunk.append((number, text, sealing.secret_fingerprint(rules.normalise(text)),
+                          sealing.secret_fingerprint(LOOSE_RULES.normalise(text))))
             if len(chunk) >= IMPORT_CHUNK:
                 _import_chunk(product_id=product.pk, batch_id=batch.pk, chunk=chunk, report=report)
                 chunk = []
@@ -137,31 +148,34 @@ def keys_import(
     return report
 
 
-def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str, str]], report: ImportReport) -> None:
+def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str, str, str]],
+                  report: ImportReport) -> None:
     table = CardKey._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {table} (product_id, batch_id, import_line, secret_sealed, fingerprint, status, created_at,
-                                 void_reason)
-            SELECT %s, %s, s.line, s.sealed, s.fingerprint, %s, %s, ''
-            FROM unnest(%s::int[], %s::bytea[], %s::text[]) WITH ORDINALITY AS s(line, sealed, fingerprint, n)
+            INSERT INTO {table} (product_id, batch_id, import_line, secret_sealed, fingerprint, loose_fingerprint,
+                                 status, created_at, void_reason)
+            SELECT %s, %s, s.line, s.sealed, s.fingerprint, s.loose, %s, %s, ''
+            FROM unnest(%s::int[], %s::bytea[], %s::text[], %s::text[])
+                 WITH ORDINALITY AS s(line, sealed, fingerprint, loose, n)
             ORDER BY s.n
             ON CONFLICT (product_id, fingerprint) DO NOTHING
             RETURNING fingerprint
             """,
             [
                 product_id, batch_id, CardKeyStatus.AVAILABLE, timezone.now(),
-                [number for number, _, _ in chunk],
-                [sealing.secret_seal(text, product_id=product_id) for _, text, _ in chunk],
-                [fp for _, _, fp in chunk],
+                [number for number, _, _, _ in chunk],
+                [sealing.secret_seal(text, product_id=product_id) for _, text, _, _ in chunk],
+                [fp for _, _, fp, _ in chunk],
+                [loose for _, _, _, loose in chunk],
             ],
         )
         # Rows go in in input order, so the first entry of each inserted
         # fingerprint is the one that made it; every other entry lost.
         inserted = {row[0] for row in cursor.fetchall()}
         losers = []
-        for number, _, fp in chunk:
+        for number, _, fp, _ in chunk:
             if fp in inserted:
                 inserted.discard(fp)
             else:
@@ -174,18 +188,20 @@ def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str,
         if not losers:
             return
         cursor.execute(
-            f"SELECT fingerprint, batch_id, import_line FROM {table} WHERE product_id = %s AND fingerprint = ANY(%s)",
+            f"SELECT fingerprint, batch_id, import_line, status FROM {table} "
+            "WHERE product_id = %s AND fingerprint = ANY(%s)",
             [product_id, list({fp for _, fp in losers})],
         )
-        first = {fp: (batch, line) for fp, batch, line in cursor.fetchall()}
+        first = {fp: (batch, line, status) for fp, batch, line, status in cursor.fetchall()}
     for number, fp in losers:
-        batch, line = first.get(fp, (None, None))
+        batch, line, status = first.get(fp, (None, None, CardKeyStatus.AVAILABLE))
+        code, detail = _DUPLICATE_OF[status]
         if batch == batch_id:
             report.note(ImportIssue(number, "DUPLICATE_IN_FILE", f"same key as line {line}"))
         elif batch is not None:
-            report.note(ImportIssue(number, "DUPLICATE_IN_STOCK", f"already in stock (import #{batch}, line {line})"))
+            report.note(ImportIssue(number, code, f"{detail} (import #{batch}, line {line})"))
         else:
-            report.note(ImportIssue(number, "DUPLICATE_IN_STOCK", "already in stock"))
+            report.note(ImportIssue(number, code, detail))
 
 
 def import_batch_void(*, batch_id: int, actor: str, ip: str | None = None) -> int:

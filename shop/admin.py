@@ -40,7 +40,7 @@ from shop.models import (
     Product,
     QuantityTier,
 )
-from shop.services import OrderTransitionError
+from shop.services import OrderTransitionError, coupon_code_normalise
 
 
 class ReadOnlyAdminMixin:
@@ -289,17 +289,25 @@ class CategoryAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
 
 
+class CouponForm(forms.ModelForm):
+    class Meta:
+        model = Coupon
+        fields = "__all__"
+
+    def clean_code(self):
+        # In clean_code, not save_model: the form's constraint check (unique,
+        # coupon_code_upper) runs on the cleaned value, before any save.
+        return coupon_code_normalise(self.cleaned_data["code"])
+
+
 @admin.register(Coupon)
 class CouponAdmin(admin.ModelAdmin):
+    form = CouponForm
     list_display = ("code", "kind", "value", "used_count", "usage_limit", "expires_at", "active")
     list_filter = ("active", "kind")
     search_fields = ("code",)
     filter_horizontal = ("products",)
     readonly_fields = ("used_count",)  # counted by checkout, race-free
-
-    def save_model(self, request, obj, form, change):
-        obj.code = obj.code.strip().upper()
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(KeyReveal)

@@ -23,6 +23,14 @@ def order_by_number(*, order_no: str) -> Order | None:
     return Order.objects.filter(order_no=order_no).first()
 
 
+def order_nos_missing(*, order_nos: list[str]) -> list[str]:
+    """Those of ``order_nos`` no order has, in the order given (one query).
+    A number not in the shop's format is missing without being looked up."""
+    wanted = [no for no in order_nos if ORDER_NO_RE.fullmatch(no or "")]
+    found = set(Order.objects.filter(order_no__in=wanted).values_list("order_no", flat=True)) if wanted else set()
+    return list(dict.fromkeys(no for no in order_nos if no not in found))
+
+
 def _live_holds(product):
     return OrderLine.objects.filter(
         product=product,

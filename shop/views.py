@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.core import is_ratelimited
@@ -97,6 +98,9 @@ def product_detail(request, slug: str):
             except CheckoutError as exc:
                 error = (exc.code, _checkout_error_message(exc))
         form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=product.max_per_order)
+        # The buyer's own password on their own page (sent no-store): checking
+        # the price must not make them type it again. Only this re-render.
+        form.fields["query_password"].widget.render_value = True
     elif request.method == "POST" and form.is_valid() and not _method_chosen(request, methods):
         error = ("METHOD_REQUIRED", _("Choose how you want to pay."))
     elif request.method == "POST" and form.is_valid():
@@ -139,6 +143,8 @@ def product_detail(request, slug: str):
     response = render(request, "shop/product.html", context, status=status)
     if limited:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if request.method == "POST":  # it may show the buyer's query password again: never stored
+        add_never_cache_headers(response)
     return response
 
 

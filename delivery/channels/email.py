@@ -1,12 +1,15 @@
 import smtplib
 import threading
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.console import EmailBackend as ConsoleEmailBackend
 from django.template.loader import get_template
 
 from delivery.channels.base import DeliveryChannel, PermanentDeliveryError, SendBudgetSpent
+from inventory.sealing import secret_mask
 from inventory.selectors import keys_for_order
 
 TEMPLATES = {
@@ -44,6 +47,10 @@ class EmailChannel(DeliveryChannel):
         templates = {name: get_template(path) for name, path in TEMPLATES.items()}
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].rstrip(">") or "kamidrop.local"
         backend = _connection_take()
+        # The console backend (and the file one, its subclass) is a development
+        # tool that writes the message where a terminal or a log file keeps it:
+        # keys go there masked, like everywhere keys are listed.
+        masked = isinstance(backend, ConsoleEmailBackend)
         results: list[str | Exception] = []
         broken: Exception | None = None  # the connection cannot be (re)opened: the rest would wait for it too
         try:
@@ -56,7 +63,8 @@ class EmailChannel(DeliveryChannel):
                     continue
                 message_id = _message_id(delivery, domain)
                 try:
-                    message = _message_build(delivery, keys_by_order.get(delivery.order_id, []), message_id, templates)
+                    message = _message_build(delivery, keys_by_order.get(delivery.order_id, []), message_id, templates,
+                                             masked=masked)
                 except Exception as exc:  # noqa: BLE001 - this message only
                     results.append(exc)
                     continue
@@ -99,7 +107,18 @@ def _message_id(delivery, domain: str) -> str:
     return f"<delivery-{delivery.pk}{resend}.{delivery.order.order_no}@{domain}>"
 
 
-def _message_build(delivery, keys: list, message_id: str, templates: dict) -> EmailMultiAlternatives:
+@dataclass(frozen=True)
+class _MaskedKey:
+    """What the templates read of a key, its secret masked."""
+
+    product: object
+    secret: str
+
+
+def _message_build(delivery, keys: list, message_id: str, templates: dict, *,
+                   masked: bool = False) -> EmailMultiAlternatives:
+    if masked:
+        keys = [_MaskedKey(product=key.product, secret=secret_mask(key.secret)) for key in keys]
     context = {"order": delivery.order, "keys": keys, "shop_name": settings.SHOP_NAME}
     message = EmailMultiAlternatives(
         subject=templates["subject"].render(context).strip(),

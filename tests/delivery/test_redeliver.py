@@ -175,3 +175,64 @@ def test_replace_invalid_without_stock_replaces_nothing_and_exits_non_zero(repor
     assert str(failure.value) == "0 deliveries could not be sent, 1 reported keys not replaced"
     old.refresh_from_db()
     assert old.status == "DELIVERED"
+
+
+def test_since_accepts_today_and_yesterday(pay, make_product, make_unpaid_order, run_worker):
+    # given: one delivery of two days ago, one of now
+    product = make_product(keys=2, slug="gift")
+    old, new = pay(make_unpaid_order(product=product)), pay(make_unpaid_order(product=product))
+    run_worker()
+    Delivery.objects.filter(order=old).update(created_at=timezone.now() - timedelta(days=2))
+    # when
+    yesterday, _ = _redeliver("--since", "yesterday", "--dry-run")
+    today, _ = _redeliver("--since", "today", "--dry-run")
+    before, _ = _redeliver("--until", "yesterday", "--dry-run")
+    # then
+    assert [line.split()[0] for line in yesterday.splitlines()[1:-1]] == [new.order_no]
+    assert [line.split()[0] for line in today.splitlines()[1:-1]] == [new.order_no]
+    assert [line.split()[0] for line in before.splitlines()[1:-1]] == [old.order_no]
+
+
+@pytest.mark.parametrize("value", ["2026-13-01", "soon", "2026-02-30T08:00"])
+def test_a_bad_date_is_refused_with_the_formats_that_work(value, paid_order, run_worker, smtp_server):
+    # given
+    run_worker()
+    # when
+    with pytest.raises(CommandError) as refused:
+        _redeliver("--since", value)
+    # then: nothing was sent again
+    assert str(refused.value) == (
+        f"Error: argument --since: not a date: {value!r} "
+        "(use today, yesterday, 2026-11-22 or 2026-11-22T08:00)"
+    )
+    assert len(smtp_server.messages) == 1
+    assert paid_order.events.filter(type=OrderEventType.RESEND_REQUESTED).count() == 0
+
+
+def test_an_unknown_order_number_is_named_and_nothing_is_sent(paid_order, run_worker, smtp_server):
+    # given
+    run_worker()
+    # when
+    with pytest.raises(CommandError) as refused:
+        _redeliver(paid_order.order_no, "T99999999")
+    # then
+    assert (str(refused.value), refused.value.returncode) == ("order T99999999 not found", 1)
+    assert len(smtp_server.messages) == 1
+    assert paid_order.events.filter(type=OrderEventType.RESEND_REQUESTED).count() == 0
+
+
+def test_the_console_email_backend_never_prints_a_key_in_full(paid_order, run_worker, settings, capsys):
+    # given: the order was delivered; email now goes to the console (development)
+    run_worker()
+    key = CardKey.objects.get(order_line__order=paid_order)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    capsys.readouterr()
+    # when
+    out, _ = _redeliver(paid_order.order_no)
+    # then
+    printed = capsys.readouterr().out
+    assert out == "1 selected: 1 sent, 0 not sent, 0 skipped\n"
+    assert f"Thank you for your order {paid_order.order_no}." in printed
+    assert f"Product 1: ••••{key.secret[-4:]}" in printed
+    assert key.secret not in printed
+    assert email_of(paid_order).status == DeliveryStatus.SENT

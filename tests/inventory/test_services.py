@@ -42,6 +42,26 @@ def test_import_skips_blanks_and_duplicates_within_and_across_imports(make_produ
     assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == ["KEY-1", "KEY-2", "KEY-3"]
 
 
+def test_a_duplicate_of_a_sold_or_voided_key_says_so(make_product, make_unpaid_order):
+    # given: three keys of one import: one sold, one voided, one still in stock
+    product = make_product()
+    first = keys_import(product=product, source="t", entries=[(1, "KEY-SOLD"), (2, "KEY-VOID"), (3, "KEY-FREE")])
+    order = make_unpaid_order(product=product)
+    sold = CardKey.objects.get(product=product, import_line=1)
+    CardKey.objects.filter(pk=sold.pk).update(status=CardKeyStatus.DELIVERED, order_line=order.lines.get())
+    CardKey.objects.filter(product=product, import_line=2).update(status=CardKeyStatus.VOID)
+    # when
+    result = keys_import(product=product, source="t", entries=[(1, "KEY-SOLD"), (2, "KEY-VOID"), (3, "KEY-FREE")])
+    # then
+    assert (result.added, result.duplicates) == (0, 3)
+    assert result.issues == [
+        ImportIssue(1, "DUPLICATE_SOLD", f"already sold (import #{first.batch_id}, line 1)"),
+        ImportIssue(2, "DUPLICATE_VOID", f"voided earlier (import #{first.batch_id}, line 2)"),
+        ImportIssue(3, "DUPLICATE_IN_STOCK", f"already in stock (import #{first.batch_id}, line 3)"),
+    ]
+    assert CardKey.objects.filter(product=product).count() == 3
+
+
 def test_same_key_may_exist_for_two_products(make_product):
     # given
     first, second = make_product(), make_product()

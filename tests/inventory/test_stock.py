@@ -50,6 +50,31 @@ def test_invalid_keys_are_reported_with_line_and_reason_and_not_added(make_produ
     assert (batch.lines, batch.added, batch.invalid, batch.blank, batch.duplicates) == (4, 1, 2, 1, 0)
 
 
+def test_the_format_applies_to_the_key_as_compared_after_folding(make_product):
+    # given: a format without separators or lower case, both folded away by the policy
+    product = make_product()
+    KeyPolicy.objects.create(product=product, format_regex=r"VPN[A-Z0-9]{12}", casefold=True, strip_separators="-")
+    # when
+    report = _import(product, "VPN-AAAA-BBBB-CCCC\nvpn-dddd-eeee-ffff\nVPN-AAAA-BBBB-CC#C")
+    # then: the hint points at the character as the owner typed it
+    assert (report.lines, report.added, report.invalid) == (3, 2, 1)
+    assert report.issues == [ImportIssue(3, "INVALID", "character 17 ('#') is not allowed there")]
+    assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == [
+        "VPN-AAAA-BBBB-CCCC", "vpn-dddd-eeee-ffff"
+    ]
+
+
+def test_a_format_written_with_its_separators_still_accepts_keys_as_typed(make_product):
+    # given: the format spells the dashes the policy ignores when comparing
+    product = make_product()
+    KeyPolicy.objects.create(product=product, format_regex=r"^[A-Z]{4}-[0-9]{4}$", strip_separators="-")
+    # when
+    report = _import(product, "ABCD-1234\nABCD-12#4")
+    # then
+    assert (report.added, report.invalid) == (1, 1)
+    assert report.issues == [ImportIssue(2, "INVALID", "character 8 ('#') is not allowed there")]
+
+
 def test_custom_delimiter_splits_lines(make_product):
     # given
     product = make_product()

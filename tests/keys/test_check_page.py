@@ -3,7 +3,7 @@
 import pytest
 
 from inventory.models import KeyAuditEvent, KeyPolicy, KeyRedemption
-from inventory.redemption import key_redeem
+from inventory.redemption import key_check, key_redeem
 from inventory.services import keys_import
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +36,29 @@ def test_a_sold_key_is_genuine_and_checking_does_not_redeem_it(client, make_prod
     assert "This key is genuine and has not been redeemed yet." in response.content.decode()
     assert KeyRedemption.objects.count() == 0
     assert KeyAuditEvent.objects.filter(action="REDEEMED").count() == 0
+
+
+def test_case_spaces_and_dashes_do_not_matter_for_a_product_without_a_policy(client, make_product, sell):
+    # given: no KeyPolicy, so the stock compares keys exactly as typed
+    product = make_product()
+    keys_import(product=product, source="test", entries=[(1, "ABCD-EFGH-1234")])
+    sell(product)
+    # when
+    response = _check(client, "abcd efgh1234")
+    # then
+    assert (response.status_code, response.context["outcome"]) == (200, "VALID")
+    assert "This key is genuine and has not been redeemed yet." in response.content.decode()
+
+
+def test_a_loose_match_never_redeems_through_the_merchant_check(make_product, sell):
+    # given: the merchant API compares by the product's policy only
+    product = make_product()
+    keys_import(product=product, source="test", entries=[(1, "ABCD-EFGH-1234")])
+    sell(product)
+    # when
+    strict = key_check(text="abcd efgh1234", product_ids=[product.pk])
+    # then
+    assert strict.code == "NOT_FOUND"
 
 
 def test_a_redeemed_key_shows_the_date(client, make_product, sell):

@@ -127,3 +127,31 @@ def test_web_check_price_shows_the_server_price_without_an_order(client, make_pr
     assert '<td id="quote-total">95.00 CNY</td>' in page
     assert "10 or more" in page and "5% off" in page
     assert Order.objects.count() == 0
+
+
+def test_web_check_price_keeps_what_the_buyer_typed_including_the_query_password(client, make_product):
+    # given
+    product = make_product(keys=20, price="10.00")
+    # when
+    response = client.post(f"/p/{product.slug}/", {
+        "quantity": "2", "email": "b@example.com", "query_password": "hunter2-pw", "terms": "on", "preview": "1",
+    })
+    # then: every field is filled in again but the terms, which are accepted at the real submit
+    form = response.context["form"]
+    assert 'value="hunter2-pw"' in str(form["query_password"])
+    assert 'value="b@example.com"' in str(form["email"])
+    assert "checked" not in str(form["terms"])
+    assert response.headers["Cache-Control"] == "max-age=0, no-cache, no-store, must-revalidate, private"
+    assert Order.objects.count() == 0
+
+
+def test_the_query_password_is_not_rendered_back_after_a_refused_order(client, make_product):
+    # given: the real submit, refused (terms not accepted)
+    product = make_product(keys=20, price="10.00")
+    # when
+    response = client.post(f"/p/{product.slug}/", {
+        "quantity": "2", "email": "b@example.com", "query_password": "hunter2-pw",
+    })
+    # then
+    assert response.context["form"].errors == {"terms": ["Please accept the terms to continue."]}
+    assert "hunter2-pw" not in response.content.decode()

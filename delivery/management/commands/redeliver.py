@@ -1,7 +1,8 @@
 """manage.py redeliver: send orders' SAME keys again, by order numbers or filters."""
 
+import argparse
 import sys
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -14,18 +15,30 @@ from delivery.selectors import deliveries_select
 from delivery.services import delivery_enqueue
 from inventory.services import KeysUnavailable
 from shop.models import KeyReport, KeyReportStatus
+from shop.selectors import order_nos_missing
 from shop.services import ResendNotAllowed, key_report_replace, order_delivery_send, order_resend
 
 ACTOR = "ops:redeliver"
 
 
-def _when(value: str) -> datetime:
-    moment = parse_datetime(value)
+def date_or_time(value: str) -> datetime:
+    """``--since``/``--until``: today, yesterday (local midnight), a date or an
+    ISO date-time. argparse turns the error into a clean usage message (a
+    CommandError under call_command)."""
+    words = {"today": 0, "yesterday": 1}
+    if value.strip().lower() in words:
+        day = timezone.localdate() - timedelta(days=words[value.strip().lower()])
+        return timezone.make_aware(datetime.combine(day, time.min))
+    try:  # a well-formed but impossible date (2026-13-01) raises ValueError
+        moment = parse_datetime(value)
+        if moment is None and (day := parse_date(value)) is not None:
+            moment = datetime.combine(day, time.min)
+    except ValueError:
+        moment = None
     if moment is None:
-        day = parse_date(value)
-        if day is None:
-            raise CommandError(f"not a date or date-time: {value!r} (use 2026-11-22 or 2026-11-22T08:00)")
-        moment = datetime.combine(day, time.min)
+        raise argparse.ArgumentTypeError(
+            f"not a date: {value!r} (use today, yesterday, 2026-11-22 or 2026-11-22T08:00)"
+        )
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
@@ -38,8 +51,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("order_nos", nargs="*", metavar="ORDER_NO")
         parser.add_argument("--status", choices=DeliveryStatus.values, help="delivery status")
-        parser.add_argument("--since", type=_when, help="deliveries created at or after (date or ISO date-time)")
-        parser.add_argument("--until", type=_when, help="deliveries created before (date or ISO date-time)")
+        parser.add_argument("--since", type=date_or_time,
+                            help="deliveries created at or after (today, yesterday, a date or ISO date-time)")
+        parser.add_argument("--until", type=date_or_time,
+                            help="deliveries created before (today, yesterday, a date or ISO date-time)")
         parser.add_argument("--product", metavar="SLUG")
         parser.add_argument("--channel", choices=[Channel.EMAIL, Channel.SMS])
         parser.add_argument("--failed-only", action="store_true", help="only dead letters (same as --status FAILED)")
@@ -58,6 +73,9 @@ class Command(BaseCommand):
             status = DeliveryStatus.FAILED
         if not (order_nos or status or since or until or product or channel):
             raise CommandError("name order numbers or give at least one filter (redelivering everything is refused)")
+        if missing := order_nos_missing(order_nos=order_nos):
+            raise CommandError(f"{'order' if len(missing) == 1 else 'orders'} {', '.join(missing)} not found",
+                               returncode=1)
         deliveries = list(
             deliveries_select(
                 order_nos=order_nos, status=status, since=since, until=until, product_slug=product, channel=channel
