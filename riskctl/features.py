@@ -9,6 +9,8 @@ from decimal import Decimal
 
 from django.db import connection
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from riskctl.identity import BuyerContext, email_domain_disposable
 from riskctl.models import RiskEvent
@@ -18,26 +20,90 @@ WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta
 TRUSTED_MIN_DELIVERED = 3
 TRUSTED_MIN_AGE = timedelta(days=30)
 
-# Every feature a rule may name, with what it means (shown in the rule admin).
-FEATURES = {
-    **{f"orders_{ident}_{w}": f"orders placed by this {ident} in the last {w}"
-       for ident in ("email", "ip", "device", "phone") for w in WINDOWS},
-    **{f"failed_payments_{ident}_{w}": f"failed payments by this {ident} in the last {w}"
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What a feature means, for people: a group, a short label and a help
+    text (all lazily translated; the rule admin offers features by label)."""
+
+    group: str
+    label: str
+    help: str
+
+
+IDENT_WORDS = {"email": _("email"), "ip": _("IP address"), "device": _("device"), "phone": _("phone")}
+WINDOW_WORDS = {"1h": _("hour"), "24h": _("24 hours"), "7d": _("7 days")}
+_VELOCITY, _FAILED, _LINKED = _("How often (velocity)"), _("Failed payments"), _("Linked accounts")
+_HISTORY, _ORDER = _("The buyer's history"), _("This order")
+
+
+def _orders_info(ident: str, w: str) -> FeatureInfo:
+    words = {"ident": IDENT_WORDS[ident], "window": WINDOW_WORDS[w]}
+    return FeatureInfo(
+        _VELOCITY,
+        format_lazy(_("Orders from this {ident} in the last {window}"), **words),
+        format_lazy(_("How many orders were placed with the buyer's {ident} in the last {window} "
+                      "(this order not counted)."), **words),
+    )
+
+
+def _failed_info(ident: str, w: str) -> FeatureInfo:
+    words = {"ident": IDENT_WORDS[ident], "window": WINDOW_WORDS[w]}
+    return FeatureInfo(
+        _FAILED,
+        format_lazy(_("Failed payments by this {ident} in the last {window}"), **words),
+        format_lazy(_("How many payments with the buyer's {ident} failed in the last {window}: "
+                      "many in a row is how stolen cards are tested."), **words),
+    )
+
+
+# Every feature a rule may name, with what it means (shown in the rule admin
+# and used to put an assessment's reasons into words).
+FEATURES: dict[str, FeatureInfo] = {
+    **{f"orders_{ident}_{w}": _orders_info(ident, w) for ident in ("email", "ip", "device", "phone") for w in WINDOWS},
+    **{f"failed_payments_{ident}_{w}": _failed_info(ident, w)
        for ident in ("email", "ip", "device") for w in ("1h", "24h")},
-    "emails_per_device_24h": "distinct emails seen on this device in 24 h (this one included)",
-    "emails_per_ip_24h": "distinct emails seen from this IP in 24 h (this one included)",
-    "first_seen_hours": "hours since this email was first seen (0: new)",
-    "disposable_email": "1 if the email domain is a throw-away one",
-    "delivered_orders": "orders delivered to this email before",
-    "refunds": "refunds of this email's orders",
-    "disputes": "payment disputes of this email's orders",
-    "resend_requests": "resend requests of this email's orders in 7 d",
-    "keys_reported": "keys this email reported as not working",
-    "trusted_buyer": "1 if ≥ 3 delivered orders older than 30 days and no disputes",
-    "amount": "order amount",
-    "quantity": "keys in the order",
-    "amount_vs_history": "order amount / the largest amount this email paid before (0 without history)",
-    "new_buyer_quantity": "keys in the order when the email is new (else 0)",
+    "emails_per_device_24h": FeatureInfo(
+        _LINKED, _("Emails used on this device in 24 hours"),
+        _("How many different emails were used on the buyer's device in the last 24 hours, this one included: "
+          "several is one person with many accounts.")),
+    "emails_per_ip_24h": FeatureInfo(
+        _LINKED, _("Emails used from this IP address in 24 hours"),
+        _("How many different emails ordered from the buyer's IP address in the last 24 hours, this one "
+          "included. Offices, schools and mobile networks share IPs, so expect some.")),
+    "first_seen_hours": FeatureInfo(
+        _HISTORY, _("Hours since this email was first seen"),
+        _("How long ago this email first ordered here, in hours; 0 means it is new.")),
+    "disposable_email": FeatureInfo(
+        _HISTORY, _("Throw-away email address"),
+        _("1 if the email is from a throw-away (disposable) mailbox provider, else 0.")),
+    "delivered_orders": FeatureInfo(
+        _HISTORY, _("Orders delivered to this email before"),
+        _("How many earlier orders of this email were delivered.")),
+    "refunds": FeatureInfo(
+        _HISTORY, _("Refunds of this email's orders"), _("How many of this email's orders were refunded.")),
+    "disputes": FeatureInfo(
+        _HISTORY, _("Payment disputes by this email"),
+        _("How many of this email's payments were disputed (chargebacks).")),
+    "resend_requests": FeatureInfo(
+        _HISTORY, _("Resend requests in 7 days"),
+        _("How many times this email asked for its keys to be sent again in the last 7 days.")),
+    "keys_reported": FeatureInfo(
+        _HISTORY, _("Keys reported as not working"),
+        _("How many keys this email reported as not working.")),
+    "trusted_buyer": FeatureInfo(
+        _HISTORY, _("Trusted returning buyer"),
+        _("1 if the email has at least 3 delivered orders older than 30 days and never disputed a payment, "
+          "else 0.")),
+    "amount": FeatureInfo(_ORDER, _("Order amount"), _("What the order costs, in the shop's currency.")),
+    "quantity": FeatureInfo(_ORDER, _("Keys in the order"), _("How many keys the order is for.")),
+    "amount_vs_history": FeatureInfo(
+        _ORDER, _("Amount compared with the buyer's largest before"),
+        _("This order's amount divided by the largest amount this email paid before (0 without history): "
+          "5 means five times as much.")),
+    "new_buyer_quantity": FeatureInfo(
+        _ORDER, _("Keys ordered by a new buyer"),
+        _("The number of keys in the order when the email has never ordered before, else 0.")),
 }
 
 

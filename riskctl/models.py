@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 
 class ListType(models.TextChoices):
@@ -45,14 +47,14 @@ class ListEntry(models.Model):
 
 
 class RiskEventKind(models.TextChoices):
-    ORDER_CREATED = "ORDER_CREATED", "Order placed"
-    ORDER_PAID = "ORDER_PAID", "Order paid"
-    PAYMENT_FAILED = "PAYMENT_FAILED", "Payment failed"
-    DELIVERED = "DELIVERED", "Order delivered"
-    REFUNDED = "REFUNDED", "Order refunded"
-    DISPUTE = "DISPUTE", "Payment disputed"
-    RESEND = "RESEND", "Resend requested"
-    KEY_REPORTED = "KEY_REPORTED", "Key reported not working"
+    ORDER_CREATED = "ORDER_CREATED", _("Order placed")
+    ORDER_PAID = "ORDER_PAID", _("Order paid")
+    PAYMENT_FAILED = "PAYMENT_FAILED", _("Payment failed")
+    DELIVERED = "DELIVERED", _("Order delivered")
+    REFUNDED = "REFUNDED", _("Order refunded")
+    DISPUTE = "DISPUTE", _("Payment disputed")
+    RESEND = "RESEND", _("Resend requested")
+    KEY_REPORTED = "KEY_REPORTED", _("Key reported not working")
 
 
 class RiskEvent(models.Model):
@@ -217,8 +219,8 @@ class ReviewItem(models.Model):
     """An order held for a human: approve (deliver) or reject (refund)."""
 
     class Outcome(models.TextChoices):
-        APPROVED = "APPROVED", "Approved"
-        REJECTED = "REJECTED", "Rejected"
+        APPROVED = "APPROVED", _("Approved")
+        REJECTED = "REJECTED", _("Rejected")
 
     order = models.OneToOneField("shop.Order", on_delete=models.PROTECT, related_name="review")
     assessment = models.ForeignKey(Assessment, on_delete=models.PROTECT, related_name="reviews")
@@ -239,4 +241,4 @@ class ReviewItem(models.Model):
         indexes = [models.Index(fields=["decided_at", "opened_at"], name="reviewitem_queue_idx")]
 
     def __str__(self):
-        return f"Review of order {self.order_id}"
+        return gettext("Review: order %(no)s") % {"no": self.order.order_no}

@@ -37,6 +37,7 @@ from riskctl.models import (
     RuleAction,
     Thresholds,
 )
+from riskctl.reasons import number_plain
 
 logger = logging.getLogger(__name__)
 
@@ -111,16 +112,42 @@ def list_matches_many(*, list_type: str | None, buyers: list[BuyerContext]) -> l
     return [[entry for entry in entries if matches(entry, buyer)] for buyer in buyers]
 
 
-def buyer_block(*, buyer: BuyerContext, reason: str, user=None, expires_at=None) -> list[ListEntry]:
-    """Block every identifier of a buyer at once (email, IP, device, phone)."""
-    created = []
+# How long "block this buyer" lasts unless the owner says otherwise: an email,
+# a device or a phone is one person's; an IP address is often shared (mobile
+# networks, offices), so it is blocked for a day only.
+BLOCK_DEFAULT_DURATIONS = {
+    IdentifierKind.EMAIL: timedelta(days=30),
+    IdentifierKind.DEVICE: timedelta(days=30),
+    IdentifierKind.PHONE: timedelta(days=30),
+    IdentifierKind.IP: timedelta(hours=24),
+}
+
+
+def buyer_block(*, buyer: BuyerContext, reason: str, user=None, kinds=None,
+                expires_at: dict | None = None) -> list[ListEntry]:
+    """Block identifiers of a buyer: ``kinds`` (IdentifierKind values; None:
+    every one the buyer gave), each until ``expires_at[kind]`` (a datetime,
+    or None for never); a kind left out of ``expires_at`` gets
+    ``BLOCK_DEFAULT_DURATIONS``. An identifier already blocked keeps the
+    longer of its block and this one. Returns the entries now blocking."""
+    now = timezone.now()
+    expires_at = expires_at or {}
+    wanted = None if kinds is None else set(kinds)
+    entries = []
     for kind, value in _identifiers(buyer):
-        entry, _ = ListEntry.objects.get_or_create(
+        if wanted is not None and kind not in wanted:
+            continue
+        until = expires_at[kind] if kind in expires_at else now + BLOCK_DEFAULT_DURATIONS[kind]
+        entry, created = ListEntry.objects.get_or_create(
             list_type=ListType.BLOCK, kind=kind, value=value,
-            defaults={"reason": reason[:200], "created_by": user, "expires_at": expires_at},
+            defaults={"reason": reason[:200], "created_by": user, "expires_at": until},
         )
-        created.append(entry)
-    return created
+        live_longer = entry.expires_at is None or (until is not None and entry.expires_at >= until)
+        if not created and not live_longer:
+            entry.expires_at, entry.reason, entry.created_by = until, reason[:200], user
+            entry.save(update_fields=["expires_at", "reason", "created_by"])
+        entries.append(entry)
+    return entries
 
 
 def buyer_unblock(*, buyer: BuyerContext) -> list[ListEntry]:
@@ -265,7 +292,8 @@ def _evaluate(*, features: dict, product_id: int | None, config: tuple) -> _Verd
         if value is None or not _OPERATORS[rule.operator](Decimal(str(value)), rule.threshold):
             continue
         hit = {"rule": rule.code, "points": rule.points if rule.action == RuleAction.SCORE else rule.action,
-               "detail": f"{rule.feature} = {value} ({rule.operator} {rule.threshold.normalize()})"}
+               "detail": f"{rule.feature} = {number_plain(value, 2 if rule.feature == 'amount' else None)} "
+                         f"({rule.operator} {number_plain(rule.threshold)})"}
         if rule.shadow:
             shadow.append(hit)
         elif rule.action == RuleAction.SCORE:

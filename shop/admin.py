@@ -5,6 +5,7 @@ admin pages are read-only; the order page gathers its lines, timeline,
 deliveries and payments as read-only inlines.
 """
 
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from django import forms
@@ -16,17 +17,26 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
-from delivery.models import Delivery
-from inventory.models import CardKeyStatus
+from delivery.models import Channel, Delivery
+from inventory.keyrules import LOOSE_RULES
+from inventory.models import CardKey, CardKeyStatus, KeyPolicy
+from inventory.redemption import MAX_KEY_LENGTH
+from inventory.sealing import SealError, secret_fingerprint
+from inventory.selectors import keys_for_order
+from inventory.services import KeyStateError, KeysUnavailable
 from payments.methods import methods_all
-from payments.models import Payment
+from payments.models import Payment, PaymentStatus, RefundStatus
 from payments.services import RefundError, payment_refund
 from payments.services.manual import (
     ManualCompletionRefused,
     ManualCompletionUnverified,
     payment_manual_complete,
 )
+from riskctl.identity import client_ip, phone_normalise
 from riskctl.services import buyer_block, buyer_unblock, order_buyer
 from shop.models import (
     Category,
@@ -37,10 +47,19 @@ from shop.models import (
     Order,
     OrderEvent,
     OrderLine,
+    OrderStatus,
     Product,
     QuantityTier,
 )
-from shop.services import OrderTransitionError, coupon_code_normalise
+from shop.services import (
+    REFUNDABLE_STATUSES,
+    KeyActionRefused,
+    OrderTransitionError,
+    ResendNotAllowed,
+    coupon_code_normalise,
+    order_key_staff_replace,
+    order_resend,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -122,11 +141,110 @@ class PaymentInline(ReadOnlyAdminMixin, admin.TabularInline):
         return super().get_queryset(request).order_by("id")
 
 
+# --- the order page: staff actions and finding orders ---------------------------
+
+# Shortest search term tried as a card key: shorter ones find too much by chance.
+KEY_SEARCH_MIN_LENGTH = 6
+# Orders whose buyer may be sent the keys again / whose keys can be replaced.
+_UNPAID = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED)
+
+# Why a refund was refused, in words staff understand (codes from payment_refund and the providers).
+REFUND_REFUSALS = {
+    "ORDER_STATE_CONFLICT": _("only a paid order whose keys were not handed over can be refunded"),
+    "PAYMENT_NOT_FOUND": _("the order has no successful payment to refund"),
+    "ALREADY_REFUNDED": _("the order is already refunded"),
+    "REFUND_UNSUPPORTED": _("this payment method cannot refund through its provider; refund by hand"),
+    "CURRENCY_UNSUPPORTED": _("the provider cannot refund this currency; refund by hand"),
+    "PAYMENT_UNKNOWN": _("the provider does not know this payment"),
+    "PROVIDER_UNKNOWN": _("the payment method is no longer configured"),
+}
+REFUND_REFUSED_OTHERWISE = _("the provider refused or could not be reached")
+
+
+def refund_refusal_words(code: str) -> str:
+    return str(REFUND_REFUSALS.get(code, REFUND_REFUSED_OTHERWISE))
+
+
+def _actor(request) -> str:
+    return f"staff:{request.user.get_username()}"
+
+
+def _key_label(key: CardKey) -> str:
+    """A delivered key as staff pick it: its id, product and last characters only."""
+    try:
+        masked = key.secret_masked
+    except SealError:  # sealed under a retired encryption key: still replaceable
+        masked = "••••"
+    return f"#{key.pk} · {key.product.name} · {masked}"
+
+
+def orders_with_key(*, text: str):
+    """The ids of the orders a card key equal to ``text`` was sold, reserved
+    or voided on (a subquery), found by fingerprint only: the text is
+    fingerprinted once per distinct product policy (exact, hitting the
+    (product, fingerprint) unique index) and once the loose way (case, spaces
+    and dashes folded, the loose_fingerprint index). Nothing is decrypted."""
+    text = text.strip()
+    if not KEY_SEARCH_MIN_LENGTH <= len(text) <= MAX_KEY_LENGTH:
+        return CardKey.objects.none().values("order_line__order_id")
+    rule_fields = ("collapse_spaces", "casefold", "strip_separators", "fold_confusables")
+    default = KeyPolicy().rules
+    groups: dict = {}
+    # One row per product, its policy's rules joined (NULL: the default policy).
+    for pk, *values in Product.objects.values_list("pk", *(f"key_policy__{f}" for f in rule_fields)):
+        rules = default if values[0] is None else replace(default, **dict(zip(rule_fields, values)))
+        groups.setdefault(rules, []).append(pk)
+    match = Q(loose_fingerprint=secret_fingerprint(LOOSE_RULES.normalise(text)))
+    for rules, product_ids in groups.items():
+        match |= Q(product_id__in=product_ids, fingerprint=secret_fingerprint(rules.normalise(text)))
+    # No "order_line IS NOT NULL" here: it would tempt the planner off the
+    # fingerprint indexes; a key in stock gives a NULL, which matches no order.
+    return CardKey.objects.filter(match).values("order_line__order_id")
+
+
+class ResendForm(forms.Form):
+    channels = forms.MultipleChoiceField(label=_("Send to"), widget=forms.CheckboxSelectMultiple)
+    note = forms.CharField(label=_("Note"), max_length=300, required=False,
+                           widget=forms.Textarea(attrs={"rows": 2}),
+                           help_text=_("Optional: why. Kept on the order's timeline."))
+
+    def __init__(self, *args, deliveries, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["channels"].choices = [
+            (d.channel, f"{d.get_channel_display()}: {d.recipient} ({d.get_status_display()})") for d in deliveries
+        ]
+        self.fields["channels"].initial = [d.channel for d in deliveries]
+
+
+class RefundForm(forms.Form):
+    reason = forms.CharField(label=_("Reason"), max_length=300, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text=_("Required. Kept on the order's timeline and the refund."))
+
+
+class ReplaceKeyForm(forms.Form):
+    key = forms.TypedChoiceField(label=_("Key to replace"), coerce=int, widget=forms.RadioSelect)
+    reason = forms.CharField(label=_("Reason"), max_length=200, widget=forms.Textarea(attrs={"rows": 2}),
+                             help_text=_("Required. Kept on the order's timeline and the key's audit trail."))
+    resend = forms.BooleanField(
+        label=_("Also send the keys again by email / SMS"), required=False, initial=True,
+        help_text=_("The order page shows the new key at once either way."))
+
+    def __init__(self, *args, keys, can_resend: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["key"].choices = [(key.pk, _key_label(key)) for key in keys]
+        if len(keys) == 1:
+            self.fields["key"].initial = keys[0].pk
+        if not can_resend:
+            del self.fields["resend"]
+
+
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("order_no", "status", "email", "amount", "currency", "created_at", "paid_at")
     list_filter = ("status", "created_at")
     search_fields = ("order_no", "email", "phone")
+    search_help_text = _("Find an order by its number, the buyer's email or phone, or one of its card keys "
+                         "(matched by fingerprint, whatever its case, spaces and dashes).")
     # token_hash is left out: a hash of the buyer's token is of no use to staff.
     fields = (
         "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
@@ -135,9 +253,212 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = ("card_keys", "risk", "manual_completion")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
     actions = ("refund_orders", "block_buyers", "unblock_buyers")
+    change_form_template = "admin/shop/order/change_form.html"
 
     def get_fields(self, request, obj=None):
         return (*self.fields, "risk", "manual_completion")
+
+    def get_search_results(self, request, queryset, search_term):
+        """Django's search (number, email, phone: any case), plus the phone as
+        checkout stores it (normalised) and the orders holding a key equal
+        to the term, found by fingerprint (``orders_with_key``)."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return found, may_have_duplicates
+        also = Q(email__iexact=term) | Q(pk__in=orders_with_key(text=term))
+        phone = phone_normalise(term)
+        if phone.lstrip("+"):
+            also |= Q(phone__in={phone, term})
+        return found | queryset.filter(also), may_have_duplicates
+
+    # --- the Actions panel -----------------------------------------------------
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        order = self.get_object(request, object_id)
+        if order is not None:
+            extra_context = {**(extra_context or {}), "order_actions": self._order_actions(request, order)}
+        return super().change_view(request, object_id, form_url, extra_context=extra_context)
+
+    def _order_actions(self, request, order: Order) -> list[dict]:
+        """The actions that apply to the order as it is now and that this user may take."""
+        actions = []
+
+        def offer(action_id: str, label, url: str, help_text) -> None:
+            actions.append({"id": action_id, "label": label, "url": url, "help": help_text})
+
+        if self._resend_applies(order) and self.has_resend_permission(request):
+            offer("resend", _("Resend"), reverse("admin:shop_order_resend", args=[order.pk]),
+                  _("Send the same keys again to the buyer's email / phone."))
+        if self._replace_applies(order) and self.has_replace_key_permission(request):
+            offer("replace-key", _("Replace a key"), reverse("admin:shop_order_replace_key", args=[order.pk]),
+                  _("Void one delivered key and hand over a fresh one from stock."))
+        if self._refund_applies(order) and self.has_refund_permission(request):
+            offer("refund", _("Refund"), reverse("admin:shop_order_refund", args=[order.pk]),
+                  _("Give the money back; keys not yet handed over return to stock."))
+        if order.status in _UNPAID and request.user.has_perm("payments.add_paymentevent"):
+            offer("complete-payment", _("补单 (complete payment)"),
+                  reverse("admin:shop_order_complete_payment", args=[order.pk]),
+                  _("The buyer paid but no payment notice arrived."))
+        if self.has_block_permission(request):
+            offer("block-buyer", _("Block buyer"), self._block_buyer_url(order),
+                  _("Block the buyer's email, IP, device and phone."))
+        return actions
+
+    @staticmethod
+    def _block_buyer_url(order: Order) -> str:
+        url = reverse("admin:riskctl_block_buyer", args=[order.pk])
+        return url + "?" + urlencode({"next": reverse("admin:shop_order_change", args=[order.pk])})
+
+    @staticmethod
+    def _resend_applies(order: Order) -> bool:
+        return order.keys_visible and order.deliveries.exclude(channel=Channel.INBOX).exists()
+
+    @staticmethod
+    def _replace_applies(order: Order) -> bool:
+        return order.keys_visible and keys_for_order(order_id=order.pk).exists()
+
+    @staticmethod
+    def _refund_applies(order: Order) -> bool:
+        """Paid and not handed over; or refunded, but the provider's refund failed (retry)."""
+        paid = order.payments.filter(status=PaymentStatus.SUCCEEDED)
+        if order.status in REFUNDABLE_STATUSES:
+            return paid.exists()
+        return order.status == OrderStatus.REFUNDED and paid.exclude(
+            refunds__status__in=[s for s in RefundStatus.values if s != RefundStatus.FAILED]).exists()
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("delivery.change_delivery")
+
+    def has_replace_key_permission(self, request) -> bool:
+        return request.user.has_perm("inventory.replace_cardkey")
+
+    def _action_order(self, request, order_id: int, *, allowed: bool) -> Order:
+        if not (allowed and self.has_view_permission(request)):
+            raise PermissionDenied
+        return get_object_or_404(Order, pk=order_id)
+
+    def _action_page(self, request, order: Order, *, form, title: str, intro: str, submit: str, danger=False):
+        context = {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "order": order, "form": form,
+            "title": title, "intro": intro, "submit": submit, "danger": danger,
+        }
+        return TemplateResponse(request, "admin/shop/order/action_confirm.html", context)
+
+    def _action_done(self, request, order: Order, *, log: str, message: str, level=messages.SUCCESS):
+        """After an action: the admin log, the message, back to the order."""
+        LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[order], action_flag=CHANGE,
+                                     change_message=log, single_object=True)
+        return self._back(request, order, message, level)
+
+    def _back(self, request, order: Order, message: str, level):
+        self.message_user(request, message, level)
+        return redirect("admin:shop_order_change", order.pk)
+
+    def _not_now(self, request, order: Order, action):
+        return self._back(request, order, gettext("%(action)s does not apply to order %(order)s while it is %(status)s.")
+                          % {"action": action, "order": order.order_no, "status": order.get_status_display()},
+                          messages.ERROR)
+
+    def resend_view(self, request, order_id: int):
+        """Send the SAME keys again (``order_resend``: only once they were handed over)."""
+        order = self._action_order(request, order_id, allowed=self.has_resend_permission(request))
+        if not self._resend_applies(order):
+            return self._not_now(request, order, gettext("Resend"))
+        deliveries = list(order.deliveries.exclude(channel=Channel.INBOX).order_by("id"))
+        form = ResendForm(request.POST if request.method == "POST" else None, deliveries=deliveries)
+        if request.method == "POST" and form.is_valid():
+            channels, note = form.cleaned_data["channels"], form.cleaned_data["note"].strip()
+            try:
+                resent = order_resend(order_id=order.pk, actor=_actor(request), channels=channels, note=note)
+            except ResendNotAllowed as refused:
+                return self._back(request, order, gettext("Not resent: %(why)s") % {"why": refused.message},
+                                  messages.ERROR)
+            if not resent:
+                return self._back(request, order, gettext("Nothing was resent: no delivery on those channels."),
+                                  messages.WARNING)
+            sent_to = ", ".join(Delivery.objects.filter(pk__in=resent).order_by("id").values_list("channel", flat=True))
+            return self._action_done(
+                request, order, log=f"Resent the same keys ({sent_to}); note: {note or '-'}",
+                message=gettext("%(order)s: the same keys are being sent again (%(channels)s).")
+                % {"order": order.order_no, "channels": sent_to})
+        return self._action_page(
+            request, order, form=form, title=gettext("Resend the keys of order %(order)s") % {"order": order.order_no},
+            intro=gettext("The SAME keys are sent again; no new key is taken from stock."), submit=gettext("Resend"))
+
+    def refund_view(self, request, order_id: int):
+        """Give the money back (``payment_refund``): the order delivers nothing more."""
+        order = self._action_order(request, order_id, allowed=self.has_refund_permission(request))
+        if not self._refund_applies(order):
+            return self._not_now(request, order, gettext("Refund"))
+        form = RefundForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"].strip()
+            try:
+                refund = payment_refund(order=order, actor=_actor(request), reason=reason)
+            except (RefundError, OrderTransitionError) as refused:
+                return self._back(request, order, gettext("%(order)s was not refunded: %(why)s (%(code)s).") % {
+                    "order": order.order_no, "why": refund_refusal_words(refused.code), "code": refused.code},
+                    messages.ERROR)
+            log = f"Refund {refund.status} ({refund.amount} {order.currency}); reason: {reason}"
+            if refund.status == RefundStatus.FAILED:
+                code = refund.error.partition(":")[0]
+                return self._action_done(request, order, log=log, level=messages.ERROR, message=gettext(
+                    "%(order)s: the provider's refund failed: %(why)s (%(code)s). The order is taken back and its "
+                    "keys are in stock; refund by hand at the provider, or try Refund again.") % {
+                    "order": order.order_no, "why": refund_refusal_words(code), "code": code})
+            if refund.status == RefundStatus.MANUAL:
+                return self._action_done(request, order, log=log, level=messages.WARNING, message=gettext(
+                    "%(order)s: refund recorded; this provider has no refund API, so refund %(amount)s %(currency)s "
+                    "by hand (the owner has been sent the steps).") % {
+                    "order": order.order_no, "amount": refund.amount, "currency": order.currency})
+            return self._action_done(request, order, log=log, message=gettext(
+                "%(order)s: refunded %(amount)s %(currency)s.") % {
+                "order": order.order_no, "amount": refund.amount, "currency": order.currency})
+        return self._action_page(
+            request, order, form=form, danger=True,
+            title=gettext("Refund order %(order)s") % {"order": order.order_no},
+            intro=gettext("%(amount)s %(currency)s go back to the buyer through the provider; the order will "
+                          "deliver nothing and its reserved keys return to stock. This cannot be undone.")
+            % {"amount": order.amount, "currency": order.currency},
+            submit=gettext("Refund"))
+
+    def replace_key_view(self, request, order_id: int):
+        """Void one delivered key and hand over a fresh one (``order_key_staff_replace``)."""
+        order = self._action_order(request, order_id, allowed=self.has_replace_key_permission(request))
+        if not self._replace_applies(order):
+            return self._not_now(request, order, gettext("Replace a key"))
+        keys = list(keys_for_order(order_id=order.pk))
+        form = ReplaceKeyForm(request.POST if request.method == "POST" else None, keys=keys,
+                              can_resend=self._resend_applies(order))
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            old = next(key for key in keys if key.pk == data["key"])
+            try:
+                new_id = order_key_staff_replace(order_id=order.pk, key_id=old.pk, actor=_actor(request),
+                                                 reason=data["reason"], ip=client_ip(request) or None,
+                                                 resend=data.get("resend", False))
+            except KeysUnavailable:
+                return self._back(request, order, gettext(
+                    "No key of %(product)s is in stock: nothing was changed, key #%(key)s is still the buyer's.")
+                    % {"product": old.product.name, "key": old.pk}, messages.ERROR)
+            except (KeyActionRefused, KeyStateError, OrderTransitionError) as refused:
+                return self._back(request, order, gettext("Key #%(key)s was not replaced (%(code)s).")
+                                  % {"key": old.pk, "code": refused.code}, messages.ERROR)
+            done = (gettext("%(order)s: key #%(old)s voided, key #%(new)s handed over; the keys are being sent "
+                            "again.") if data.get("resend") else
+                    gettext("%(order)s: key #%(old)s voided, key #%(new)s handed over."))
+            return self._action_done(
+                request, order,
+                log=f"Replaced key #{old.pk} with #{new_id}; reason: {data['reason'].strip()}"
+                    f"{'; keys sent again' if data.get('resend') else ''}",
+                message=done % {"order": order.order_no, "old": old.pk, "new": new_id})
+        return self._action_page(
+            request, order, form=form, danger=True,
+            title=gettext("Replace a key of order %(order)s") % {"order": order.order_no},
+            intro=gettext("The key you pick is voided (kept on the order as evidence) and a fresh key of the same "
+                          "product is taken from stock and shown on the buyer's order page."),
+            submit=gettext("Replace the key"))
 
     @admin.display(description="补单 (paid, but no notice arrived)")
     def manual_completion(self, obj):
@@ -147,9 +468,14 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('<a class="button" href="{}">Complete against the provider\'s trade number</a>', url)
 
     def get_urls(self):
+        def view(method, route: str, name: str):
+            return path(f"<int:order_id>/{route}/", self.admin_site.admin_view(method), name=f"shop_order_{name}")
+
         return [
-            path("<int:order_id>/complete-payment/", self.admin_site.admin_view(self.complete_payment_view),
-                 name="shop_order_complete_payment"),
+            view(self.complete_payment_view, "complete-payment", "complete_payment"),
+            view(self.resend_view, "resend", "resend"),
+            view(self.refund_view, "refund", "refund"),
+            view(self.replace_key_view, "replace-key", "replace_key"),
             *super().get_urls(),
         ]
 
@@ -190,7 +516,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="risk assessments")
     def risk(self, obj):
         rows = [
-            (a.created_at.strftime("%Y-%m-%d %H:%M"), a.get_stage_display(), a.decision, a.score, a.ref,
+            (localtime(a.created_at).strftime("%Y-%m-%d %H:%M"), a.get_stage_display(), a.decision, a.score, a.ref,
              "; ".join(f"{r['rule']} ({r['points']})" for r in a.reasons[:3]) or "no rule matched")
             for a in obj.risk_assessments.order_by("created_at")
         ]

@@ -60,7 +60,7 @@ if not SITE_URL:
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [SITE_URL])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "shop.adminsite.ShopAdminConfig",  # django.contrib.admin with the shop's AdminSite
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_rq",
     "axes",
+    "django_otp",  # two-factor sign-in for staff (shop/twofactor/)
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "csp",
     "shop",
     "inventory",
@@ -88,6 +91,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "shop.browser_middleware.AuthenticationMiddleware",
+    # Two-factor sign-in: request.user.is_verified(), then no admin page until a code is given.
+    "django_otp.middleware.OTPMiddleware",
+    "shop.twofactor.middleware.AdminTwoFactorMiddleware",
     "shop.browser_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -179,7 +185,8 @@ AUTHENTICATION_BACKENDS = [
 # Lock the pair (username, address), not the username: someone guessing from
 # elsewhere cannot lock the owner out. Failures are rows in PostgreSQL.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+# axes' database handler, but a password alone does not forget failures while a code is owed.
+AXES_HANDLER = "shop.adminlogin.AdminLoginAxesHandler"
 # Wrong passwords for one username from one address before that pair is locked.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
 # Hours, as axes reads a float: the lock lifts this long after the last failure.
@@ -190,6 +197,14 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "shop.adminlogin.admin_login_client_ip"
 # Failed logins from one address, any usernames, within the cool-off before its logins are refused.
 ADMIN_LOGIN_IP_FAILURE_LIMIT = env_int("ADMIN_LOGIN_IP_FAILURE_LIMIT", 20)
+# Two-factor sign-in (shop/twofactor/, django-otp): superusers must give a code
+# from an authenticator app (or a recovery code) after the password; staff who
+# enrolled are always asked. Off by default only with DEBUG on (the demo login).
+ADMIN_REQUIRE_2FA = env_bool("ADMIN_REQUIRE_2FA", not DEBUG)
+# Wrong codes are axes failures too: keep the typed code out of its rows.
+AXES_SENSITIVE_PARAMETERS = ["code"]
+# The device pages in the admin do not show TOTP secrets or recovery codes.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
@@ -269,6 +284,7 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 # --- shop -------------------------------------------------------------------
 
 SHOP_NAME = env_str("SHOP_NAME", "Kamidrop")
+OTP_TOTP_ISSUER = SHOP_NAME  # the name an authenticator app lists the admin account under
 SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
 # Minutes a checkout holds stock for the buyer to pay.
 ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)

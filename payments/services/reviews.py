@@ -11,15 +11,19 @@ from shop.models import Order, OrderEventType
 from shop.services import order_event_record
 
 
-def order_review_reject(*, order_id: int, user, note: str, block_buyer: bool = False) -> Refund:
-    """Record the rejection (and block the buyer's identifiers if asked),
-    then refund: the keys go back to stock, the order becomes REFUNDED and
-    the buyer is told by the refund email."""
+def order_review_reject(*, order_id: int, user, note: str, block_buyer: bool = False, block_kinds=None,
+                        block_expires_at: dict | None = None) -> Refund:
+    """Record the rejection (and, with ``block_buyer``, block the buyer's
+    identifiers: ``block_kinds`` until ``block_expires_at``, as
+    ``buyer_block`` takes them; left out, every identifier for the default
+    time), then refund: the keys go back to stock, the order becomes
+    REFUNDED and the buyer is told by the refund email."""
     actor = f"staff:{user.get_username()}" if user else "system"
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         review_decide(order_id=order_id, outcome="REJECTED", user=user, note=note)
         order_event_record(order=order, type=OrderEventType.REVIEW_REJECTED, actor=actor, data={"note": note[:500]})
         if block_buyer and (buyer := order_buyer(order_id=order_id)) is not None:
-            buyer_block(buyer=buyer, reason=f"review of order {order.order_no} rejected: {note}"[:200], user=user)
+            buyer_block(buyer=buyer, reason=f"review of order {order.order_no} rejected: {note}"[:200], user=user,
+                        kinds=block_kinds, expires_at=block_expires_at)
     return payment_refund(order=order, actor=actor, reason=f"review rejected: {note}"[:500])

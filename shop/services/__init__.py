@@ -10,6 +10,8 @@ from shop.services.buyer import (  # noqa: F401
     lookup_link_token,
     order_key_report,
     order_key_reveal,
+    order_key_staff_replace,
+    order_keys_reveal,
     order_lookup,
 )
 from shop.services.checkout import (  # noqa: F401

@@ -23,6 +23,7 @@ from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
 from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, Order, OrderEventType
 from shop.selectors import order_by_number
+from shop.services.deliveries import order_resend
 from shop.services.fulfilment import order_key_replace
 from shop.services.orders import order_event_record
 
@@ -137,15 +138,30 @@ def _delivered_key(*, order: Order, key_id: int):
 
 
 def order_key_reveal(*, order_id: int, key_id: int, ip: str | None, user_agent: str):
-    """Show one delivered key to the buyer and keep the evidence (when, IP,
-    browser). Returns the key (its ``secret`` is the plaintext)."""
+    """Show one delivered key to the buyer: ``order_keys_reveal`` of one."""
+    return order_keys_reveal(order_id=order_id, key_ids=[key_id], ip=ip, user_agent=user_agent)[0]
+
+
+def order_keys_reveal(*, order_id: int, key_ids: list[int] | None, ip: str | None, user_agent: str) -> list:
+    """Show delivered keys of the order to the buyer (all of them when
+    ``key_ids`` is None) and keep the evidence of each (when, IP, browser).
+    Returns the keys (their ``secret`` is the plaintext). Raises
+    KeyActionRefused (KEY_NOT_FOUND) when a key asked for is not a delivered
+    key of the order, or the order has none yet: nothing is logged then."""
     with transaction.atomic():
         order = Order.objects.get(pk=order_id)
-        key = _delivered_key(order=order, key_id=key_id)
-        KeyReveal.objects.create(order=order, card_key=key, ip=ip or None, user_agent=(user_agent or "")[:300])
-        inventory_services.keys_audit(key_ids=[key.pk], action=KeyAuditEvent.Action.REVEALED, actor=BUYER, ip=ip or None,
-                                      detail=f"order {order.order_no}")
-    return key
+        keys = keys_for_order(order_id=order.pk)
+        if key_ids is not None:
+            keys = keys.filter(pk__in=key_ids)
+        keys = list(keys) if order.keys_visible else []
+        if not keys or (key_ids is not None and len(keys) != len(set(key_ids))):
+            raise KeyActionRefused(code="KEY_NOT_FOUND", message="This key is not on this order.")
+        KeyReveal.objects.bulk_create(
+            KeyReveal(order=order, card_key=key, ip=ip or None, user_agent=(user_agent or "")[:300]) for key in keys
+        )
+        inventory_services.keys_audit(key_ids=[key.pk for key in keys], action=KeyAuditEvent.Action.REVEALED,
+                                      actor=BUYER, ip=ip or None, detail=f"order {order.order_no}")
+    return keys
 
 
 def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None) -> KeyReport:
@@ -206,7 +222,36 @@ def key_report_replace(*, report_id: int, actor: str) -> int:
         report = KeyReport.objects.select_for_update().get(pk=report_id)
         if report.status != KeyReportStatus.OPEN:
             raise KeyActionRefused(code="REPORT_NOT_OPEN", message="This report was already dealt with.")
-        new_id = order_key_replace(order_id=report.order_id, key_id=report.card_key_id, actor=actor,
-                                   reason=f"reported: {report.reason}"[:200])
-        KeyReport.objects.filter(pk=report.pk).update(status=KeyReportStatus.RESOLVED, replacement_key_id=new_id)
+        return _key_replace_resolving(order_id=report.order_id, key_id=report.card_key_id, actor=actor,
+                                      reason=f"reported: {report.reason}"[:200])
+
+
+def order_key_staff_replace(*, order_id: int, key_id: int, actor: str, reason: str, ip: str | None = None,
+                            resend: bool = False) -> int:
+    """Staff replace one delivered key of an order (from the order page),
+    reported or not: as ``key_report_replace``, the key is voided and kept on
+    the line, a fresh one is claimed from stock and handed over (the order
+    page shows it at once; ``resend`` also emails / texts the order's keys
+    again), the timeline and the key's audit trail record it, and any open
+    report on the key is resolved. Returns the new key's id.
+
+    Raises KeyActionRefused (REASON_REQUIRED), KeysUnavailable (no key in
+    stock), KeyStateError (not a delivered key of this order) or
+    OrderTransitionError (keys not handed over): nothing changed."""
+    reason = " ".join((reason or "").split())
+    if not reason:
+        raise KeyActionRefused(code="REASON_REQUIRED", message="Say why the key is replaced.")
+    with transaction.atomic():
+        new_id = _key_replace_resolving(order_id=order_id, key_id=key_id, actor=actor, reason=reason[:200], ip=ip)
+        if resend:
+            order_resend(order_id=order_id, actor=actor)
+    return new_id
+
+
+def _key_replace_resolving(*, order_id: int, key_id: int, actor: str, reason: str, ip: str | None = None) -> int:
+    """Replace the key and resolve the open reports on it (the core of both
+    replacements). Call inside a transaction."""
+    new_id = order_key_replace(order_id=order_id, key_id=key_id, actor=actor, reason=reason, ip=ip)
+    KeyReport.objects.filter(card_key_id=key_id, status=KeyReportStatus.OPEN).update(
+        status=KeyReportStatus.RESOLVED, replacement_key_id=new_id)
     return new_id

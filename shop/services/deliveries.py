@@ -195,11 +195,13 @@ class ResendNotAllowed(Exception):
         self.message = message
 
 
-def order_resend(*, order_id: int, actor: str, channels: list[str] | None = None, enqueue: bool = True) -> list[int]:
+def order_resend(*, order_id: int, actor: str, channels: list[str] | None = None, enqueue: bool = True,
+                 note: str = "") -> list[int]:
     """Send the order's SAME keys again to its own channels (all but the inbox,
     or only ``channels``). Returns the ids of the deliveries that will be sent
     (by the worker after commit, or by the caller when ``enqueue`` is False).
-    Only for orders whose keys were handed over."""
+    Only for orders whose keys were handed over. ``note``: why (staff), kept
+    on the timeline event."""
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status not in Order.KEYS_VISIBLE:
@@ -210,9 +212,10 @@ def order_resend(*, order_id: int, actor: str, channels: list[str] | None = None
         resent = [d.pk for d in deliveries if delivery_services.delivery_resend(delivery_id=d.pk, enqueue=enqueue)]
         if resent:
             sent_to = Delivery.objects.filter(pk__in=resent).order_by("id").values_list("channel", flat=True)
-            order_event_record(
-                order=order, type=OrderEventType.RESEND_REQUESTED, actor=actor, data={"channels": list(sent_to)}
-            )
+            data = {"channels": list(sent_to)}
+            if note:
+                data["note"] = note[:500]
+            order_event_record(order=order, type=OrderEventType.RESEND_REQUESTED, actor=actor, data=data)
             risk_event_for_order(kind=RiskEventKind.RESEND, order_id=order.pk)
     return resent
 

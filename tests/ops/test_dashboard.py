@@ -1,4 +1,4 @@
-"""The owner's dashboard in the admin: numbers and server-rendered SVG bars."""
+"""The owner's dashboard, the admin's home page: numbers and server-rendered SVG bars."""
 
 import re
 from datetime import timedelta
@@ -23,7 +23,7 @@ def test_dashboard_shows_sales_statuses_latency_and_low_stock(admin_client, deli
     make_unpaid_order(product=make_product(name="Empty Card"))
     KeyPolicy.objects.update_or_create(product=delivered_order.lines.get().product, defaults={"low_stock_threshold": 0})
     # when
-    response = admin_client.get("/admin/dashboard/")
+    response = admin_client.get("/admin/")
     page = response.content.decode()
     # then
     assert response.status_code == 200
@@ -39,19 +39,21 @@ def test_dashboard_shows_sales_statuses_latency_and_low_stock(admin_client, deli
     assert '<rect class="kd-bar low"' in page and "<title>Empty Card: 0 — low</title>" in page
 
 
-def test_dashboard_is_for_staff_only(client):
+@pytest.mark.parametrize("url", ["/admin/", "/admin/dashboard/"])
+def test_dashboard_is_for_staff_only(client, url):
     # when
-    response = client.get("/admin/dashboard/")
+    response = client.get(url)
     # then
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_admin_index_links_to_the_dashboard(admin_client):
+def test_old_dashboard_address_leads_to_the_home_page(admin_client):
     # when
-    page = admin_client.get("/admin/").content.decode()
+    response = admin_client.get("/admin/dashboard/", follow=True)
     # then
-    assert '<a href="/admin/dashboard/">' in page
+    assert response.redirect_chain == [("/admin/", 302)]
+    assert '<div id="kd-dashboard">' in response.content.decode()
 
 
 def test_bars_scale_to_the_largest_value():
@@ -71,7 +73,7 @@ def test_dashboard_shows_open_key_reports_and_unacknowledged_alerts(admin_client
     alerts = [owner_alert_raise(kind=AlertKind.DISPUTE, dedupe_key=f"d:{n}", subject=f"d{n}") for n in range(3)]
     owner_alerts_acknowledge(alert_ids=[alerts[0].pk], user=admin_user)
     # when
-    page = admin_client.get("/admin/dashboard/").content.decode()
+    page = admin_client.get("/admin/").content.decode()
     # then
     assert '<span class="kd-big" id="kd-key-reports">2</span>' in page
     latest = re.findall(r'<a href="/admin/shop/keyreport/(\d+)/change/">', page)
@@ -84,7 +86,7 @@ def test_dashboard_shows_open_key_reports_and_unacknowledged_alerts(admin_client
 
 def test_dashboard_charts_scale_to_their_card(admin_client):
     # when
-    page = admin_client.get("/admin/dashboard/").content.decode()
+    page = admin_client.get("/admin/").content.decode()
     # then: a viewBox, so CSS can shrink them
     assert re.search(r'<svg class="kd-svg" id="kd-stock-chart" viewBox="0 0 \d+ \d+"', page)
     assert re.search(r'<svg class="kd-svg" id="kd-status-chart" viewBox="0 0 \d+ \d+"', page)
