@@ -10,7 +10,7 @@ from django.core.validators import slug_re
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
 
 from payments.methods import methods_offered
@@ -282,14 +282,30 @@ def resend_rate_per_ip(group, request) -> str:
     return settings.RESEND_RATE_PER_IP
 
 
-def resend_limited_for_order(request, order_no: str) -> bool:
-    """Count a resend of this order (web page and API share the budget) and say
-    whether it is over the limit. Counted only once the buyer proved access,
-    so strangers cannot use up a buyer's resends."""
-    return is_ratelimited(
-        request, group=RESEND_GROUP, key=lambda group, request: order_no,
-        rate=settings.RESEND_RATE_PER_ORDER, increment=True,
-    )
+def resend_wait_for_order(request, order_no: str) -> int:
+    """Count a resend of this order (web page and API share the budget) and
+    say how many seconds the buyer must wait before the next one (0: go on).
+    Counted only once the buyer proved access, so strangers cannot use up a
+    buyer's resends."""
+    usage = get_usage(request, group=RESEND_GROUP, key=lambda group, request: order_no,
+                      rate=settings.RESEND_RATE_PER_ORDER, increment=True)
+    return _wait_seconds(usage)
+
+
+def resend_wait_for_ip(request, group: str) -> int:
+    """The seconds left before this address may resend again, under the
+    per-address limit counted by the view's ``@ratelimit`` (``group``)."""
+    # method as the decorator counts it: it is part of the counter's cache key.
+    usage = get_usage(request, group=group, key="ip", rate=settings.RESEND_RATE_PER_IP, method="POST",
+                      increment=False)
+    return _wait_seconds(usage) or 60
+
+
+def _wait_seconds(usage: dict | None) -> int:
+    if usage is None or not usage["should_limit"]:  # None: the cache is down and limits fail open
+        return 0
+    # time_left is -1 when the count could not be read (the limit then fails closed): a minute.
+    return usage["time_left"] if usage["time_left"] > 0 else 60
 
 
 @csrf_exempt
@@ -302,8 +318,10 @@ def order_resend_request(request, order_no: str):
     order, refused = _order_by_bearer(request, order_no)
     if refused:
         return refused
-    if resend_limited_for_order(request, order_no):
-        return api_error("RATE_LIMITED", "This order was resent recently; try again later.", 429)
+    if wait := resend_wait_for_order(request, order_no):
+        response = api_error("RATE_LIMITED", f"This order was resent recently; try again in {wait} s.", 429)
+        response["Retry-After"] = str(wait)
+        return response
     try:
         resent = order_resend(order_id=order.pk, actor="buyer")
     except ResendNotAllowed as exc:

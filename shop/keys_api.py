@@ -21,6 +21,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django_ratelimit.core import is_ratelimited
@@ -57,13 +61,26 @@ MESSAGES = {
 }
 # What a buyer reads on the public page. A key in stock is "not a key of
 # this shop" to the public: the page must not tell guessers which keys exist.
+# What the public check page tells a buyer, in their language (the codes stay in the API).
 BUYER_MESSAGES = {
-    keys.VALID: "This key is genuine and has not been redeemed yet.",
-    keys.ALREADY_REDEEMED: "This key is genuine but was already redeemed on {date}.",
-    keys.VOID: "This key was withdrawn by the shop. If you bought it, use “Report a problem” on your order page.",
-    keys.NOT_FOUND: "We sold no such key. Check it for typos; if you bought it here, open your order page.",
-    keys.FORMAT_INVALID: "This does not look like one of our keys: {hint}.",
+    keys.VALID: _lazy("This key is genuine and has not been redeemed yet."),
+    keys.ALREADY_REDEEMED: _lazy("This key is genuine but was already redeemed on %(date)s."),
+    keys.VOID: _lazy("This key was withdrawn by the shop. If you bought it, use “Report a problem” on your order "
+                     "page."),
+    keys.NOT_FOUND: _lazy("We sold no such key. Check it for typos; if you bought it here, open your order page."),
+    keys.FORMAT_INVALID: _lazy("This does not look like one of our keys: %(hint)s."),
 }
+
+
+def _format_hint(result, text: str) -> str:
+    """Where a mistyped key goes wrong, in the buyer's words."""
+    if result.position:
+        return gettext("check character %(position)s (“%(char)s”)") % {
+            "position": result.position, "char": text[result.position - 1]}
+    if len(text) > keys.MAX_KEY_LENGTH:
+        return gettext("it is too long")
+    return gettext("it is too short")
+
 
 API_IP_GROUP = "keys.api.ip"
 API_KEY_GROUP = "keys.api.key"
@@ -307,21 +324,22 @@ def key_check_page(request):
         source = f"ip:{client_ip(request)}"
         left = key_guard_cooldown_left(source=source)
         if getattr(request, "limited", False) or left:
-            context["error"] = "Too many checks from your network. Please wait a few minutes and try again."
+            context["error"] = gettext("Too many checks from your network. Please wait a few minutes and try again.")
             response = render(request, "shop/key_check.html", context, status=429)
             response["Retry-After"] = str(left or 60)
             return response
         if not text or "\x00" in text:
-            context["error"] = "Enter the key you want to check."
+            context["error"] = gettext("Enter the key you want to check.")
             return render(request, "shop/key_check.html", context, status=400)
         # Every product, also ones no longer for sale: their buyers still hold keys.
         product_ids = list(Product.objects.values_list("pk", flat=True))
         result = keys.key_check(text=text, product_ids=product_ids, loose=True)
         code = keys.NOT_FOUND if result.code == keys.NOT_SOLD else result.code
         _miss_record(source=source, result=result, label=f"IP {client_ip(request)} (check page)")
-        hint = (f"check character {result.position} ({result.hint})" if result.position else result.hint)
-        date = result.redemption.at.date().isoformat() if result.redemption is not None else ""
-        context.update(outcome=code, message=BUYER_MESSAGES[code].format(date=date, hint=hint))
+        date = (date_format(timezone.localtime(result.redemption.at), "DATE_FORMAT")
+                if result.redemption is not None else "")
+        hint = _format_hint(result, text) if code == keys.FORMAT_INVALID else ""
+        context.update(outcome=code, message=BUYER_MESSAGES[code] % {"date": date, "hint": hint})
     return render(request, "shop/key_check.html", context)
 
 

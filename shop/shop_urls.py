@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from shop import api, views
+from shop import api, seo, views
 
 app_name = "shop"
 
@@ -13,12 +13,16 @@ urlpatterns = [
     path("orders/<str:order_no>/pay", views.order_pay_request, name="order-pay"),
     path("orders/<str:order_no>/resend", views.order_resend_request, name="order-resend"),
     path("orders/<str:order_no>/keys/<int:key_id>/reveal", views.order_key_reveal_request, name="order-key-reveal"),
+    path("orders/<str:order_no>/keys/reveal", views.order_keys_reveal_request, name="order-keys-reveal"),
+    path("orders/<str:order_no>/keys.txt", views.order_keys_download_request, name="order-keys-download"),
     path("orders/<str:order_no>/keys/<int:key_id>/report", views.order_key_report_request, name="order-key-report"),
     path("lookup/", views.lookup, name="lookup"),
     path("lookup/link/<str:token>", views.lookup_link_open, name="lookup-link"),
     path("faq/", views.faq, name="faq"),
     path("i18n/setlang/", set_language, name="set-language"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("robots.txt", seo.robots_txt, name="robots-txt"),
     path("api/v1/products", api.products, name="api-products"),
     path("api/v1/orders", api.orders_create, name="api-orders"),
     path("api/v1/payment-methods", api.payment_methods, name="api-payment-methods"),

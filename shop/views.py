@@ -1,14 +1,18 @@
 """Buyer pages: catalogue, product + checkout, order page, lookup, FAQ; and /healthz."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.core import is_ratelimited
@@ -19,14 +23,15 @@ from rq import Queue
 from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
 from inventory.redemption import activations_for_order
 from payments.methods import methods_offered
+from payments.models import Refund, RefundStatus
 from payments.providers import ProviderUnknown
 from payments.services import OrderNotPayable, PaymentStartFailed, checkout_start_payment, payment_open
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches, site_id
-from shop.api import resend_limited_for_order, resend_rate_per_ip
+from shop.api import resend_rate_per_ip, resend_wait_for_ip, resend_wait_for_order
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
-from shop.models import KeyReportStatus, Order, OrderStatus, Product
+from shop.models import KeyReportStatus, Order, OrderEventType, OrderStatus, Product
 from shop.selectors import catalogue_by_category, order_by_number, order_keys, order_timeline, product_stock
 from shop.services import (
     CheckoutError,
@@ -36,11 +41,12 @@ from shop.services import (
     lookup_link_consume,
     lookup_link_request,
     order_key_report,
-    order_key_reveal,
+    order_keys_reveal,
     order_lookup,
     order_resend,
     price_quote,
 )
+from shop.templatetags.shopfmt import money
 
 RETRY_AFTER_SECONDS = 60
 LOOKUP_RATE_PER_IP = "10/m"
@@ -64,6 +70,9 @@ def _checkout_error_message(exc: CheckoutError) -> str:
         "OUT_OF_STOCK": _("Not enough stock left for this quantity."),
         "QUERY_PASSWORD_SHORT": _("A query password has at least 6 characters."),
         "EMAIL_INVALID": _("Enter a valid email address."),
+        "PHONE_INVALID": _("Enter the phone number with digits only, for example +8613800138000."),
+        "PRODUCT_NOT_FOUND": _("This product is no longer for sale. Choose another one from the catalogue."),
+        "QUANTITY_INVALID": _("Choose a quantity this product allows (see the limit next to the quantity)."),
         "TOO_MANY_UNPAID": _("You already have unpaid orders waiting. Pay one of them (Find my order opens it), "
                              "or wait until its hold ends."),
     }
@@ -155,14 +164,43 @@ def _pay_methods(order: Order, lines) -> list:
     return methods_offered(product_id=lines[0].product_id if lines else None, amount=order.amount)
 
 
+def _refund_explained(order: Order, events) -> str:
+    """Why a refunded order was refunded and where the money went, in the
+    buyer's words (never the staff's note)."""
+    if order.status != OrderStatus.REFUNDED:
+        return ""
+    types = {event.type for event in events}
+    refund = Refund.objects.filter(payment__order=order).exclude(status=RefundStatus.FAILED).order_by("-id").first()
+    if OrderEventType.DISPUTE_OPENED in types:
+        why = _("Your payment was disputed or reversed with the payment provider, so the order was closed.")
+    elif OrderEventType.REVIEW_REJECTED in types:
+        why = _("We could not complete this order after checking it, so we refunded it.")
+    elif OrderEventType.AWAITING_STOCK in types and OrderEventType.DELIVERED not in types:
+        why = _("The keys ran out before we could deliver them, so we refunded the order.")
+    else:
+        why = _("The shop refunded this order.")
+    if refund is None:
+        return why
+    where = {
+        RefundStatus.SUCCEEDED: _("%(amount)s went back to where you paid from on %(date)s; banks and wallets can "
+                                  "take a few days to show it."),
+        RefundStatus.PENDING: _("%(amount)s is on its way back to where you paid from (started %(date)s)."),
+    }.get(refund.status, _("%(amount)s is being returned (started %(date)s)."))
+    moment = timezone.localtime(refund.completed_at or refund.created_at)
+    return f"{why} " + where % {"amount": money(refund.amount, order.currency),
+                                 "date": date_format(moment, "DATE_FORMAT")}
+
+
 def _order_context(order: Order) -> dict:
     keys = order_keys(order=order)
     open_reports = set(order.key_reports.filter(status=KeyReportStatus.OPEN).values_list("card_key_id", flat=True))
     lines = list(order.lines.select_related("product"))
+    events = order_timeline(order=order)
     return {
         "order": order,
         "lines": lines,
-        "events": order_timeline(order=order),
+        "events": events,
+        "refund_explained": _refund_explained(order, events),
         "keys": keys,
         "open_reports": open_reports,
         "usage_products": [line.product for line in lines if line.product.display_usage_notes],
@@ -186,7 +224,15 @@ def order_detail(request, order_no: str):
             order_session_grant(request, order_no)
             return redirect("shop:order", order_no=order_no)  # drop the secret from the address bar
     order = order_for_session(request, order_no)
-    return render(request, "shop/order.html", _order_context(order))
+    context = _order_context(order)
+    if remembered := _revealed_in_session(request, order_no) & {key.pk for key in context["keys"]}:
+        # Shown again from this session: still a reveal each time, logged as one.
+        order_keys_reveal(order_id=order.pk, key_ids=sorted(remembered), ip=client_ip(request),
+                          user_agent=request.META.get("HTTP_USER_AGENT", ""))
+        context["revealed"] = remembered
+    response = render(request, "shop/order.html", context)
+    add_never_cache_headers(response)  # it may show keys
+    return response
 
 
 @ratelimit(key="ip", rate="20/m", method="POST", block=False)
@@ -210,13 +256,24 @@ def order_pay_request(request, order_no: str):
     return redirect("shop:order", order_no=order_no)
 
 
-@ratelimit(key="ip", rate=resend_rate_per_ip, method="POST", block=False)
+RESEND_IP_GROUP = "shop.resend.page.ip"
+REVEALED_SESSION_PREFIX = "revealed:"
+
+
+@ratelimit(group=RESEND_IP_GROUP, key="ip", rate=resend_rate_per_ip, method="POST", block=False)
 @require_POST
 def order_resend_request(request, order_no: str):
     """The Resend button: the keys again to the order's own channels."""
     order = order_for_session(request, order_no)
-    if getattr(request, "limited", False) or resend_limited_for_order(request, order_no):
-        messages.error(request, _("You asked for a resend a moment ago. Please wait a while before asking again."))
+    if getattr(request, "limited", False):
+        wait = resend_wait_for_ip(request, group=RESEND_IP_GROUP)
+    else:
+        wait = resend_wait_for_order(request, order_no)
+    if wait:
+        again = timezone.localtime() + timedelta(seconds=wait)
+        messages.error(request, _("You asked for a resend a moment ago. You can ask again at %(time)s "
+                                  "(in about %(minutes)s min). Meanwhile, check your spam folder.")
+                       % {"time": date_format(again, "TIME_FORMAT"), "minutes": max(1, round(wait / 60))})
         return redirect("shop:order", order_no=order_no)
     try:
         resent = order_resend(order_id=order.pk, actor="buyer")
@@ -247,26 +304,74 @@ def order_status(request, order_no: str):
     })
 
 
+def _revealed_in_session(request, order_no: str) -> set[int]:
+    return set(request.session.get(f"{REVEALED_SESSION_PREFIX}{order_no}", []))
+
+
+def _reveals_remember(request, order_no: str, key_ids) -> None:
+    """A key the buyer revealed stays revealed in this browser session."""
+    request.session[f"{REVEALED_SESSION_PREFIX}{order_no}"] = sorted(
+        _revealed_in_session(request, order_no) | set(key_ids))
+
+
+def _keys_reveal(request, order, key_ids: list[int] | None):
+    """Reveal (and log) keys of the order for this request, or the error response."""
+    if getattr(request, "limited", False):
+        response = JsonResponse({"error": {"code": "RATE_LIMITED", "message": _("Too many requests; slow down.")}},
+                                status=429)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return None, response
+    try:
+        keys = order_keys_reveal(order_id=order.pk, key_ids=key_ids, ip=client_ip(request),
+                                 user_agent=request.META.get("HTTP_USER_AGENT", ""))
+    except KeyActionRefused:
+        return None, JsonResponse({"error": {"code": "KEY_NOT_FOUND", "message": _("This key is not on this order.")}},
+                                  status=404)
+    _reveals_remember(request, order.order_no, [key.pk for key in keys])
+    return keys, None
+
+
+def _keys_response(request, order, keys, *, one: bool = False):
+    if "application/json" in request.headers.get("Accept", ""):
+        shown = [{"id": key.pk, "key": key.secret} for key in keys]
+        response = JsonResponse(shown[0] if one else {"keys": shown})
+    else:  # without JavaScript: the order page with these keys shown
+        response = render(request, "shop/order.html",
+                          {**_order_context(order), "revealed": _revealed_in_session(request, order.order_no)})
+    add_never_cache_headers(response)
+    return response
+
+
 @ratelimit(key="ip", rate="60/m", method="POST", block=False)
 @require_POST
 def order_key_reveal_request(request, order_no: str, key_id: int):
     """"Show key": one key, logged with time, IP and browser."""
     order = order_for_session(request, order_no)
-    if getattr(request, "limited", False):
-        response = JsonResponse({"error": {"code": "RATE_LIMITED", "message": _("Too many requests; slow down.")}},
-                                status=429)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
-    try:
-        key = order_key_reveal(order_id=order.pk, key_id=key_id, ip=client_ip(request),
-                               user_agent=request.META.get("HTTP_USER_AGENT", ""))
-    except KeyActionRefused as exc:
-        return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=404)
-    if "application/json" in request.headers.get("Accept", ""):
-        response = JsonResponse({"id": key.pk, "key": key.secret})
-    else:  # without JavaScript: the order page with this key shown
-        response = render(request, "shop/order.html", {**_order_context(order), "revealed": {key.pk}})
-    response["Cache-Control"] = "no-store"
+    keys, refused = _keys_reveal(request, order, [key_id])
+    return refused or _keys_response(request, order, keys, one=True)
+
+
+@ratelimit(key="ip", rate="60/m", method="POST", block=False)
+@require_POST
+def order_keys_reveal_request(request, order_no: str):
+    """"Show all keys": every key of the order, each reveal logged."""
+    order = order_for_session(request, order_no)
+    keys, refused = _keys_reveal(request, order, None)
+    return refused or _keys_response(request, order, keys)
+
+
+@ratelimit(key="ip", rate="60/m", method="POST", block=False)
+@require_POST
+def order_keys_download_request(request, order_no: str):
+    """"Download .txt": every key of the order as a text file, each reveal logged."""
+    order = order_for_session(request, order_no)
+    keys, refused = _keys_reveal(request, order, None)
+    if refused:
+        return refused
+    text = "".join(f"{key.product.display_name}\t{key.secret}\r\n" for key in keys)
+    response = HttpResponse(f"{order.order_no}\r\n{text}", content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{order.order_no}-keys.txt"'
+    add_never_cache_headers(response)
     return response
 
 
@@ -351,6 +456,13 @@ def lookup_link_open(request, token: str):
 
 # /healthz is unhealthy once the sweeper's last run is this many intervals old.
 SWEEP_OVERDUE_INTERVALS = 5
+
+
+@require_GET
+def favicon(request):
+    """/favicon.ico, which browsers and crawlers ask for whatever the page
+    says: the static icon (its hashed, long-cached name in production)."""
+    return HttpResponsePermanentRedirect(static("shop/favicon.ico"))
 
 
 @require_GET

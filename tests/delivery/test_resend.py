@@ -1,6 +1,8 @@
 """Buyer resend: the Resend button and POST /api/v1/orders/<order_no>/resend,
 to the order's own channels only, rate-limited per order and per IP."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -61,7 +63,9 @@ def test_api_resend_is_limited_per_order(client, delivered, settings):
     assert statuses == [202, 202]
     assert limited.status_code == 429
     error = limited.json()["error"]
-    assert (error["code"], error["message"]) == ("RATE_LIMITED", "This order was resent recently; try again later.")
+    wait = int(limited["Retry-After"])
+    assert 0 < wait <= 3600
+    assert (error["code"], error["message"]) == ("RATE_LIMITED", f"This order was resent recently; try again in {wait} s.")
     assert len(error["ref"]) == 12
     assert order.events.filter(type=OrderEventType.RESEND_REQUESTED).count() == 2
 
@@ -130,7 +134,10 @@ def test_resend_button_on_the_order_page_resends_and_says_so(client, delivered, 
     run_worker()
     # then
     assert "On its way again to buyer@example.com." in first.content.decode()
-    assert "You asked for a resend a moment ago. Please wait a while before asking again." in second.content.decode()
+    # within the hour's window, at a time of day the buyer can read (their zone)
+    shown = re.search(r"You can ask again at (.+?) \(in about (\d+) min\)", second.content.decode())
+    assert shown is not None, second.content.decode()
+    assert 1 <= int(shown.group(2)) <= 60
     assert len(smtp_server.messages) == 2
     assert email_of(order).resends == 1
 
@@ -143,3 +150,27 @@ def test_resend_button_is_not_for_strangers(client, delivered):
     # then
     assert response.status_code == 404
     assert email_of(order).resends == 0
+
+
+def test_the_per_address_resend_limit_also_says_when(client, delivered, settings, django_capture_on_commit_callbacks):
+    # given: a generous per-order budget, one resend per hour per address
+    settings.RESEND_RATE_PER_ORDER = "100/h"
+    settings.RESEND_RATE_PER_IP = "1/h"
+    order, token = delivered
+    client.get(reverse("shop:order", args=[order.order_no]), {"t": token}, follow=True)
+    resend_url = reverse("shop:order-resend", args=[order.order_no])
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(resend_url, follow=True)
+        second = client.post(resend_url, follow=True)
+    # then: the wait is the per-address window's, read from the counter the view's limit keeps
+    from django.test import RequestFactory
+    from django_ratelimit.core import get_usage
+
+    from shop.views import RESEND_IP_GROUP
+
+    probe = RequestFactory().post(resend_url, REMOTE_ADDR="127.0.0.1")
+    usage = get_usage(probe, group=RESEND_IP_GROUP, key="ip", rate="1/h", method="POST", increment=False)
+    assert usage["count"] == 2
+    shown = re.search(r"in about (\d+) min", second.content.decode())
+    assert shown is not None and int(shown.group(1)) == max(1, round(usage["time_left"] / 60))

@@ -1,6 +1,8 @@
 """The public "check my key" page: outcomes for buyers, never a redemption, rate-limited."""
 
 import pytest
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from inventory.models import KeyAuditEvent, KeyPolicy, KeyRedemption
 from inventory.redemption import key_check, key_redeem
@@ -70,7 +72,8 @@ def test_a_redeemed_key_shows_the_date(client, make_product, sell):
     response = _check(client, "PRODUCT-1-KEY-00000")
     # then
     assert response.context["outcome"] == "ALREADY_REDEEMED"
-    assert f"was already redeemed on {redeemed.redemption.at.date().isoformat()}" in response.content.decode()
+    shown = date_format(timezone.localtime(redeemed.redemption.at), "DATE_FORMAT")
+    assert f"was already redeemed on {shown}" in response.content.decode()
 
 
 def test_a_key_in_stock_reads_as_not_found_to_the_public(client, make_product):
@@ -91,7 +94,7 @@ def test_a_typo_gets_the_position(client, make_product):
     # then
     assert response.context["outcome"] == "FORMAT_INVALID"
     assert response.context["message"] == (
-        "This does not look like one of our keys: check character 8 (character 8 ('#') is not allowed there)."
+        "This does not look like one of our keys: check character 8 (“#”)."
     )
 
 

@@ -61,7 +61,7 @@ def test_order_page_hides_keys_and_reveal_logs_time_ip_and_browser(client, deliv
     assert "GIFT-KEY-00000" not in page and "Show key" in page
     assert revealed.status_code == 200
     assert revealed.json() == {"id": key.pk, "key": "GIFT-KEY-00000"}
-    assert revealed["Cache-Control"] == "no-store"
+    assert "no-store" in revealed["Cache-Control"]
     reveal = KeyReveal.objects.get()
     assert (reveal.order_id, reveal.card_key_id, reveal.ip, reveal.user_agent) == (
         order.pk, key.pk, "203.0.113.7", "TestBrowser/1.0")
@@ -212,3 +212,76 @@ def test_expired_or_forged_magic_link_opens_nothing(client, delivered):
     assert expired.status_code == forged.status_code == 400
     assert client.get(f"/orders/{order.order_no}/").status_code == 404
     assert LookupLink.objects.get().used_at is None
+
+
+def test_show_all_keys_reveals_each_and_the_session_keeps_them_shown(client, delivered):
+    # given: an order of two keys
+    order = delivered(quantity=2)
+    _grant(client, order)
+    # when
+    shown = client.post(f"/orders/{order.order_no}/keys/reveal", HTTP_ACCEPT="application/json",
+                        REMOTE_ADDR="203.0.113.8")
+    again = client.get(f"/orders/{order.order_no}/")
+    # then: both keys, each reveal logged, and the reload shows them (logged again)
+    assert sorted(k["key"] for k in shown.json()["keys"]) == ["GIFT-KEY-00000", "GIFT-KEY-00001"]
+    assert "GIFT-KEY-00000" in again.content.decode() and "GIFT-KEY-00001" in again.content.decode()
+    assert "no-store" in again["Cache-Control"]
+    assert KeyReveal.objects.filter(order=order).count() == 4
+
+
+def test_a_fresh_browser_does_not_inherit_revealed_keys(client, delivered):
+    # given: keys revealed in one session
+    from django.test import Client
+
+    order = delivered(quantity=2)
+    _grant(client, order)
+    client.post(f"/orders/{order.order_no}/keys/reveal", HTTP_ACCEPT="application/json")
+    other = Client()
+    _grant(other, order)
+    # when
+    page = other.get(f"/orders/{order.order_no}/").content.decode()
+    # then
+    assert "GIFT-KEY-00000" not in page and "Show all keys" in page
+
+
+def test_download_txt_holds_every_key_and_logs_each_reveal(client, delivered):
+    # given
+    order = delivered(quantity=2)
+    _grant(client, order)
+    # when
+    response = client.post(f"/orders/{order.order_no}/keys.txt")
+    # then
+    body = response.content.decode()
+    assert response["Content-Disposition"] == f'attachment; filename="{order.order_no}-keys.txt"'
+    assert "no-store" in response["Cache-Control"]
+    assert "GIFT-KEY-00000" in body and "GIFT-KEY-00001" in body
+    assert KeyReveal.objects.filter(order=order).count() == 2
+
+
+def test_keys_of_an_order_not_yours_are_not_revealed(client, delivered):
+    # given: an order this browser never opened
+    order = delivered(quantity=2)
+    # when
+    response = client.post(f"/orders/{order.order_no}/keys.txt")
+    # then
+    assert response.status_code == 404
+    assert KeyReveal.objects.count() == 0
+
+
+def test_a_refunded_order_explains_itself_in_the_buyers_language(client, delivered):
+    # given: a paid order the shop refunded, with a staff note the buyer must not read
+    from payments.models import Refund, RefundStatus
+    from shop.models import Order, OrderStatus
+
+    order = delivered()
+    Refund.objects.create(payment=order.payments.get(), amount=order.amount, status=RefundStatus.SUCCEEDED,
+                          actor="staff:owner", reason="internal note: chargeback risk", completed_at=timezone.now())
+    Order.objects.filter(pk=order.pk).update(status=OrderStatus.REFUNDED)
+    _grant(client, order)
+    # when
+    en = client.get(f"/orders/{order.order_no}/").content.decode()
+    zh = client.get(f"/orders/{order.order_no}/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    # then: what happened and where the money went, never the staff's note
+    assert 'class="refund-explained"' in en
+    assert "The shop refunded this order." in en and "internal note" not in en
+    assert "店铺已为此订单退款" in zh and "原路退回" in zh

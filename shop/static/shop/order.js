@@ -1,6 +1,7 @@
 // The order page keeps itself current without reloading: it polls the status
 // endpoint and swaps in the timeline and keys fragments the server renders.
-// "Show key" asks the server for one key (each reveal is logged there).
+// "Show key" asks the server for one key, "Show all keys" for all of them
+// (each reveal is logged there; the session remembers them for the next visit).
 (function () {
   var el = document.getElementById("order-status");
   if (!el) return;
@@ -11,26 +12,85 @@
     return input ? input.value : "";
   }
 
-  document.addEventListener("submit", function (event) {
-    var form = event.target;
-    if (!form.classList || !form.classList.contains("reveal")) return;
-    event.preventDefault();
-    fetch(form.action, {
+  function showKey(id, secret) {
+    var code = document.getElementById("key-" + id);
+    if (!code) return;
+    code.textContent = secret;
+    code.classList.remove("hidden-key");
+    var form = code.closest("form");
+    var show = form.querySelector(".show-key");
+    if (show) show.remove();
+    form.querySelector(".copy-key").hidden = false;
+  }
+
+  function reveal(form) {
+    return fetch(form.action, {
       method: "POST", credentials: "same-origin",
       headers: {"Accept": "application/json", "X-CSRFToken": csrf(form)},
-    })
-      .then(function (r) { return r.json().then(function (body) { return {ok: r.ok, body: body}; }); })
-      .then(function (res) {
-        var code = form.querySelector("code.key");
-        if (!res.ok) { code.textContent = res.body.error ? res.body.error.message : "?"; return; }
-        code.textContent = res.body.key;
-        code.classList.remove("hidden-key");
-        var show = form.querySelector(".show-key");
-        if (show) show.remove();
-        var copy = form.querySelector(".copy-key");
-        copy.hidden = false;
-        copy.focus();
+    }).then(function (r) { return r.json().then(function (body) { return {ok: r.ok, body: body}; }); });
+  }
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList) return;
+    if (form.classList.contains("reveal")) {
+      event.preventDefault();
+      reveal(form).then(function (res) {
+        if (!res.ok) {
+          form.querySelector("code.key").textContent = res.body.error ? res.body.error.message : "?";
+          return;
+        }
+        showKey(res.body.id, res.body.key);
+        form.querySelector(".copy-key").focus();
       });
+    } else if (form.classList.contains("reveal-all")) {
+      event.preventDefault();
+      revealAll();
+    }
+  });
+
+  function revealAll() {
+    var form = document.querySelector("form.reveal-all");
+    return reveal(form).then(function (res) {
+      if (!res.ok) {
+        var status = document.querySelector(".copied-all");
+        if (status) status.textContent = res.body.error ? res.body.error.message : "?";
+        return false;
+      }
+      res.body.keys.forEach(function (k) { showKey(k.id, k.key); });
+      return true;
+    });
+  }
+
+  function copyText(text, target, done) {
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+    function fallback() {
+      var range = document.createRange();
+      range.selectNodeContents(target);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      try { document.execCommand("copy"); done(); } catch (e) { /* selected: the buyer can copy by hand */ }
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".copy-all") : null;
+    if (!button) return;
+    var hidden = document.querySelector("#keys-area code.key.hidden-key");
+    (hidden ? revealAll() : Promise.resolve(true)).then(function (ok) {
+      if (!ok) return;
+      var codes = Array.prototype.slice.call(document.querySelectorAll("#keys-area code.key"));
+      var text = codes.map(function (c) { return c.textContent.trim(); }).join("\n");
+      var status = document.querySelector(".copied-all");
+      copyText(text, document.querySelector("#keys-area .key-list"), function () {
+        if (status) status.textContent = button.dataset.copied || "✓";
+      });
+    });
   });
 
   document.addEventListener("click", function (event) {
@@ -38,20 +98,9 @@
     if (!button) return;
     var code = document.getElementById(button.dataset.target);
     var status = button.parentNode.querySelector(".copied");
-    function ok() { if (status) status.textContent = button.dataset.copied || "✓"; }
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(code.textContent.trim()).then(ok, fallback);
-    } else {
-      fallback();
-    }
-    function fallback() {
-      var range = document.createRange();
-      range.selectNodeContents(code);
-      var selection = window.getSelection();
-      selection.removeAllRanges();
-      selection.addRange(range);
-      try { document.execCommand("copy"); ok(); } catch (e) { /* selected: the buyer can copy by hand */ }
-    }
+    copyText(code.textContent.trim(), code, function () {
+      if (status) status.textContent = button.dataset.copied || "✓";
+    });
   });
 
   function apply(s) {
