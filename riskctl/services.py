@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from riskctl.features import FeatureSubject, features_compute_many
 from riskctl.identity import BuyerContext, email_normalise, ip_normalise  # noqa: F401 (re-exported)
@@ -56,12 +57,47 @@ class CheckoutBlocked(Exception):
         self.ref = ref
 
 
+@dataclass(frozen=True)
+class LimitProblem:
+    """Why a purchase would go over a 限购 limit: ``str()`` is the staff's
+    English line kept in the assessment's reasons; ``message()`` is the
+    buyer's sentence in the active language."""
+
+    max_quantity: int
+    per: str  # PurchaseLimit.Per
+    period_hours: int
+    left: int
+
+    def __str__(self) -> str:
+        return (f"This product is limited to {self.max_quantity} per {PurchaseLimit.Per(self.per).label} every "
+                f"{self.period_hours} hours; you can buy {self.left} more now.")
+
+    def message(self) -> str:
+        per = {
+            PurchaseLimit.Per.EMAIL: gettext("email address"), PurchaseLimit.Per.DEVICE: gettext("device"),
+            PurchaseLimit.Per.PHONE: gettext("phone number"), PurchaseLimit.Per.IP: gettext("network address"),
+        }[self.per]
+        limit = gettext("This product is limited to %(max)s per %(per)s every %(hours)s hours.") % {
+            "max": self.max_quantity, "per": per, "hours": self.period_hours}
+        if self.left:
+            more = ngettext("You can buy %(left)s more now: lower the quantity.",
+                            "You can buy %(left)s more now: lower the quantity.", self.left) % {"left": self.left}
+        else:
+            more = gettext("You have reached it for now; try again when the period is over.")
+        # Two sentences: a space between them in English, none in Chinese.
+        return gettext("%(limit)s %(more)s") % {"limit": limit, "more": more}
+
+
 class LimitExceeded(Exception):
     code = "LIMIT_EXCEEDED"
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, problem: LimitProblem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+    @property
+    def message(self) -> str:
+        return self.problem.message()
 
 
 # --- lists ------------------------------------------------------------------------
@@ -217,7 +253,7 @@ _LIMIT_FIELD = {PurchaseLimit.Per.EMAIL: "email", PurchaseLimit.Per.DEVICE: "dev
 
 
 def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
-                  exclude_order_id: int | None = None, config: tuple | None = None) -> str | None:
+                  exclude_order_id: int | None = None, config: tuple | None = None) -> LimitProblem | None:
     """Why this purchase would go over a 限购 limit of the product, or None.
 
     Counts keys already paid for in the period, plus orders placed but not yet
@@ -238,11 +274,8 @@ def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
         )
         bought = (paid.aggregate(n=Sum("quantity"))["n"] or 0) + (pending.aggregate(n=Sum("quantity"))["n"] or 0)
         if bought + quantity > limit.max_quantity:
-            left = max(0, limit.max_quantity - bought)
-            return (
-                f"This product is limited to {limit.max_quantity} per {limit.get_per_display()} every "
-                f"{limit.period_hours} hours; you can buy {left} more now."
-            )
+            return LimitProblem(max_quantity=limit.max_quantity, per=limit.per, period_hours=limit.period_hours,
+                                left=max(0, limit.max_quantity - bought))
     return None
 
 
@@ -365,7 +398,7 @@ def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_rev
         if limit and verdict.decision == Decision.ALLOW:
             verdict.decision = Decision.REVIEW
         if limit:
-            verdict.reasons.insert(0, {"rule": "purchase-limit", "points": "REVIEW", "detail": limit})
+            verdict.reasons.insert(0, {"rule": "purchase-limit", "points": "REVIEW", "detail": str(limit)})
         if block_becomes_review and verdict.decision == Decision.BLOCK:
             verdict.decision = Decision.REVIEW
             verdict.reasons.insert(0, {"rule": "block-at-payment", "points": "REVIEW",

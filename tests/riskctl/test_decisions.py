@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 from django.db import transaction
 from django.utils import timezone
 
@@ -188,8 +189,12 @@ def test_scenario_d_limit_holds_across_emails_sharing_a_device(make_product):
         _checkout(product, "two@example.com", device=DEVICE, quantity=2)
     assert refused.value.code == "LIMIT_EXCEEDED"
     assert refused.value.message == (
-        "This product is limited to 3 per device every 24 hours; you can buy 1 more now."
+        "This product is limited to 3 per device every 24 hours. You can buy 1 more now: lower the quantity."
     )
+    with translation.override("zh-hans"):
+        with pytest.raises(CheckoutError) as refused_zh:
+            _checkout(product, "two@example.com", device=DEVICE, quantity=2)
+    assert refused_zh.value.message == "此商品每个设备每 24 小时限购 3 件。您现在还可以购买 1 件，请减少数量。"
     assert _checkout(product, "two@example.com", device=DEVICE, quantity=1).status == OrderStatus.PENDING_PAYMENT
 
 
