@@ -47,6 +47,11 @@ RUN DATABASE_URL=postgres://build@127.0.0.1:1/build \
     python manage.py collectstatic --noinput \
  && python -m compileall -q shop inventory payments delivery riskctl
 
+# docker-compose.yml mounts the media-data volume here (MEDIA_ROOT): a new
+# named volume takes this folder's owner, so the web, not root, can write the
+# product images into it.
+RUN mkdir -p /app/.data/media && chown -R kamidrop:kamidrop /app/.data
+
 USER kamidrop
 
 EXPOSE 8000

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from inventory import sealing
 from inventory.keyrules import LOOSE_RULES
@@ -145,7 +146,19 @@ def keys_import(
         lines=report.lines, added=report.added, duplicates=report.duplicates, invalid=report.invalid,
         blank=report.blank,
     )
+    if report.added:
+        transaction.on_commit(lambda: stock_added_announce(product_id=product.pk), robust=True)
     return report
+
+
+def stock_added_announce(*, product_id: int) -> None:
+    """Keys of the product were added and committed: call ``STOCK_ADDED_HOOK``
+    (a dotted path, as EMAIL_BACKEND; by default the shop's back-in-stock
+    emails), which a lower app names rather than imports. A network call:
+    only after commit (``keys_import`` registers it with ``on_commit``)."""
+    hook = getattr(settings, "STOCK_ADDED_HOOK", "shop.services.stock_alerts.stock_alerts_enqueue")
+    if hook:
+        import_string(hook)(product_id=product_id)
 
 
 def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str, str, str]],

@@ -1,7 +1,9 @@
 """Access logs that never record a secret.
 
 Order links carry the buyer's token (``?t=``) or a signed link (``?s=``),
-the lookup link its one-time token in the path (``/lookup/link/<token>``),
+the lookup and sign-in links their one-time token in the path
+(``/lookup/link/<token>``, ``/lookup/signin/<token>``), the back-in-stock
+unsubscribe link its token (``/alerts/unsubscribe/<token>``),
 and an EPay notify by GET its sign: anyone who reads the log could open the
 order. Both access logs (gunicorn's, through ``RedactingLogger``, and the
 shop's own ``shop.request`` line) write the path and query with those parts
@@ -17,7 +19,11 @@ from gunicorn.glogging import Logger
 
 REDACTED = "[redacted]"
 SECRET_PARAMETERS = frozenset({"t", "s", "token", "sign", "key", "signature", "password", "code"})
-SECRET_PATHS = [re.compile(r"^(/lookup/link/)[^/?]+")]
+SECRET_PATHS = [
+    re.compile(r"^(/lookup/link/)[^/?]+"),
+    re.compile(r"^(/lookup/signin/)[^/?]+"),  # "all my orders" sign-in link
+    re.compile(r"^(/alerts/unsubscribe/)[^/?]+"),  # back-in-stock unsubscribe link
+]
 
 
 def path_redact(path: str) -> str:
@@ -55,4 +61,15 @@ class RedactingLogger(Logger):
             "r": f"{environ.get('REQUEST_METHOD', '-')} {target} {environ.get('SERVER_PROTOCOL', '-')}",
             "U": path, "q": query, "f": url_redact(atoms.get("f", "-")),
         })
+        # The same values as a format may also name them: %({raw_uri}e)s,
+        # %({query_string}e)s, %({referer}i)s ...
+        for name in ("{raw_uri}e", "{request_uri}e"):
+            if name in atoms:
+                atoms[name] = target
+        for name, value in {"{path_info}e": path, "{query_string}e": query}.items():
+            if name in atoms:
+                atoms[name] = value
+        for name in ("{http_referer}e", "{referer}i"):
+            if isinstance(atoms.get(name), str):
+                atoms[name] = url_redact(atoms[name])
         return atoms

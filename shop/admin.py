@@ -12,12 +12,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.timezone import localtime
+from django.utils.timezone import localtime, now
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -38,6 +40,10 @@ from payments.services.manual import (
 )
 from riskctl.identity import client_ip, phone_normalise
 from riskctl.services import buyer_block, buyer_unblock, order_buyer
+from shop.images import image_check as product_image_check
+from shop.images import product_image_apply
+from shop.models import FaqEntry, ShopProfile
+from shop.models import SignInLink, StockAlertRequest
 from shop.models import (
     Category,
     Coupon,
@@ -51,6 +57,7 @@ from shop.models import (
     Product,
     QuantityTier,
 )
+from shop.profile import profile_qr_store, qr_image_fit, shop_profile_forget
 from shop.services import (
     REFUNDABLE_STATUSES,
     KeyActionRefused,
@@ -60,6 +67,7 @@ from shop.services import (
     order_key_staff_replace,
     order_resend,
 )
+from shop.services.order_links import order_links_revoke
 
 
 class ReadOnlyAdminMixin:
@@ -81,14 +89,65 @@ class QuantityTierInline(admin.TabularInline):
     extra = 0
 
 
+class ProductAdminForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = "__all__"
+
+    def clean_image(self):
+        """Refuse what shop.images would refuse (too big, too many pixels, not
+        a picture Pillow reads), with its sentence, before anything is saved."""
+        image = self.cleaned_data.get("image")
+        if isinstance(image, UploadedFile):
+            image.seek(0)
+            product_image_check(data=image.read())
+            image.seek(0)
+        return image
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
     inlines = (QuantityTierInline,)
-    list_display = ("name", "slug", "price", "currency", "active", "max_per_order", "available_keys")
-    list_filter = ("active",)
-    search_fields = ("name", "slug")
+    list_display = ("name", "name_zh", "slug", "category", "price", "currency", "active", "max_per_order",
+                    "available_keys")
+    list_filter = ("active", "category")
+    search_fields = ("name", "name_zh", "slug")
+    list_select_related = ("category",)
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("available_keys",)
+    readonly_fields = ("available_keys", "image_preview")
+    fieldsets = (
+        (_("Basics"), {"fields": ("name", "slug", "category", "price", "currency", "active", "available_keys")}),
+        (_("Content in English"), {
+            "fields": ("description", "usage_notes"),
+            "description": _("Markdown: **bold**, *italic*, lists, [links](https://…), ### headings. "
+                             "An empty field shows the Chinese text."),
+        }),
+        (_("Content in Chinese"), {
+            "fields": ("name_zh", "description_zh", "usage_notes_zh"),
+            "description": _("Shown to buyers who read Chinese; an empty field shows the English text."),
+        }),
+        (_("Image"), {"fields": ("image", "image_preview")}),
+        (_("Delivery"), {"fields": ("deliver_by_email", "deliver_by_sms", "auto_replacements_per_order")}),
+        (_("Limits"), {"fields": ("max_per_order", "hold_minutes")}),
+    )
+
+    @admin.display(description=_("preview"))
+    def image_preview(self, obj):
+        if not obj or not obj.image_thumb:
+            return _("No image: the shop shows a tile with the name's first letter.")
+        return format_html('<img src="{}" alt="" width="240" height="180" class="product-thumb">', obj.thumb_url)
+
+    def save_model(self, request, obj, form, change):
+        # The upload is stored scaled and under its hash (shop.images), never
+        # as it came; clearing the image clears the thumbnail with it.
+        image = form.cleaned_data.get("image")
+        if "image" in form.changed_data and isinstance(image, UploadedFile):
+            image.seek(0)
+            product_image_apply(product=obj, data=image.read())
+        elif not obj.image:
+            obj.image_thumb = ""
+        super().save_model(request, obj, form, change)
 
     def get_queryset(self, request):
         # One aggregated query for the whole page, not a count per row.
@@ -216,6 +275,13 @@ class ResendForm(forms.Form):
         self.fields["channels"].initial = [d.channel for d in deliveries]
 
 
+class RevokeLinksForm(forms.Form):
+    note = forms.CharField(label=_("Note"), max_length=300, required=False,
+                           widget=forms.Textarea(attrs={"rows": 2}),
+                           help_text=_("Optional: why (for example: the buyer says the link leaked). Kept on the "
+                                       "order's timeline."))
+
+
 class RefundForm(forms.Form):
     reason = forms.CharField(label=_("Reason"), max_length=300, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text=_("Required. Kept on the order's timeline and the refund."))
@@ -248,11 +314,12 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     # token_hash is left out: a hash of the buyer's token is of no use to staff.
     fields = (
         "order_no", "status", "email", "phone", "amount", "currency", "client_ip", "hold_expires_at",
-        "created_at", "updated_at", "paid_at", "delivered_at", "coupon_code", "discount", "language", "card_keys",
+        "created_at", "updated_at", "paid_at", "delivered_at", "coupon_code", "discount", "language", "link_version",
+        "card_keys",
     )
     readonly_fields = ("card_keys", "risk", "manual_completion")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
-    actions = ("refund_orders", "block_buyers", "unblock_buyers")
+    actions = ("refund_orders", "block_buyers", "unblock_buyers", "revoke_links")
     change_form_template = "admin/shop/order/change_form.html"
 
     def get_fields(self, request, obj=None):
@@ -303,6 +370,10 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if self.has_block_permission(request):
             offer("block-buyer", _("Block buyer"), self._block_buyer_url(order),
                   _("Block the buyer's email, IP, device and phone."))
+        if self.has_revoke_links_permission(request):
+            offer("revoke-links", _("Revoke order links"), reverse("admin:shop_order_revoke_links", args=[order.pk]),
+                  _("Links to this order sent so far (email, SMS, Copy link) stop working; the buyer can ask "
+                    "for a new one."))
         return actions
 
     @staticmethod
@@ -476,6 +547,7 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             view(self.resend_view, "resend", "resend"),
             view(self.refund_view, "refund", "refund"),
             view(self.replace_key_view, "replace-key", "replace_key"),
+            view(self.revoke_links_view, "revoke-links", "revoke_links"),
             *super().get_urls(),
         ]
 
@@ -556,6 +628,41 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_refund_permission(self, request) -> bool:
         return request.user.has_perm("payments.add_refund")
+
+    def has_revoke_links_permission(self, request) -> bool:
+        return request.user.has_perm("shop.change_order")
+
+    def revoke_links_view(self, request, order_id: int):
+        """Revoke every link to the order (``order_links_revoke``): a leaked link stops opening it."""
+        order = self._action_order(request, order_id, allowed=self.has_revoke_links_permission(request))
+        form = RevokeLinksForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            note = form.cleaned_data["note"].strip()
+            version = order_links_revoke(order_ids=[order.pk], actor=_actor(request), note=note)[order.order_no]
+            return self._action_done(
+                request, order, log=f"Revoked the order's links (now version {version}); note: {note or '-'}",
+                message=gettext("%(order)s: every link to this order sent so far no longer opens it. The buyer can "
+                                 "ask for a new one on the lookup page.") % {"order": order.order_no})
+        return self._action_page(
+            request, order, form=form, danger=True,
+            title=gettext("Revoke the links of order %(order)s") % {"order": order.order_no},
+            intro=gettext("Every link to this order sent so far (in emails, text messages, or copied from the order "
+                          "page) stops opening it, and browsers that opened the order through one lose it. A buyer "
+                          "signed in with the order's email still sees it. The buyer can ask for a new link on the "
+                          "lookup page."),
+            submit=gettext("Revoke order links"))
+
+    @admin.action(description=_("Revoke order links"), permissions=["revoke_links"])
+    def revoke_links(self, request, queryset):
+        revoked = order_links_revoke(order_ids=list(queryset.values_list("pk", flat=True)), actor=_actor(request),
+                                     note="revoked from the order list")
+        for order in queryset.order_by("id"):
+            LogEntry.objects.log_actions(user_id=request.user.pk, queryset=[order], action_flag=CHANGE,
+                                         single_object=True,
+                                         change_message=f"Revoked the order's links (now version "
+                                                        f"{revoked.get(order.order_no)})")
+        self.message_user(request, gettext("Links revoked for %(orders)s.") % {"orders": ", ".join(revoked)},
+                          messages.SUCCESS)
 
     @admin.action(description="Refund: give the money back, return unsent keys to stock", permissions=["refund"])
     def refund_orders(self, request, queryset):
@@ -664,3 +771,111 @@ class KeyReportAdmin(admin.ModelAdmin):
     def mark_resolved(self, request, queryset):
         done = queryset.filter(status=KeyReportStatus.OPEN).update(status=KeyReportStatus.RESOLVED)
         self.message_user(request, f"{done} reports marked resolved.", messages.SUCCESS)
+
+
+# --- shop profile (notice, contact channels) and FAQ ---------------------------------
+
+
+class ShopProfileForm(forms.ModelForm):
+    class Meta:
+        model = ShopProfile
+        exclude = ("updated_at",)
+
+    def clean_telegram(self):
+        # Owners paste "@name" or the t.me link; the field keeps the bare name.
+        value = self.cleaned_data["telegram"].strip()
+        for prefix in ("https://t.me/", "http://t.me/", "t.me/", "@"):
+            value = value.removeprefix(prefix)
+        return value
+
+    def clean_contact_qq(self):
+        return "".join(self.cleaned_data["contact_qq"].split())
+
+    def clean_wechat_qr(self):
+        picture = self.cleaned_data.get("wechat_qr")
+        if isinstance(picture, UploadedFile):
+            # Checked and scaled here, so a refused picture is a field error;
+            # written in save_model once the whole form is valid.
+            return qr_image_fit(data=picture.read())
+        return picture
+
+
+@admin.register(ShopProfile)
+class ShopProfileAdmin(admin.ModelAdmin):
+    """One row: the list is the row's own page, and there is no second to add."""
+
+    form = ShopProfileForm
+    fieldsets = (
+        (_("Notice (公告)"), {"fields": ("notice_on", "notice_until", "notice", "notice_zh"),
+                              "description": _("Shown under the header of every page until the buyer closes it; "
+                                               "edited text shows again to everyone.")}),
+        (_("Contact channels"), {"fields": ("contact_email", "contact_qq", "wechat_id", "wechat_qr", "telegram",
+                                            "support_hours", "support_hours_zh"),
+                                 "description": _("Shown in the footer and on the help page, and wherever the shop "
+                                                  "tells buyers to contact you. Leave empty what you do not use.")}),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        ShopProfile.objects.get_or_create(pk=1)
+        return redirect(reverse("admin:shop_shopprofile_change", args=[1], current_app=self.admin_site.name))
+
+    def response_change(self, request, obj):
+        # Back to the row itself, not to a list of one.
+        response = super().response_change(request, obj)
+        if response.status_code == 302 and "_continue" not in request.POST:
+            return redirect(request.path)
+        return response
+
+    def save_model(self, request, obj, form, change):
+        picture = form.cleaned_data.get("wechat_qr")
+        if isinstance(picture, ContentFile):
+            profile_qr_store(profile=obj, picture=picture)
+        obj.updated_at = now()
+        super().save_model(request, obj, form, change)
+        shop_profile_forget()
+
+
+@admin.register(FaqEntry)
+class FaqEntryAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "question_zh", "position", "active")
+    list_display_links = ("__str__",)
+    list_editable = ("position", "active")
+    ordering = ("position", "id")
+    search_fields = ("question", "question_zh", "answer", "answer_zh")
+    fields = ("question", "answer", "question_zh", "answer_zh", "position", "active")
+
+
+# --- back-in-stock requests and sign-in links (helper C) ---------------------------
+
+@admin.register(StockAlertRequest)
+class StockAlertRequestAdmin(admin.ModelAdmin):
+    """Buyers waiting for a sold-out product. Emailed once, automatically, when
+    its keys are imported; staff look, or cancel a request."""
+
+    list_display = ("product", "email", "language", "created_at", "notified_at", "unsubscribed_at")
+    list_select_related = ("product",)
+    list_filter = (("notified_at", admin.EmptyFieldListFilter), "product")
+    search_fields = ("email", "product__name", "product__slug")
+    readonly_fields = ("product", "email", "language", "created_at", "notified_at", "unsubscribed_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SignInLink)
+class SignInLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """"All my orders" links sent (the token is never stored): when, to whom, used or not."""
+
+    list_display = ("email", "created_at", "expires_at", "used_at")
+    search_fields = ("email",)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.validators import slug_re
 from django.http import JsonResponse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import get_usage
@@ -140,15 +141,24 @@ def _money(value) -> str:
     return f"{value:.2f}"
 
 
+def _product_json(p: Product) -> dict:
+    """One product as the API lists it: ``name`` in the request's language
+    (Accept-Language; the other one when that side is empty), both sides as
+    ``name_en`` / ``name_zh``, and absolute picture URLs (null without one)."""
+    return {
+        "slug": p.slug, "name": p.display_name, "price": _money(p.price), "currency": p.currency, "stock": p.stock,
+        "name_en": p.name, "name_zh": p.name_zh, "sold": p.sold,
+        "category": p.category.slug if p.category_id else None,
+        "image": settings.SITE_URL + p.image.url if p.image else None,
+        "thumbnail": settings.SITE_URL + p.thumb_url if p.image_thumb else None,
+    }
+
+
 @require_GET
 def products(request):
-    return JsonResponse(
-        [
-            {"slug": p.slug, "name": p.name, "price": _money(p.price), "currency": p.currency, "stock": p.stock}
-            for p in products_for_sale()
-        ],
-        safe=False,
-    )
+    response = JsonResponse([_product_json(p) for p in products_for_sale()], safe=False)
+    patch_vary_headers(response, ["Accept-Language"])  # ``name`` follows it
+    return response
 
 
 @csrf_exempt

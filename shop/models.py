@@ -1,10 +1,13 @@
 """Catalogue and orders: Product, Order, OrderLine and the append-only OrderEvent."""
 
 from decimal import Decimal
+from typing import NamedTuple
 
+from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
-from django.db.models.functions import Upper
+from django.db.models.functions import Lower, Upper
 from django.utils import timezone
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
@@ -31,7 +34,7 @@ class Category(models.Model):
 
     @property
     def display_name(self) -> str:
-        return _localised(self, "name")
+        return _localised_either(self, "name")[0]
 
 
 class Product(models.Model):
@@ -57,6 +60,16 @@ class Product(models.Model):
     # Channels besides the order page (which every order gets).
     deliver_by_email = models.BooleanField(default=True, help_text="Email the keys to the buyer.")
     deliver_by_sms = models.BooleanField(default=True, help_text="Text the keys when the buyer gives a phone number.")
+    # The picture as stored (shop.images): scaled to at most 1200 px and named
+    # by its content's hash, so it is cached for a year; the card's thumbnail
+    # beside it. Empty: the page draws a tile with the name's initial.
+    image = models.ImageField(
+        upload_to="products/", blank=True, max_length=200, width_field="image_width", height_field="image_height",
+        help_text="JPEG, PNG, WebP or GIF, up to 8 MB; stored as WebP, at most 1200 px on its longest side, "
+                  "with a 480×360 thumbnail for the catalogue.")
+    image_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_thumb = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -69,17 +82,33 @@ class Product(models.Model):
     def __str__(self):
         return self.name
 
+    # Shown in the buyer's language; when that side is empty, the other one
+    # (an owner who writes only Chinese still reaches English buyers).
     @property
     def display_name(self) -> str:
-        return _localised(self, "name")
+        return _localised_either(self, "name")[0]
 
     @property
     def display_description(self) -> str:
-        return _localised(self, "description")
+        return _localised_either(self, "description")[0]
 
     @property
     def display_usage_notes(self) -> str:
-        return _localised(self, "usage_notes")
+        return _localised_either(self, "usage_notes")[0]
+
+    @property
+    def initial(self) -> str:
+        """The placeholder tile's letter when there is no picture."""
+        return (self.display_name.strip()[:1] or "?").upper()
+
+    @property
+    def tint(self) -> int:
+        """The placeholder tile's colour: one of site.css's .tint-0 to .tint-5."""
+        return (self.pk or 0) % 6
+
+    @property
+    def thumb_url(self) -> str:
+        return f"{settings.MEDIA_URL}{self.image_thumb}" if self.image_thumb else ""
 
 
 class QuantityTier(models.Model):
@@ -170,6 +199,9 @@ class Order(models.Model):
     # with its aliases folded away, and the first-party device id.
     buyer_email = models.CharField(max_length=254, blank=True)
     buyer_device = models.CharField(max_length=64, blank=True)
+    # Carried by every signed order link (and session grant): staff bump it to
+    # revoke them all at once (shop.services.order_links).
+    link_version = models.PositiveIntegerField(default=1)
 
     class Meta:
         constraints = [
@@ -242,6 +274,7 @@ class OrderEventType(models.TextChoices):
     REVIEW_APPROVED = "REVIEW_APPROVED", _("Review approved")
     REVIEW_REJECTED = "REVIEW_REJECTED", _("Review rejected")
     MANUAL_COMPLETION = "MANUAL_COMPLETION", _("Payment confirmed by the shop")
+    LINKS_REVOKED = "LINKS_REVOKED", _("Order links revoked")
 
 
 class OrderEvent(models.Model):
@@ -319,3 +352,149 @@ class LookupLink(models.Model):
 
     def __str__(self):
         return f"lookup link for {self.order_id}"
+
+
+class LocalisedText(NamedTuple):
+    text: str
+    lang: str  # of ``text``: "en" or "zh-Hans"
+
+
+def _localised_either(obj, field: str) -> LocalisedText:
+    """``_localised``, and the other language's text when the buyer's side is
+    empty (an owner who writes only Chinese still reaches English buyers),
+    with the language code of the text returned so the page can mark it."""
+    text = _localised(obj, field)
+    zh = (get_language() or "").lower().startswith("zh")
+    if text:
+        return LocalisedText(text, "zh-Hans" if zh and getattr(obj, f"{field}_zh") else "en")
+    return LocalisedText(getattr(obj, f"{field}_zh"), "zh-Hans")
+
+
+QQ_VALIDATOR = RegexValidator(r"^[0-9]{5,12}$", _("A QQ number is 5 to 12 digits."))
+TELEGRAM_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9_]{5,32}$", _("A Telegram username is 5 to 32 letters, digits or underscores (without the @)."))
+# WeChat's own rule (6-20, a letter first, then letters, digits, _ or -), or
+# the QQ or phone number older accounts use as their ID.
+WECHAT_VALIDATOR = RegexValidator(
+    r"^([A-Za-z][-_A-Za-z0-9]{5,19}|[0-9]{5,15})$",
+    _("A WeChat ID is 6 to 20 letters, digits, _ or -, starting with a letter (or the number the account uses)."))
+
+
+class ShopProfile(models.Model):
+    """The shop's one row of buyer-facing settings: the notice (公告) and the
+    ways to reach the owner. Read through ``shop.profile.shop_profile``
+    (cached), written in the admin."""
+
+    # One row, always id 1: the database refuses a second.
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    notice_on = models.BooleanField(_("show the notice"), default=False)
+    notice = models.TextField(_("notice (English)"), blank=True,
+                              help_text=_("Plain text; line breaks are kept. Shown under the header of every page."))
+    notice_zh = models.TextField(_("notice (Chinese)"), blank=True, help_text=_("Chinese (Simplified) notice."))
+    notice_until = models.DateField(_("show until"), null=True, blank=True,
+                                    help_text=_("Last day the notice shows (the shop's time zone); empty: no end."))
+    contact_email = models.EmailField(_("email"), blank=True, help_text=_("Where buyers write to you."))
+    contact_qq = models.CharField(_("QQ number"), max_length=12, blank=True, validators=[QQ_VALIDATOR])
+    wechat_id = models.CharField(_("WeChat ID"), max_length=20, blank=True, validators=[WECHAT_VALIDATOR])
+    wechat_qr = models.ImageField(_("WeChat QR code"), upload_to="profile/", blank=True,
+                                  help_text=_("An image of your WeChat QR code; scaled down to 600 px."))
+    telegram = models.CharField(_("Telegram username"), max_length=32, blank=True, validators=[TELEGRAM_VALIDATOR],
+                                help_text=_("Without the @; buyers get a t.me link."))
+    support_hours = models.CharField(_("support hours (English)"), max_length=200, blank=True,
+                                     help_text=_("For example: Every day, 9:00-22:00 (Beijing time)."))
+    support_hours_zh = models.CharField(_("support hours (Chinese)"), max_length=200, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("shop profile")
+        verbose_name_plural = _("shop profile")
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="shopprofile_singleton")]
+
+    def __str__(self):
+        return str(_("Notice and contact"))
+
+
+class FaqEntry(models.Model):
+    """One question on /faq/, in English and Chinese; either side may be
+    empty, and the page falls back to the other."""
+
+    question = models.CharField(_("question (English)"), max_length=300, blank=True)
+    question_zh = models.CharField(_("question (Chinese)"), max_length=300, blank=True)
+    answer = models.TextField(_("answer (English)"), blank=True, help_text=_("Plain text; line breaks and links "
+                                                                            "(https://…) are kept."))
+    answer_zh = models.TextField(_("answer (Chinese)"), blank=True)
+    position = models.PositiveIntegerField(_("position"), default=0, help_text=_("Lower comes first."))
+    active = models.BooleanField(_("shown"), default=True)
+
+    class Meta:
+        verbose_name = _("FAQ entry")
+        verbose_name_plural = _("FAQ")
+        constraints = [
+            models.CheckConstraint(condition=~Q(question="") | ~Q(question_zh=""), name="faqentry_has_question",
+                                   violation_error_message=_("Write the question in English, Chinese or both.")),
+            models.CheckConstraint(condition=~Q(answer="") | ~Q(answer_zh=""), name="faqentry_has_answer",
+                                   violation_error_message=_("Write the answer in English, Chinese or both.")),
+        ]
+
+    def __str__(self):
+        return self.question or self.question_zh
+
+    @property
+    def display_question(self) -> LocalisedText:
+        return _localised_either(self, "question")
+
+    @property
+    def display_answer(self) -> LocalisedText:
+        return _localised_either(self, "answer")
+
+
+# --- buyers' back-in-stock requests and email sign-in (helper C) ------------------
+
+class StockAlertRequest(models.Model):
+    """"Email me when it is back": one buyer's request for one sold-out
+    product, emailed once (``notified_at``) in the language they asked in.
+    The unsubscribe link holds this row's id signed with SECRET_KEY, so
+    nothing secret is stored."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="stock_alerts")
+    email = models.EmailField(max_length=254, help_text="Stored lower-case.")
+    language = models.CharField(max_length=10, blank=True, help_text="The buyer's language when they asked.")
+    created_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("back-in-stock request")
+        verbose_name_plural = _("back-in-stock requests")
+        constraints = [
+            # One waiting request per buyer and product: asking twice changes nothing.
+            models.UniqueConstraint(fields=["product", "email"],
+                                    condition=Q(notified_at__isnull=True, unsubscribed_at__isnull=True),
+                                    name="stockalert_one_waiting_per_email"),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="stockalert_email_lower"),
+        ]
+        indexes = [
+            # The job's question: who waits for this product? Small: only waiting rows.
+            models.Index(fields=["product", "id"], condition=Q(notified_at__isnull=True, unsubscribed_at__isnull=True),
+                         name="stockalert_waiting_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.email} waits for {self.product_id}"
+
+
+class SignInLink(models.Model):
+    """A one-time, short-lived link that signs this browser in to every order
+    of one email ("all my orders"). Like LookupLink, the link holds this row's
+    id signed with SECRET_KEY; ``used_at`` makes it one-time."""
+
+    email = models.EmailField(max_length=254, help_text="Stored lower-case.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["email", "created_at"], name="signinlink_email_idx")]
+
+    def __str__(self):
+        return f"sign-in link for {self.email}"

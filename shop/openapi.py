@@ -199,8 +199,15 @@ DOCUMENT = {
                                "fields": {"type": "array", "items": {"type": "string"}}},
             }}},
             "Product": {"type": "object", "required": ["slug", "name", "price", "currency", "stock"], "properties": {
-                "slug": {"type": "string"}, "name": {"type": "string"}, "price": {"type": "string"},
-                "currency": {"type": "string"}, "stock": {"type": "integer"}}},
+                "slug": {"type": "string"},
+                "name": {"type": "string", "description": "In the request's language (Accept-Language: en or "
+                                                          "zh-Hans), the other one when that is empty"},
+                "price": {"type": "string"}, "currency": {"type": "string"}, "stock": {"type": "integer"},
+                "name_en": {"type": "string"}, "name_zh": {"type": "string", "description": "Empty when not set"},
+                "sold": {"type": "integer", "description": "Keys delivered to buyers"},
+                "category": {"type": "string", "nullable": True, "description": "The category's slug"},
+                "image": {"type": "string", "nullable": True, "description": "Absolute URL, at most 1200 px"},
+                "thumbnail": {"type": "string", "nullable": True, "description": "Absolute URL, 480×360"}}},
             "OrderCreated": {"type": "object", "required": ["order_no", "token", "status", "amount", "currency",
                                                             "pay_url"], "properties": {
                 "order_no": {"type": "string"}, "token": {"type": "string"}, "status": {"type": "string"},

@@ -1,11 +1,13 @@
 """Reading the catalogue and orders."""
 
 import re
+from dataclasses import dataclass
 
-from django.db.models import Min, Sum
+from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from inventory.selectors import keys_available_by_product, keys_available_count, keys_for_order
+from inventory.models import CardKey, CardKeyStatus
+from inventory.selectors import keys_available_count, keys_for_order
 from shop.models import Category, Order, OrderEventType, OrderLine, OrderStatus, Product
 
 # What an order number looks like: ASCII letters and digits within the
@@ -55,9 +57,37 @@ def product_stock(*, product) -> int:
     return max(0, keys_available_count(product=product) - product_held(product=product))
 
 
-def products_for_sale() -> list[Product]:
-    products = list(Product.objects.filter(active=True).select_related("category").order_by("name"))
-    available = keys_available_by_product(product_ids=[p.pk for p in products])
+def _key_counts(product_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """product id → (keys available, keys sold), in one aggregate query.
+    Sold is delivered: a key reserved for an order under review or refunded
+    later is not a sale yet."""
+    rows = (
+        CardKey.objects.filter(product_id__in=product_ids,
+                               status__in=[CardKeyStatus.AVAILABLE, CardKeyStatus.DELIVERED])
+        .values("product_id")
+        .annotate(available=Count("id", filter=Q(status=CardKeyStatus.AVAILABLE)),
+                  sold=Count("id", filter=Q(status=CardKeyStatus.DELIVERED)))
+    )
+    return {row["product_id"]: (row["available"], row["sold"]) for row in rows}
+
+
+def product_sold(*, product) -> int:
+    """Keys of this product delivered to buyers (as ``products_for_sale`` counts them)."""
+    return CardKey.objects.filter(product=product, status=CardKeyStatus.DELIVERED).count()
+
+
+def products_for_sale(*, query: str = "") -> list[Product]:
+    """The active products by name (those whose name, English or Chinese,
+    contains ``query`` in any case, when given), each with ``stock`` (what a
+    new buyer can get) and ``sold`` (keys delivered): three queries, however
+    many products."""
+    products = Product.objects.filter(active=True).select_related("category").order_by("name", "id")
+    if query := query.strip():
+        products = products.filter(Q(name__icontains=query) | Q(name_zh__icontains=query))
+    products = list(products)
+    if not products:
+        return []
+    counts = _key_counts([p.pk for p in products])
     held_rows = (
         OrderLine.objects.filter(
             product__in=products,
@@ -69,7 +99,8 @@ def products_for_sale() -> list[Product]:
     )
     held = {row["product_id"]: row["n"] for row in held_rows}
     for product in products:
-        product.stock = max(0, available.get(product.pk, 0) - held.get(product.pk, 0))
+        available, product.sold = counts.get(product.pk, (0, 0))
+        product.stock = max(0, available - held.get(product.pk, 0))
     return products
 
 
@@ -80,18 +111,76 @@ def order_keys(*, order) -> list:
     return list(keys_for_order(order_id=order.pk))
 
 
-def catalogue_by_category() -> list[tuple[Category | None, list[Product]]]:
-    """Products for sale grouped by category (in the categories' order, then
-    uncategorised last), each with ``stock`` set."""
+def _by_category(products: list[Product]) -> list[tuple[Category | None, list[Product]]]:
+    """``products`` grouped by category, in the categories' order, uncategorised last."""
     groups: dict[int | None, list[Product]] = {}
-    for product in products_for_sale():
+    for product in products:
         groups.setdefault(product.category_id, []).append(product)
-    categories = {c.pk: c for c in Category.objects.filter(pk__in=[k for k in groups if k is not None])}
-    ordered = sorted((k for k in groups if k is not None), key=lambda k: (categories[k].position, categories[k].name))
+    categories = {p.category_id: p.category for p in products if p.category_id is not None}
+    ordered = sorted(categories, key=lambda k: (categories[k].position, categories[k].name, k))
     result = [(categories[k], groups[k]) for k in ordered]
     if None in groups:
         result.append((None, groups[None]))
     return result
+
+
+@dataclass(frozen=True)
+class CataloguePage:
+    """What the catalogue shows for a search and a category chip."""
+
+    query: str
+    category: Category | None  # the chip chosen, if any
+    # (category, products matching the search in it): the chips' counts.
+    categories: list[tuple[Category, int]]
+    total: int  # products matching the search, all categories
+    # Matching the search and the chip, in the categories' order, then by name
+    # (uncategorised last): one grid, the chips for going to a category.
+    products: list[Product]
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.query or self.category)
+
+
+# The longest search the catalogue takes (the field's maxlength too).
+CATALOGUE_QUERY_MAX = 100
+
+
+def catalogue_page(*, query: str = "", category_slug: str = "") -> CataloguePage:
+    """The catalogue for ``?q=`` (name or Chinese name, any case) and ``?c=``
+    (a category's slug; unknown: all). Each chip counts the products the
+    search finds in its category; a category with no active product has no
+    chip. Four queries, however many products."""
+    # NUL and lone surrogates (anything in a URL) are no text PostgreSQL takes.
+    query = query.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8").strip()[:CATALOGUE_QUERY_MAX]
+    found = products_for_sale(query=query)
+    counts: dict[int, int] = {}
+    for product in found:
+        if product.category_id is not None:
+            counts[product.category_id] = counts.get(product.category_id, 0) + 1
+    categories = list(
+        Category.objects.filter(products__active=True).distinct().order_by("position", "name", "id")
+    )
+    chosen = next((c for c in categories if c.slug == category_slug), None)
+    grouped = _by_category([p for p in found if chosen is None or p.category_id == chosen.pk])
+    return CataloguePage(
+        query=query, category=chosen, categories=[(c, counts.get(c.pk, 0)) for c in categories],
+        total=len(found), products=[p for _category, group in grouped for p in group],
+    )
+
+
+# How many products the product page suggests beside its own.
+RELATED_MAX = 4
+
+
+def products_related(*, product: Product, limit: int = RELATED_MAX) -> list[Product]:
+    """Up to ``limit`` other products for sale: the same category first, and
+    within that those in stock first, then by name; each with ``stock`` and
+    ``sold`` set."""
+    others = [p for p in products_for_sale() if p.pk != product.pk]
+    others.sort(key=lambda p: (
+        product.category_id is None or p.category_id != product.category_id, p.stock == 0, p.name, p.pk))
+    return others[:limit]
 
 
 # What the buyer sees of an order's history; the rest is staff's audit trail.

@@ -121,6 +121,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # The shop's notice and contact channels, on every buyer page (cached).
+                "shop.context_processors.shop_frame",
             ],
         },
     },
@@ -223,6 +225,12 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Uploaded images (product pictures): written by the admin, served by
+# shop.media under content-hashed names with a year's cache. docker-compose.yml
+# keeps the folder on a volume.
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
+MEDIA_URL = "/media/"
 
 # In development WhiteNoise serves straight from the app folders (no collectstatic).
 WHITENOISE_USE_FINDERS = DEBUG

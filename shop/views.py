@@ -28,11 +28,31 @@ from payments.providers import ProviderUnknown
 from payments.services import OrderNotPayable, PaymentStartFailed, checkout_start_payment, payment_open
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
-from shop.access import order_for_session, order_link_matches, order_session_grant, order_token_matches, site_id
+from shop.access import (
+    order_for_session,
+    order_link_matches,
+    order_session_allows,
+    order_session_grant,
+    order_token_matches,
+    session_email_grant,
+    session_emails,
+    session_emails_forget,
+    site_id,
+)
+from shop.buyer_forms import SignInLinkForm, StockAlertForm
 from shop.api import resend_rate_per_ip, resend_wait_for_ip, resend_wait_for_order
 from shop.forms import CheckoutForm, KeyReportForm, LookupForm
 from shop.models import KeyReportStatus, Order, OrderEventType, OrderStatus, Product
-from shop.selectors import catalogue_by_category, order_by_number, order_keys, order_timeline, product_stock
+from shop.profile import contact_sentence, faq_entries
+from shop.selectors import (
+    catalogue_page,
+    order_by_number,
+    order_keys,
+    order_timeline,
+    product_sold,
+    product_stock,
+    products_related,
+)
 from shop.services import (
     CheckoutError,
     KeyActionRefused,
@@ -46,6 +66,19 @@ from shop.services import (
     order_resend,
     price_quote,
 )
+from shop.services.signin import (
+    SIGNIN_LINK_MINUTES,
+    SignInFailed,
+    orders_for_emails,
+    signin_link_consume,
+    signin_link_request,
+)
+from shop.services.stock_alerts import (
+    StockAlertRefused,
+    stock_alert_for_token,
+    stock_alert_request,
+    stock_alert_unsubscribe,
+)
 from shop.templatetags.shopfmt import money
 
 RETRY_AFTER_SECONDS = 60
@@ -54,11 +87,13 @@ LOOKUP_RATE_PER_ORDER = "10/h"
 
 
 def catalogue(request):
-    return render(request, "shop/catalogue.html", {"groups": catalogue_by_category()})
+    page = catalogue_page(query=request.GET.get("q", ""), category_slug=request.GET.get("c", ""))
+    return render(request, "shop/catalogue.html", {"page": page})
 
 
 def faq(request):
-    return render(request, "shop/faq.html", {"lookup_url": reverse("shop:lookup")})
+    """The owner's questions and answers, and the contact channels (#contact)."""
+    return render(request, "shop/faq.html", {"entries": faq_entries(), "lookup_url": reverse("shop:lookup")})
 
 
 def _checkout_error_message(exc: CheckoutError) -> str:
@@ -129,7 +164,9 @@ def product_detail(request, slug: str):
         except CheckoutError as exc:
             error = (exc.code, _checkout_error_message(exc))
         except CheckoutBlocked as exc:
-            error = (exc.code, _("We cannot take this order. Contact us with reference %(ref)s.") % {"ref": exc.ref})
+            error = (exc.code, contact_sentence(
+                reachable=_("We cannot take this order. Contact us with reference %(ref)s.") % {"ref": exc.ref},
+                unreachable=_("We cannot take this order (reference %(ref)s).") % {"ref": exc.ref}))
         except ProviderUnknown:
             error = ("PROVIDER_UNKNOWN", _("This payment method is not available for this order. "
                                            "Choose another one."))
@@ -146,6 +183,7 @@ def product_detail(request, slug: str):
         "product": product, "stock": product_stock(product=product), "form": form, "error": error, "quote": quote,
         "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
         "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
+        "sold": product_sold(product=product), "related": products_related(product=product),
     }
     limited = error is not None and error[0] == "RATE_LIMITED"
     status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
@@ -157,9 +195,16 @@ def product_detail(request, slug: str):
     return response
 
 
+def _hold_over(order: Order) -> bool:
+    """Unpaid, and the stock hold has lapsed (the sweeper will expire it):
+    Pay now is gone, the page says so."""
+    return (order.status == OrderStatus.PENDING_PAYMENT and order.hold_expires_at is not None
+            and order.hold_expires_at <= timezone.now())
+
+
 def _pay_methods(order: Order, lines) -> list:
     """The methods an unpaid order can still be paid with (Pay now)."""
-    if order.status != OrderStatus.PENDING_PAYMENT:
+    if order.status != OrderStatus.PENDING_PAYMENT or _hold_over(order):
         return []
     return methods_offered(product_id=lines[0].product_id if lines else None, amount=order.amount)
 
@@ -208,8 +253,21 @@ def _order_context(order: Order) -> dict:
         "activations": list(activations_for_order(order_id=order.pk)),
         "report_form": KeyReportForm(),
         "pay_methods": _pay_methods(order, lines),
+        "hold_over": _hold_over(order),
         "last_method": order.payments.order_by("-id").values_list("provider", flat=True).first(),
     }
+
+
+ORDER_REFERRER_POLICY = "same-origin"
+
+
+def _order_link_dead(request):
+    """A link that does not open its order (revoked, expired, forged, or an
+    unknown order): the same polite page and status either way."""
+    response = render(request, "shop/order_link_dead.html", status=404)
+    add_never_cache_headers(response)
+    response["Referrer-Policy"] = ORDER_REFERRER_POLICY
+    return response
 
 
 @require_GET
@@ -219,10 +277,13 @@ def order_detail(request, order_no: str):
         order = order_by_number(order_no=order_no)
         if order is not None and (
             (token and order_token_matches(order=order, token=token))
-            or (signed and order_link_matches(order_no=order_no, signed=signed))
+            or (signed and order_link_matches(order=order, signed=signed))
         ):
-            order_session_grant(request, order_no)
+            order_session_grant(request, order_no, version=order.link_version)
             return redirect("shop:order", order_no=order_no)  # drop the secret from the address bar
+        if order is None or not order_session_allows(request, order):
+            return _order_link_dead(request)
+        return redirect("shop:order", order_no=order_no)  # this browser may see it anyway
     order = order_for_session(request, order_no)
     context = _order_context(order)
     if remembered := _revealed_in_session(request, order_no) & {key.pk for key in context["keys"]}:
@@ -232,6 +293,11 @@ def order_detail(request, order_no: str):
         context["revealed"] = remembered
     response = render(request, "shop/order.html", context)
     add_never_cache_headers(response)  # it may show keys
+    # Explicit, whatever the site-wide default: the page carries its signed
+    # link ("Copy link"), and a page's URL must never reach another site
+    # (a payment gateway) as a Referer. Not no-referrer: that also sends
+    # "Origin: null" on this page's own forms, which CSRF refuses.
+    response["Referrer-Policy"] = ORDER_REFERRER_POLICY
     return response
 
 
@@ -242,6 +308,9 @@ def order_pay_request(request, order_no: str):
     order = order_for_session(request, order_no)
     if getattr(request, "limited", False):
         messages.error(request, _("Too many attempts. Please wait a minute and try again."))
+        return redirect("shop:order", order_no=order_no)
+    if _hold_over(order):
+        messages.info(request, _("The time to pay for this order is over. Place a new order from the product page."))
         return redirect("shop:order", order_no=order_no)
     try:
         pay_url = payment_open(order_id=order.pk, method_id=request.POST.get("method", ""))[1]
@@ -381,7 +450,9 @@ def order_key_report_request(request, order_no: str, key_id: int):
     """"Report a problem with this key": replaced at once where the product allows, else staff look."""
     order = order_for_session(request, order_no)
     if getattr(request, "limited", False):
-        messages.error(request, _("Too many reports from your network. Please contact us instead."))
+        messages.error(request, contact_sentence(
+            reachable=_("Too many reports from your network. Please contact us instead."),
+            unreachable=_("Too many reports from your network. Please wait an hour and try again.")))
         return redirect("shop:order", order_no=order_no)
     form = KeyReportForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
@@ -429,7 +500,7 @@ def lookup(request):
             except LookupFailed:
                 error, status = _("We could not find an order with these details."), 400
             else:
-                order_session_grant(request, order.order_no)
+                order_session_grant(request, order.order_no, version=order.link_version)
                 return redirect("shop:order", order_no=order.order_no)
         else:
             error, status = _("We could not find an order with these details."), 400
@@ -450,7 +521,7 @@ def lookup_link_open(request, token: str):
         return render(request, "shop/lookup.html", {
             "form": LookupForm(), "error": _("This link has expired or was already used. Ask for a new one."),
         }, status=400)
-    order_session_grant(request, order.order_no)
+    order_session_grant(request, order.order_no, version=order.link_version)
     return redirect("shop:order", order_no=order.order_no)
 
 
@@ -503,3 +574,123 @@ def healthz(request):
         healthy = healthy and not overdue
     return JsonResponse({"status": "ok" if healthy else "unhealthy", "site": site_id(), **checks},
                         status=200 if healthy else 503)
+
+
+# --- back in stock, and "all my orders" (helper C) -------------------------------
+
+STOCK_ALERT_RATE_PER_IP = "10/h"
+SIGNIN_RATE_PER_IP = "10/h"
+SIGNIN_RATE_PER_EMAIL = "3/h"
+
+
+def _language(request) -> str:
+    return getattr(request, "LANGUAGE_CODE", "") or settings.LANGUAGE_CODE
+
+
+@ratelimit(group="shop.stock-alert.ip", key="ip", rate=STOCK_ALERT_RATE_PER_IP, method="POST", block=False)
+@require_POST
+def stock_alert_request_view(request, slug: str):
+    """"Email me when it is back" on a sold-out product page."""
+    product = get_object_or_404(Product, slug=slug, active=True)
+    form = StockAlertForm(request.POST)
+    context = {"product": product, "stock_alert_form": form, "stock": 0}
+    status = 200
+    if getattr(request, "limited", False):
+        context["stock_alert_error"], status = _("Too many requests from your network. Please try again in an hour."), 429
+    elif not form.is_valid():
+        status = 400
+    else:
+        try:
+            asked = stock_alert_request(product=product, email=form.cleaned_data["email"],
+                                        language=_language(request))
+        except StockAlertRefused:
+            return redirect("shop:product", slug=product.slug)  # back in stock meanwhile: buy it
+        context["done_email"] = asked.request.email
+    response = render(request, "shop/stock_alert.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = "3600"
+    add_never_cache_headers(response)
+    return response
+
+
+def stock_alert_unsubscribe_view(request, token: str):
+    """The link in the email (a page with a button: mail scanners open links)
+    and the mail client's one-click POST (RFC 8058)."""
+    alert = stock_alert_for_token(token=token)
+    if alert is None:
+        return render(request, "shop/stock_alert_unsubscribe.html", {"unknown": True}, status=404)
+    if request.method == "POST":
+        alert = stock_alert_unsubscribe(token=token)
+    return render(request, "shop/stock_alert_unsubscribe.html", {"alert": alert, "token": token})
+
+
+def _signin_limited(request, email: str) -> bool:
+    by_ip = is_ratelimited(request, group="shop.signin.ip", key="ip", rate=SIGNIN_RATE_PER_IP, increment=True)
+    by_email = is_ratelimited(request, group="shop.signin.email", key=lambda group, request: email.strip().lower(),
+                              rate=SIGNIN_RATE_PER_EMAIL, increment=True)
+    return by_ip or by_email
+
+
+@require_POST
+def signin_request_view(request):
+    """The lookup page's second form: "Email me a sign-in link" for all the
+    orders of an email. The same answer whether or not the email has orders."""
+    signin_form = SignInLinkForm(request.POST)
+    context = {"form": LookupForm(), "signin_form": signin_form}
+    status = 200
+    if _signin_limited(request, request.POST.get("email", "")):
+        context["signin_error"], status = _("Too many requests. Please wait an hour and try again."), 429
+    elif not signin_form.is_valid():
+        status = 400
+    else:
+        signin_link_request(email=signin_form.cleaned_data["email"], language=_language(request))
+        context["signin_notice"] = _("If there are orders for this email, we have sent a link to it. The link "
+                                     "works once, for %(minutes)s minutes.") % {"minutes": SIGNIN_LINK_MINUTES}
+        context["signin_form"] = SignInLinkForm()
+    response = render(request, "shop/lookup.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = "3600"
+    return response
+
+
+@ratelimit(key="ip", rate=LOOKUP_RATE_PER_IP, block=False)
+@require_GET
+def signin_link_open(request, token: str):
+    """The emailed sign-in link: this browser sees every order of the email."""
+    if getattr(request, "limited", False):
+        response = render(request, "shop/lookup.html", {
+            "form": LookupForm(), "signin_form": SignInLinkForm(),
+            "signin_error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    try:
+        email = signin_link_consume(token=token)
+    except SignInFailed:
+        return render(request, "shop/lookup.html", {
+            "form": LookupForm(), "signin_form": SignInLinkForm(),
+            "signin_error": _("This sign-in link has expired or was already used. Ask for a new one below."),
+        }, status=400)
+    session_email_grant(request, email)
+    return redirect("shop:my-orders")
+
+
+@require_GET
+def my_orders(request):
+    """"All my orders": the orders of the emails this browser signed in with."""
+    emails = session_emails(request)
+    rows = [
+        {"order": order, "lines": list(order.lines.all()), "created": timezone.localtime(order.created_at)}
+        for order in orders_for_emails(emails=emails)
+    ]
+    response = render(request, "shop/my_orders.html", {"emails": emails, "rows": rows})
+    add_never_cache_headers(response)
+    response["Referrer-Policy"] = ORDER_REFERRER_POLICY
+    return response
+
+
+@require_POST
+def my_orders_signout(request):
+    """"Sign out of these orders": this browser forgets the emails."""
+    session_emails_forget(request)
+    messages.success(request, _("You are signed out of these orders on this device."))
+    return redirect("shop:my-orders")

@@ -5,7 +5,11 @@ the same server. Redis: a database number of its own (flushed per test), so a
 running ``make run`` worker never picks up a test's jobs.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from shop.settings import *  # noqa: F401,F403
 from shop.settings import DATABASES, REDIS_URL, RQ_QUEUES
@@ -46,3 +50,7 @@ PAYMENT_METHODS_CACHE_SECONDS = 0  # tests edit payment methods and expect the n
 # the production values (3 per product, 5 in all) and tests them.
 UNPAID_ORDERS_PER_PRODUCT = 10_000
 UNPAID_ORDERS_MAX = 10_000
+# Uploaded pictures (product images, the WeChat QR) of a test run go to a
+# folder of its own, never into the dev shop's .data/media.
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="kamidrop-test-media-"))
+atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)

@@ -183,17 +183,24 @@ def test_dockerfile_command_configures_gthread_workers(overrides, expected):
     assert {name: config.get(name) for name in expected} == expected
 
 
+@pytest.mark.django_db
 def test_dockerfile_command_serves_several_requests_over_one_kept_alive_connection(tmp_path):
-    # given: the image's gunicorn, started as the image starts it, on a free port
+    # given: the image's gunicorn, started as the image starts it, on a free port,
+    # on this run's (migrated) test database: pages read the shop's notice and FAQ
     import http.client
     import socket
     import time
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+    from django.db import connection as db_connection
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k not in {"WEB_CONCURRENCY", "WEB_THREADS"}}
-    env.update(DJANGO_SETTINGS_MODULE="tests.settings", WEB_CONCURRENCY="1")
+    database_url = urlsplit(settings.DATABASE_URL)._replace(path=f"/{db_connection.settings_dict['NAME']}")
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", WEB_CONCURRENCY="1", DATABASE_URL=urlunsplit(database_url))
     log = open(tmp_path / "gunicorn.log", "w")
     server = subprocess.Popen(["sh", "-c", dockerfile_gunicorn_command(bind=f"127.0.0.1:{port}")], cwd=BASE_DIR,
                               env=env, stdout=log, stderr=log, start_new_session=True)
@@ -293,7 +300,7 @@ def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
     assert redis["command"] == ["redis-server", "--appendonly", "yes"]
     assert redis["volumes"] == ["redis-data:/data"]
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
-    assert set(compose()["volumes"]) == {"postgres-data", "redis-data"}
+    assert set(compose()["volumes"]) == {"postgres-data", "redis-data", "media-data"}
 
 
 def test_compose_app_services_use_the_image_and_the_compose_servers():

@@ -47,7 +47,7 @@ def test_buy_on_a_phone_and_the_key_appears_without_a_reload(page, shop_url, mak
     # when: Show key, then Copy
     page.get_by_role("button", name="Show key").click()
     expect(page.locator(f"#key-{key.pk}")).to_have_text(key.secret)
-    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copy", exact=True).click()
     expect(page.locator(".copied")).to_have_text("Copied")
     selected = page.evaluate("window.getSelection().toString() || null")
     screenshot("key-shown")
@@ -82,12 +82,12 @@ def test_look_an_order_up_in_a_new_browser(page, chromium, shop_url, make_produc
     # when: wrong password first, then the right one
     page.goto(f"{shop_url}/lookup/")
     page.get_by_label("Order number").fill(order.order_no)
-    page.get_by_label("Email").fill("buyer@example.com")
+    page.locator("#id_email").fill("buyer@example.com")
     page.get_by_label("Query password").fill("wrong-pw")
     page.get_by_role("button", name="Open my order").click()
     expect(page.get_by_role("alert")).to_have_text("We could not find an order with these details.")
     page.get_by_label("Order number").fill(order.order_no)
-    page.get_by_label("Email").fill("buyer@example.com")
+    page.locator("#id_email").fill("buyer@example.com")
     page.get_by_label("Query password").fill("s3cret-pw")
     page.get_by_role("button", name="Open my order").click()
     # then

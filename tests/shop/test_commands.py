@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 from django.test import RequestFactory
 
 from inventory.models import CardKey, CardKeyStatus, ImportBatch
+from shop.management.commands.demo import DEMO_PRODUCTS
 from shop.models import Product
 
 pytestmark = pytest.mark.django_db
@@ -23,16 +24,18 @@ def test_demo_is_idempotent_and_prints_a_random_admin_password():
     # when
     first = _run("demo")
     second = _run("demo")
-    # then
-    assert Product.objects.count() == 3
-    for product in Product.objects.all():
-        assert CardKey.objects.filter(product=product, status=CardKeyStatus.AVAILABLE).count() == 25
+    # then: every demo product topped up to its stock (one is left sold out on purpose)
+    assert Product.objects.count() == len(DEMO_PRODUCTS)
+    for spec in DEMO_PRODUCTS:
+        product = Product.objects.get(slug=spec["slug"])
+        expected = spec.get("stock", 25)
+        assert CardKey.objects.filter(product=product, status=CardKeyStatus.AVAILABLE).count() == expected
     assert get_user_model().objects.filter(is_superuser=True).count() == 1
     password = first.split("password ")[1].split(" ")[0]
     # django-axes (admin login throttling) needs the login request to authenticate.
     assert authenticate(RequestFactory().post("/admin/login/"), username="admin", password=password) is not None
     assert "user 'admin' exists" in second and "password " + password not in second
-    assert second.count("0 keys added, 25 available") == 3
+    assert second.count("0 keys added, 25 available") == len([s for s in DEMO_PRODUCTS if "stock" not in s])
 
 
 def test_demo_admin_password_differs_each_time_it_is_created():

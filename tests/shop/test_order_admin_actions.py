@@ -105,7 +105,7 @@ def test_a_delivered_order_offers_resend_and_replace_a_key(admin_client, make_pr
     response = admin_client.get(_url("change", order))
     # then
     assert response.status_code == 200
-    expected = ["resend", "replace-key"] + (["block-buyer"] if _block_link(order) else [])
+    expected = ["resend", "replace-key"] + (["block-buyer"] if _block_link(order) else []) + ["revoke-links"]
     assert _action_ids(response) == expected
     content = response.content.decode()
     assert f'href="{_url("resend", order)}"' in content
@@ -119,7 +119,8 @@ def test_an_unpaid_order_offers_only_buzhan(admin_client, make_product, make_unp
     # when
     response = admin_client.get(_url("change", order))
     # then
-    assert _action_ids(response) == ["complete-payment"] + (["block-buyer"] if _block_link(order) else [])
+    assert _action_ids(response) == (["complete-payment"] + (["block-buyer"] if _block_link(order) else [])
+                                     + ["revoke-links"])
     assert f'href="{_url("complete_payment", order)}"' in response.content.decode()
 
 
@@ -129,7 +130,7 @@ def test_a_paid_order_waiting_for_stock_offers_refund(admin_client, make_product
     # when
     response = admin_client.get(_url("change", order))
     # then
-    assert _action_ids(response) == ["refund"] + (["block-buyer"] if _block_link(order) else [])
+    assert _action_ids(response) == ["refund"] + (["block-buyer"] if _block_link(order) else []) + ["revoke-links"]
 
 
 def test_a_refunded_order_offers_refund_again_only_when_the_provider_refund_failed(

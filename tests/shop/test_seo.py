@@ -61,11 +61,11 @@ def test_a_product_page_describes_itself_for_search_and_sharing(client, site, ma
     url = f"{SITE}/p/game-card/"
     assert tags.links["canonical"] == [url]
     assert tags.meta == {
-        "description": ["Redeem on the game's site.\nAny region."],
+        "description": ["Redeem on the game's site. Any region."],  # the Markdown's words on one line
         "og:type": ["product"],
         "og:site_name": ["Kamidrop"],
         "og:title": ["Game Card 100"],
-        "og:description": ["Redeem on the game's site.\nAny region."],
+        "og:description": ["Redeem on the game's site. Any region."],  # the Markdown's words on one line
         "og:url": [url],
         "og:image": [SITE + static("shop/icon-192.png")],
         "og:image:width": ["192"],

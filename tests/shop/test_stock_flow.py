@@ -52,7 +52,7 @@ def test_waiting_orders_are_filled_oldest_first_on_import(make_product, make_unp
         OrderEventType.DELIVERY_SENT,
     ]
     assert Delivery.objects.filter(order=older, channel=Channel.EMAIL).count() == 1
-    assert len(callbacks) == 1  # the email job of the filled order
+    assert len(callbacks) == 2  # the email job of the filled order, the import's back-in-stock hook
     assert younger.events.filter(type=OrderEventType.STOCK_FILLED).count() == 0
 
 

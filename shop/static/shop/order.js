@@ -103,6 +103,42 @@
     });
   });
 
+  // "Copy link": the order's signed link, rendered by the server into a
+  // readonly input (selectable without JavaScript; the button needs it).
+  var copyLink = document.querySelector(".copy-link");
+  if (copyLink) copyLink.hidden = false;
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest(".copy-link") : null;
+    if (!button) return;
+    var input = document.getElementById(button.dataset.target);
+    var status = document.querySelector(".copied-link");
+    function copied() { if (status) status.textContent = button.dataset.copied || "✓"; }
+    input.focus();
+    input.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(input.value).then(copied, function () {
+        try { if (document.execCommand("copy")) copied(); } catch (e) { /* selected: copy by hand */ }
+      });
+    } else {
+      try { if (document.execCommand("copy")) copied(); } catch (e) { /* selected: copy by hand */ }
+    }
+  });
+
+  // Pay now ends with the hold: when the countdown runs out, say so and take
+  // the buttons away (the server refuses a late Pay now the same way).
+  var countdown = document.getElementById("hold-countdown");
+  if (countdown) {
+    var until = new Date(countdown.dataset.until).getTime();
+    (function watch() {
+      if (Date.now() < until) { setTimeout(watch, 1000); return; }
+      var paynow = document.querySelector(".paynow");
+      if (!paynow) return;
+      paynow.querySelectorAll("form, .hold").forEach(function (node) { node.remove(); });
+      var over = document.getElementById("hold-over");
+      if (over) over.hidden = false;
+    })();
+  }
+
   function apply(s) {
     if (s.status !== el.dataset.status) {
       el.dataset.status = s.status;
