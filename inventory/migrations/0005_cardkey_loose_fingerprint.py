@@ -4,6 +4,7 @@
 # here (decrypted in memory, a chunk at a time); one that cannot be opened
 # keeps "" and is found only the exact way.
 
+from django.contrib.postgres.indexes import HashIndex
 from django.db import migrations, models
 
 CHUNK = 2000
@@ -47,6 +48,6 @@ class Migration(migrations.Migration):
         migrations.RunPython(loose_fingerprints_fill, migrations.RunPython.noop, elidable=True),
         migrations.AddIndex(
             model_name='cardkey',
-            index=models.Index(fields=['loose_fingerprint'], name='cardkey_loose_fp_idx'),
+            index=HashIndex(fields=['loose_fingerprint'], name='cardkey_loose_fp_idx'),
         ),
     ]
