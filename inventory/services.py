@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -124,25 +123,23 @@ def keys_import(
     batch = ImportBatch.objects.create(product=product, created_by=created_by, source=source[:300])
     report = ImportReport(batch_id=batch.pk)
     chunk: list[tuple[int, str, str, str]] = []
-    with _ChunkWriter(product_id=product.pk, batch_id=batch.pk, report=report) as writer:
-        for number, text in entries:
-            report.lines += 1
-            if not text:
-                report.blank += 1
-            elif problem := rules.format_problem(text):
-                report.invalid += 1
-                report.note(ImportIssue(number, "INVALID", problem))
-            else:
-                chunk.append((number, text, sealing.secret_fingerprint(rules.normalise(text)),
-                              sealing.secret_fingerprint(LOOSE_RULES.normalise(text))))
-                if len(chunk) >= IMPORT_CHUNK:
-                    writer.write(chunk)
-                    chunk = []
-            if progress is not None and report.lines % 1000 == 0:
-                progress(report.lines)
-        if chunk:
-            writer.write(chunk)
-    report.issues.sort(key=lambda issue: issue.line)
+    for number, text in entries:
+        report.lines += 1
+        if not text:
+            report.blank += 1
+        elif problem := rules.format_problem(text):
+            report.invalid += 1
+            report.note(ImportIssue(number, "INVALID", problem))
+        else:
+            chunk.append((number, text, sealing.secret_fingerprint(rules.normalise(text)),
+                          sealing.secret_fingerprint(LOOSE_RULES.normalise(text))))
+            if len(chunk) >= IMPORT_CHUNK:
+                _import_chunk(product_id=product.pk, batch_id=batch.pk, chunk=chunk, report=report)
+                chunk = []
+        if progress is not None and report.lines % 1000 == 0:
+            progress(report.lines)
+    if chunk:
+        _import_chunk(product_id=product.pk, batch_id=batch.pk, chunk=chunk, report=report)
     if progress is not None:
         progress(report.lines)
     ImportBatch.objects.filter(pk=batch.pk).update(
@@ -162,49 +159,6 @@ def stock_added_announce(*, product_id: int) -> None:
     hook = getattr(settings, "STOCK_ADDED_HOOK", "shop.services.stock_alerts.stock_alerts_enqueue")
     if hook:
         import_string(hook)(product_id=product_id)
-
-
-class _ChunkWriter:
-    """Inserts an import's chunks, each in its own transaction. Outside a
-    transaction the inserts run on a thread of their own (its own database
-    connection), one chunk at a time, while the caller reads, checks and
-    fingerprints the next: on two cores a million keys import in about two
-    thirds of the time. Inside a transaction (the caller's atomic block, a
-    test) they run in line, on the caller's connection, so they see and join
-    what it has not committed yet. A failed insert is raised by the next
-    ``write`` or on leaving the block. The report is written by one chunk
-    at a time either way."""
-
-    def __init__(self, *, product_id: int, batch_id: int, report: ImportReport):
-        self.product_id, self.batch_id, self.report = product_id, batch_id, report
-        self.pool = None if connection.in_atomic_block else ThreadPoolExecutor(max_workers=1)
-        self.pending = None
-
-    def write(self, chunk: list[tuple[int, str, str, str]]) -> None:
-        if self.pool is None:
-            _import_chunk(product_id=self.product_id, batch_id=self.batch_id, chunk=chunk, report=self.report)
-            return
-        self._wait()
-        self.pending = self.pool.submit(_import_chunk, product_id=self.product_id, batch_id=self.batch_id,
-                                        chunk=chunk, report=self.report)
-
-    def _wait(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
-
-    def __enter__(self) -> _ChunkWriter:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.pool is None:
-            return
-        try:
-            self._wait()
-        finally:
-            # The pool's one thread opened its own connection: close it there.
-            self.pool.submit(lambda: connection.close()).result()  # looked up in that thread
-            self.pool.shutdown()
 
 
 def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str, str, str]],
