@@ -58,7 +58,7 @@ def tools_install() -> None:
 def pages(base: str, orders: dict) -> list[dict]:
     product = f"{base}/p/{orders['product']}/"
     return [
-        {"name": "catalogue", "url": f"{base}/", "expect": ".cards"},
+        {"name": "catalogue", "url": f"{base}/", "expect": ".pcards .pcard"},
         {"name": "product", "url": product, "expect": "form.checkout"},
         # Buy now with nothing filled in: the page answering with its errors.
         {"name": "checkout-error", "url": product, "prepare": [product], "submit": "button[name=buy]",

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.db import connection
-from django.http import HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.templatetags.static import static
@@ -284,7 +284,14 @@ def order_detail(request, order_no: str):
         if order is None or not order_session_allows(request, order):
             return _order_link_dead(request)
         return redirect("shop:order", order_no=order_no)  # this browser may see it anyway
-    order = order_for_session(request, order_no)
+    try:
+        order = order_for_session(request, order_no)
+    except Http404:
+        # The address copied from another device's address bar: say how to
+        # open the order here (the same page whether or not it exists).
+        response = render(request, "shop/order_elsewhere.html", {"lookup_url": reverse("shop:lookup")}, status=404)
+        add_never_cache_headers(response)
+        return response
     context = _order_context(order)
     if remembered := _revealed_in_session(request, order_no) & {key.pk for key in context["keys"]}:
         # Shown again from this session: still a reveal each time, logged as one.

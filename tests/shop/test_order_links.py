@@ -51,6 +51,23 @@ def test_the_link_opens_the_order_in_a_fresh_browser_and_leaves_the_address_bar(
     assert Client().get(f"/orders/{paid.order_no}/").status_code == 404  # a third browser without the link
 
 
+def test_the_bare_order_address_on_another_device_says_how_to_open_the_order(paid):
+    # given: the address copied from the address bar, on a device that never opened the order
+    other = Client()
+    # when
+    bare = other.get(f"/orders/{paid.order_no}/")
+    unknown = other.get("/orders/T9999999999999/")
+    zh = other.get(f"/orders/{paid.order_no}/", HTTP_ACCEPT_LANGUAGE="zh-Hans")
+    # then: how to open it here (the email's link, Copy link, Find my order), the
+    # same page whether or not the order exists, and no trace of the order
+    assert bare.status_code == unknown.status_code == 404
+    assert "Open your order on this device" in bare.content.decode()
+    assert 'href="/lookup/"' in bare.content.decode()
+    assert _page(bare) == _page(unknown).replace("T9999999999999", paid.order_no)
+    assert paid.email not in bare.content.decode() and "gift" not in bare.content.decode().lower()
+    assert "在此设备上打开订单" in zh.content.decode()
+
+
 def test_a_revoked_link_shows_the_same_polite_page_as_an_unknown_one(paid):
     # given
     link = _path(order_link(paid))
