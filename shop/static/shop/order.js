@@ -62,21 +62,7 @@
     });
   }
 
-  function copyText(text, target, done) {
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(done, fallback);
-    } else {
-      fallback();
-    }
-    function fallback() {
-      var range = document.createRange();
-      range.selectNodeContents(target);
-      var selection = window.getSelection();
-      selection.removeAllRanges();
-      selection.addRange(range);
-      try { document.execCommand("copy"); done(); } catch (e) { /* selected: the buyer can copy by hand */ }
-    }
-  }
+  var copyText = window.kamidrop.copyText;  // site.js, loaded before this file
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest ? event.target.closest(".copy-all") : null;

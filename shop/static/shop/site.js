@@ -17,6 +17,8 @@
     });
   }
 
+  // Copy ``text``; without the clipboard API (plain http) select ``target``
+  // and ask the browser to copy it. Shared with order.js (kamidrop.copyText).
   function copyText(text, target, done) {
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done, fallback);
@@ -32,6 +34,7 @@
       try { if (document.execCommand("copy")) done(); } catch (e) { /* selected: the buyer copies by hand */ }
     }
   }
+  window.kamidrop = {copyText: copyText};
 
   document.querySelectorAll(".copy-contact").forEach(function (button) { button.hidden = false; });
   document.addEventListener("click", function (event) {
