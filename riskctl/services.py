@@ -502,6 +502,16 @@ def review_pending(*, order_id: int) -> ReviewItem | None:
     return ReviewItem.objects.filter(order_id=order_id, decided_at__isnull=True).first()
 
 
+def review_close(*, order_id: int, note: str) -> bool:
+    """Close the order's open review without a human decision, because the
+    order left review another way (staff refunded it, the buyer disputed the
+    payment): it leaves the desk's queue, counted as rejected, the note says
+    why. Returns whether a review was open. Call inside a transaction."""
+    return ReviewItem.objects.filter(order_id=order_id, decided_at__isnull=True).update(
+        outcome=ReviewItem.Outcome.REJECTED, decided_at=timezone.now(), note=note[:500]
+    ) == 1
+
+
 def review_decide(*, order_id: int, outcome: str, user=None, note: str = "") -> ReviewItem:
     """Record the human decision once. Call inside a transaction."""
     updated = ReviewItem.objects.filter(order_id=order_id, decided_at__isnull=True).update(

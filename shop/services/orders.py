@@ -12,6 +12,7 @@ from delivery.webhooks import webhook_wanted
 from inventory import services as inventory_services
 from riskctl.models import RiskEventKind
 from riskctl.services import (
+    review_close,
     risk_event_for_order,
 )
 from shop.models import (
@@ -118,7 +119,10 @@ def order_refund_begin(*, order: Order, actor: str, reason: str) -> int:
     nothing, its reserved keys go back to stock. Call inside a transaction
     holding the payment's and then the order's lock; the money itself is
     given back by payments (``payment_refund``). Returns the keys released."""
+    in_review = order.status == OrderStatus.IN_REVIEW
     _order_transition(order=order, source=list(REFUNDABLE_STATUSES), target=OrderStatus.REFUNDED)
+    if in_review:  # refunded from the order page or by a dispute: nothing left to decide on the desk
+        review_close(order_id=order.pk, note=f"closed by refund ({actor}): {reason}")
     order_event_record(order=order, type=OrderEventType.REFUND_REQUESTED, actor=actor, data={"reason": reason})
     released = sum(inventory_services.keys_release(line=line) for line in order.lines.order_by("id"))
     if released:

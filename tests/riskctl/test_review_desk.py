@@ -266,3 +266,22 @@ def test_block_page_asks_for_at_least_one_identifier(admin_client, hold):
                                  {"block-until_email": "30d"})
     assert response.status_code == 200 and "Tick at least one identifier to block." in response.content.decode()
     assert not ListEntry.objects.exists()
+
+
+def test_an_order_refunded_outside_the_desk_leaves_the_queue_and_the_dashboard(admin_client, hold):
+    # given: two held orders; staff refund one from its order page (not the desk)
+    from payments.services import payment_refund
+    from riskctl.selectors import review_queue
+    from shop.dashboard import dashboard_context
+
+    refunded, waiting = hold(), hold(email="y@mailinator.com")
+    # when
+    payment_refund(order=refunded, actor="staff:admin", reason="buyer asked")
+    # then: the desk offers only the order still in review, and the dashboard agrees
+    assert list(review_queue().values_list("order_id", flat=True)) == [waiting.pk]
+    item = ReviewItem.objects.get(order=refunded)
+    assert (item.outcome, item.decided_by, item.note) == (
+        "REJECTED", None, "closed by refund (staff:admin): buyer asked")
+    context = dashboard_context()
+    tiles = {tile["key"]: tile["count"] for tile in context["needing_action"]}
+    assert context["review_queue"] == tiles["in-review"] == 1
