@@ -317,13 +317,13 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "created_at", "updated_at", "paid_at", "delivered_at", "coupon_code", "discount", "language", "link_version",
         "card_keys",
     )
-    readonly_fields = ("card_keys", "risk", "manual_completion")
+    readonly_fields = ("card_keys", "risk")
     inlines = (OrderLineInline, OrderEventInline, DeliveryInline, PaymentInline)
     actions = ("refund_orders", "block_buyers", "unblock_buyers", "revoke_links")
     change_form_template = "admin/shop/order/change_form.html"
 
     def get_fields(self, request, obj=None):
-        return (*self.fields, "risk", "manual_completion")
+        return (*self.fields, "risk")
 
     def get_search_results(self, request, queryset, search_term):
         """Django's search (number, email, phone: any case), plus the phone as
@@ -530,13 +530,6 @@ class OrderAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             intro=gettext("The key you pick is voided (kept on the order as evidence) and a fresh key of the same "
                           "product is taken from stock and shown on the buyer's order page."),
             submit=gettext("Replace the key"))
-
-    @admin.display(description="补单 (paid, but no notice arrived)")
-    def manual_completion(self, obj):
-        if obj is None or obj.status not in ("PENDING_PAYMENT", "EXPIRED"):
-            return "—"
-        url = reverse("admin:shop_order_complete_payment", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Complete against the provider\'s trade number</a>', url)
 
     def get_urls(self):
         def view(method, route: str, name: str):
