@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 from django_ratelimit.core import is_ratelimited
 from django_ratelimit.decorators import ratelimit
@@ -477,6 +478,19 @@ def order_key_report_request(request, order_no: str, key_id: int):
     return redirect("shop:order", order_no=order_no)
 
 
+TOO_MANY_ATTEMPTS = gettext_lazy("Too many attempts. Please wait a minute and try again.")
+
+
+def _lookup_page(request, context: dict, *, status: int = 200, retry_after: int = RETRY_AFTER_SECONDS):
+    """The lookup page (both forms, empty unless ``context`` brings them),
+    with Retry-After when it answers 429."""
+    response = render(request, "shop/lookup.html", {"form": LookupForm(), "signin_form": SignInLinkForm(), **context},
+                      status=status)
+    if status == 429:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
 def _lookup_limited(request, order_no: str) -> bool:
     by_ip = is_ratelimited(request, group="shop.lookup.ip", key="ip", rate=LOOKUP_RATE_PER_IP, increment=True)
     by_order = is_ratelimited(request, group="shop.lookup.order", key=lambda group, request: order_no.strip(),
@@ -492,10 +506,7 @@ def lookup(request):
     status = 200
     if request.method == "POST":
         if _lookup_limited(request, request.POST.get("order_no", "")):
-            response = render(request, "shop/lookup.html", {
-                "form": form, "error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
-            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-            return response
+            return _lookup_page(request, {"form": form, "error": TOO_MANY_ATTEMPTS}, status=429)
         if form.is_valid() and "send_link" in request.POST:
             lookup_link_request(order_no=form.cleaned_data["order_no"], email=form.cleaned_data["email"])
             notice = _("If an order with these details exists, we have emailed a sign-in link to its address. "
@@ -511,23 +522,20 @@ def lookup(request):
                 return redirect("shop:order", order_no=order.order_no)
         else:
             error, status = _("We could not find an order with these details."), 400
-    return render(request, "shop/lookup.html", {"form": form, "error": error, "notice": notice}, status=status)
+    return _lookup_page(request, {"form": form, "error": error, "notice": notice}, status=status)
+
 
 
 @ratelimit(key="ip", rate=LOOKUP_RATE_PER_IP, block=False)
 @require_GET
 def lookup_link_open(request, token: str):
     if getattr(request, "limited", False):
-        response = render(request, "shop/lookup.html", {
-            "form": LookupForm(), "error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return _lookup_page(request, {"error": TOO_MANY_ATTEMPTS}, status=429)
     try:
         order = lookup_link_consume(token=token)
     except LookupFailed:
-        return render(request, "shop/lookup.html", {
-            "form": LookupForm(), "error": _("This link has expired or was already used. Ask for a new one."),
-        }, status=400)
+        return _lookup_page(request, {"error": _("This link has expired or was already used. Ask for a new one.")},
+                            status=400)
     order_session_grant(request, order.order_no, version=order.link_version)
     return redirect("shop:order", order_no=order.order_no)
 
@@ -643,7 +651,7 @@ def signin_request_view(request):
     """The lookup page's second form: "Email me a sign-in link" for all the
     orders of an email. The same answer whether or not the email has orders."""
     signin_form = SignInLinkForm(request.POST)
-    context = {"form": LookupForm(), "signin_form": signin_form}
+    context = {"signin_form": signin_form}
     status = 200
     if _signin_limited(request, request.POST.get("email", "")):
         context["signin_error"], status = _("Too many requests. Please wait an hour and try again."), 429
@@ -654,10 +662,7 @@ def signin_request_view(request):
         context["signin_notice"] = _("If there are orders for this email, we have sent a link to it. The link "
                                      "works once, for %(minutes)s minutes.") % {"minutes": SIGNIN_LINK_MINUTES}
         context["signin_form"] = SignInLinkForm()
-    response = render(request, "shop/lookup.html", context, status=status)
-    if status == 429:
-        response["Retry-After"] = "3600"
-    return response
+    return _lookup_page(request, context, status=status, retry_after=3600)
 
 
 @ratelimit(key="ip", rate=LOOKUP_RATE_PER_IP, block=False)
@@ -665,16 +670,11 @@ def signin_request_view(request):
 def signin_link_open(request, token: str):
     """The emailed sign-in link: this browser sees every order of the email."""
     if getattr(request, "limited", False):
-        response = render(request, "shop/lookup.html", {
-            "form": LookupForm(), "signin_form": SignInLinkForm(),
-            "signin_error": _("Too many attempts. Please wait a minute and try again.")}, status=429)
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return _lookup_page(request, {"signin_error": TOO_MANY_ATTEMPTS}, status=429)
     try:
         email = signin_link_consume(token=token)
     except SignInFailed:
-        return render(request, "shop/lookup.html", {
-            "form": LookupForm(), "signin_form": SignInLinkForm(),
+        return _lookup_page(request, {
             "signin_error": _("This sign-in link has expired or was already used. Ask for a new one below."),
         }, status=400)
     session_email_grant(request, email)
