@@ -33,9 +33,11 @@ def order_nos_missing(*, order_nos: list[str]) -> list[str]:
     return list(dict.fromkeys(no for no in order_nos if no not in found))
 
 
-def _live_holds(product):
+def _live_holds(products):
+    """The lines of unpaid orders whose hold has not lapsed, of ``products``
+    (a product, or several)."""
     return OrderLine.objects.filter(
-        product=product,
+        product__in=products if isinstance(products, list | tuple) else [products],
         order__status=OrderStatus.PENDING_PAYMENT,
         order__hold_expires_at__gt=timezone.now(),
     )
@@ -88,16 +90,8 @@ def products_for_sale(*, query: str = "") -> list[Product]:
     if not products:
         return []
     counts = _key_counts([p.pk for p in products])
-    held_rows = (
-        OrderLine.objects.filter(
-            product__in=products,
-            order__status=OrderStatus.PENDING_PAYMENT,
-            order__hold_expires_at__gt=timezone.now(),
-        )
-        .values("product_id")
-        .annotate(n=Sum("quantity"))
-    )
-    held = {row["product_id"]: row["n"] for row in held_rows}
+    held = {row["product_id"]: row["n"]
+            for row in _live_holds(products).values("product_id").annotate(n=Sum("quantity"))}
     for product in products:
         available, product.sold = counts.get(product.pk, (0, 0))
         product.stock = max(0, available - held.get(product.pk, 0))
@@ -173,11 +167,13 @@ def catalogue_page(*, query: str = "", category_slug: str = "") -> CataloguePage
 RELATED_MAX = 4
 
 
-def products_related(*, product: Product, limit: int = RELATED_MAX) -> list[Product]:
-    """Up to ``limit`` other products for sale: the same category first, and
-    within that those in stock first, then by name; each with ``stock`` and
-    ``sold`` set."""
-    others = [p for p in products_for_sale() if p.pk != product.pk]
+def products_related(*, product: Product, listed: list[Product] | None = None,
+                     limit: int = RELATED_MAX) -> list[Product]:
+    """Up to ``limit`` other products for sale (of ``listed``, the result of
+    ``products_for_sale()`` when the caller has it): the same category first,
+    and within that those in stock first, then by name; each with ``stock``
+    and ``sold`` set."""
+    others = [p for p in (products_for_sale() if listed is None else listed) if p.pk != product.pk]
     others.sort(key=lambda p: (
         product.category_id is None or p.category_id != product.category_id, p.stock == 0, p.name, p.pk))
     return others[:limit]

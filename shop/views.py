@@ -52,6 +52,7 @@ from shop.selectors import (
     order_timeline,
     product_sold,
     product_stock,
+    products_for_sale,
     products_related,
 )
 from shop.services import (
@@ -180,11 +181,17 @@ def product_detail(request, slug: str):
         else:
             order_session_grant(request, started.order.order_no)
             return redirect(started.pay_url)
+    # One pass over the catalogue gives this product's stock and sold count
+    # and the related products' (an inactive product is not in it: counted alone).
+    listed = products_for_sale()
+    this = next((p for p in listed if p.pk == product.pk), None)
     context = {
-        "product": product, "stock": product_stock(product=product), "form": form, "error": error, "quote": quote,
+        "product": product, "form": form, "error": error, "quote": quote,
+        "stock": this.stock if this else product_stock(product=product),
+        "sold": this.sold if this else product_sold(product=product),
         "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
         "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
-        "sold": product_sold(product=product), "related": products_related(product=product),
+        "related": products_related(product=product, listed=listed),
     }
     limited = error is not None and error[0] == "RATE_LIMITED"
     status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
