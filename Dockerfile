@@ -1,4 +1,4 @@
-# Kamidrop production image: gunicorn serves shop.wsgi as the non-root user
+# Kamidrop production image: gunicorn serves shop.project.wsgi as the non-root user
 # `kamidrop`; the same image runs the RQ worker and the migrations (see
 # docker-compose.yml). Configuration comes from the environment (.env.example).
 #
@@ -68,4 +68,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # connections alive and overlap one request's database and Redis waits with
 # another's work (a sync worker idles through them and closes every
 # connection): bench/RESULTS.md, "notify endpoint".
-CMD exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile - --logger-class shop.accesslog.RedactingLogger
+CMD exec gunicorn shop.project.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile - --logger-class shop.project.accesslog.RedactingLogger

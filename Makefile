@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 # migrates, loads the demo shop, then runs the web server and one RQ worker
 # with the scheduler in the foreground. Ctrl-C or SIGTERM stops all of it.
 run: install
-	exec $(PY) -m shop.devstack
+	exec $(PY) -m shop.project.devstack
 
 # The browser tests drive Debian's Chromium; install it when missing (root in CI),
 # with a small CJK font so the Chinese pages render (and their screenshots read).
@@ -43,7 +43,7 @@ migrate: install
 
 # Stops the embedded servers if something left them running.
 stop: install
-	$(PY) -m shop.embedded stop
+	$(PY) -m shop.project.embedded stop
 
 clean: stop
 	rm -rf .data

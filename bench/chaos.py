@@ -30,7 +30,7 @@ import psycopg  # noqa: E402
 
 from stack import BASE_DIR, BENCH_REDIS_ROOT, PY, Stack, commit, machine, results_report  # noqa: E402
 
-from shop import embedded  # noqa: E402
+from shop.project import embedded  # noqa: E402
 
 
 def main() -> None:

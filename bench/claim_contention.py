@@ -14,7 +14,7 @@ next unclaimed line and run what a paid transaction holds the keys for:
 
     BEGIN; keys_reserve(line); keys_mark_delivered(line); one OrderEvent; COMMIT
 
-(``--path batch``: ``keys_deliver_many`` of that one line in place of the two,
+(``--path batch``: ``keys_claim`` of that one line (revealed) in place of the two,
 the claim an ordinary paid order gets, in one statement.)
 
 All claimers claim from the same product, so they all want its oldest free
@@ -120,9 +120,16 @@ def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, 
     from django.db import connection, transaction
 
     from inventory.models import CardKey, CardKeyStatus
-    from inventory.services import KeysUnavailable, LineClaim, keys_deliver_many, keys_mark_delivered, keys_reserve
-    from shop.models import Order, OrderEventType, OrderLine
-    from shop.services.orders import order_event_record
+    from inventory.services import (
+        ClaimRequest,
+        KeysUnavailable,
+        keys_claim,
+        keys_mark_delivered,
+        keys_reserve,
+        line_claim,
+    )
+    from shop.models import Order, OrderLine
+    from shop.services.events import event_keys_reserved, events_save
 
     connection.ensure_connection()
     backend_pid = connection.connection.info.backend_pid
@@ -148,15 +155,14 @@ def _claimer(env: dict, product_id: int, quantity: int, lines: list, next_line, 
             try:
                 with transaction.atomic():
                     if path == "batch":  # the ordinary paid order's claim, a batch of one
-                        claim = keys_deliver_many(product_id=product_id, lines=[
-                            LineClaim(line_id=line_id, quantity=quantity, detail=f"order {order_no}")])
+                        (claim,) = keys_claim(requests=[ClaimRequest(lines=[line_claim(line)])])
                         if claim.short:
-                            raise KeysUnavailable(wanted=quantity, claimed=claim.short[line_id][1])
-                        ids = claim.delivered[line_id]
+                            raise KeysUnavailable(wanted=claim.short[0], claimed=claim.short[1])
+                        ids = claim.keys[line_id]
                     else:
                         ids = keys_reserve(line=line)
                         keys_mark_delivered(line=line)
-                    order_event_record(order=line.order, type=OrderEventType.KEYS_RESERVED, data={"keys": len(ids)})
+                    events_save(event_keys_reserved(line.order, keys=len(ids)))
             except KeysUnavailable:
                 free = CardKey.objects.filter(product_id=product_id, status=CardKeyStatus.AVAILABLE).count()
                 if free < quantity:
@@ -365,7 +371,7 @@ def main() -> None:
     parser.add_argument("--quantity", type=int, default=1, help="keys per order line")
     parser.add_argument("--path", choices=["reserve", "batch"], default="reserve",
                         help="reserve: keys_reserve + keys_mark_delivered (an odd order's claim); batch: "
-                             "keys_deliver_many of one line (an ordinary paid order's, in one statement)")
+                             "keys_claim of one line (an ordinary paid order's, in one statement)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds of both modes, in the order skip, plain, plain, skip, ... so that a change "
                              "in what else the machine runs weighs on both modes alike")
@@ -392,7 +398,7 @@ def main() -> None:
              f"per line, {args.concurrency} claimer processes, {args.duration:g} s per mode, {args.rounds} round(s)"
              + (f", the key table analysed every {args.analyze_every:g} s" if args.analyze_every else "") + "; "
              "one claim = one transaction: "
-             + ("`keys_deliver_many` of one line" if args.path == "batch" else "`keys_reserve` + `keys_mark_delivered`")
+             + ("`keys_claim` of one line" if args.path == "batch" else "`keys_reserve` + `keys_mark_delivered`")
              + " + one OrderEvent insert, "
              "committed; false shorts (KeysUnavailable with stock left) are retried on the same line, their time "
              "counted in the claim's latency and in the elapsed time"]

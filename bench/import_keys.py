@@ -34,7 +34,7 @@ def bench_database_url() -> str:
         return url
     import psycopg
 
-    from shop import embedded
+    from shop.project import embedded
 
     base = embedded.postgres_ensure()
     admin = base.replace(f"/{embedded.DATABASE_NAME}?", "/postgres?")
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=300)
     args = parser.parse_args()
 
-    env = {**os.environ, "DATABASE_URL": bench_database_url(), "DJANGO_SETTINGS_MODULE": "shop.settings", "DEBUG": "1"}
+    env = {**os.environ, "DATABASE_URL": bench_database_url(), "DJANGO_SETTINGS_MODULE": "shop.project.settings", "DEBUG": "1"}
     os.environ.update(env)
     manage = [sys.executable, str(BASE_DIR / "manage.py")]
     subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)

@@ -51,7 +51,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def postgres_pid() -> int | None:
     """The embedded PostgreSQL's postmaster (its backends are its children)."""
-    from shop import embedded
+    from shop.project import embedded
 
     return embedded._postgres_pid(embedded.data_dir() / "pg")
 

@@ -55,7 +55,7 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None, name:
     import psycopg
     import redis
 
-    from shop import embedded
+    from shop.project import embedded
 
     base = embedded.postgres_ensure()
     with psycopg.connect(base.replace(f"/{embedded.DATABASE_NAME}?", "/postgres?"), autocommit=True) as conn:
@@ -66,7 +66,7 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None, name:
     redis.Redis.from_url(redis_url).flushdb()
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "DJANGO_SETTINGS_MODULE": "shop.project.settings",
         "DEBUG": "0",
         **_SECRETS,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -152,7 +152,7 @@ class Stack:
         open(self.sink_log, "w").close()
         self.start_process("smtp", [PY, "bench/smtp_sink.py", "--port", str(self.smtp_port), "--log", self.sink_log,
                                     "--fail-rate", str(self.smtp_fail_rate)])
-        self.start_process("web", [PY, "-m", "gunicorn", "shop.wsgi:application", "--workers",
+        self.start_process("web", [PY, "-m", "gunicorn", "shop.project.wsgi:application", "--workers",
                                    str(self.web_workers), "--worker-class", self.web_worker_class,
                                    "--threads", str(self.web_threads), "--bind", f"127.0.0.1:{self.web_port}",
                                    "--backlog", "2048", "--timeout", "60"])

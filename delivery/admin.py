@@ -22,10 +22,10 @@ from delivery.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from delivery.services import QUEUE
+from delivery.services import QUEUE, delivery_dead_letter
 from delivery.webhooks import webhook_resend
-from shop.admin import ReadOnlyAdminMixin
-from shop.services import ResendNotAllowed, order_delivery_dead_letter, order_resend
+from shop.admin.readonly import ReadOnlyAdminMixin
+from shop.services import ResendNotAllowed, order_resend
 
 LAST_ERROR_CHARS = 80
 
@@ -95,7 +95,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Mark failed (stop retrying the selected pending deliveries)")
     def mark_failed(self, request, queryset):
         failed = sum(
-            order_delivery_dead_letter(delivery_id=pk, reason=f"marked failed by {_staff(request)}")
+            delivery_dead_letter(delivery_id=pk, reason=f"marked failed by {_staff(request)}")
             for pk in queryset.filter(status=DeliveryStatus.PENDING).order_by("id").values_list("pk", flat=True)
         )
         self.message_user(request, f"{failed} deliveries marked failed.", messages.SUCCESS)

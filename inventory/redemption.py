@@ -31,6 +31,7 @@ from inventory import sealing
 from inventory.keyrules import LOOSE_RULES
 from inventory.models import CardKey, CardKeyStatus, KeyActivation, KeyAuditEvent, KeyPolicy, KeyRedemption
 from inventory.services import keys_audit
+from shop.project.locks import keys_lock
 
 VALID = "VALID"
 ALREADY_REDEEMED = "ALREADY_REDEEMED"
@@ -154,7 +155,7 @@ def key_redeem(
         return found
     try:
         with transaction.atomic():
-            key = CardKey.objects.select_for_update().get(pk=found.card_key.pk)
+            key = keys_lock(CardKey.objects.filter(pk=found.card_key.pk))[0]
             live = KeyRedemption.objects.filter(card_key=key, reverted_at__isnull=True).first()
             if live is not None and live.redemption_id == redemption_id:
                 return KeyCheck(code=VALID, card_key=key, redemption=live, replayed=True)
@@ -180,7 +181,7 @@ def key_redemption_revert(*, redemption_pk: int, reason: str, actor: str, ip: st
         key_id = KeyRedemption.objects.filter(pk=redemption_pk).values_list("card_key_id", flat=True).first()
         if key_id is None:
             raise RedemptionStateError("REDEMPTION_NOT_FOUND", "No such redemption.")
-        CardKey.objects.select_for_update().filter(pk=key_id).first()
+        keys_lock(CardKey.objects.filter(pk=key_id))
         changed = KeyRedemption.objects.filter(pk=redemption_pk, reverted_at__isnull=True).update(
             reverted_at=timezone.now(), reverted_by=actor[:150], revert_reason=reason[:200]
         )
@@ -208,7 +209,7 @@ def key_activate(*, text: str, product_ids, instance_id: str, actor: str, ip: st
     if found.card_key is None:
         return found
     with transaction.atomic():
-        key = CardKey.objects.select_for_update().get(pk=found.card_key.pk)
+        key = keys_lock(CardKey.objects.filter(pk=found.card_key.pk))[0]
         state = _state_result(key=key, redemption=None)
         if state.code not in (VALID,):
             return state
@@ -254,7 +255,7 @@ def key_activation_deactivate(
         if row is None or (order_id is not None and row[1] != order_id):
             raise RedemptionStateError("ACTIVATION_NOT_FOUND", "No such activation.")
         key_id = row[0]
-        CardKey.objects.select_for_update().filter(pk=key_id).first()
+        keys_lock(CardKey.objects.filter(pk=key_id))
         changed = KeyActivation.objects.filter(pk=activation_pk, deactivated_at__isnull=True).update(
             deactivated_at=timezone.now(), deactivated_by=actor[:150]
         )

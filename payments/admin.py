@@ -20,7 +20,7 @@ from payments.models import Payment, PaymentEvent, PaymentMethod, Refund
 from payments.providers.http import rsa_private_key_load, rsa_public_key_load
 from payments.services.doctor import payments_doctor
 from payments.services.methods import SECRET_FIELDS, credentials_masked, payment_method_save
-from shop.admin import ReadOnlyAdminMixin
+from shop.admin.readonly import ReadOnlyAdminMixin
 
 
 class PaymentEventInline(ReadOnlyAdminMixin, admin.TabularInline):

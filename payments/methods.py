@@ -30,7 +30,6 @@ from django.utils.module_loading import import_string
 from django.utils.translation import get_language
 
 from inventory.sealing import SealError, blob_open, blob_seal
-from payments.providers import ProviderUnknown as MethodUnknown
 from payments.providers.base import PaymentProvider
 
 CENT = Decimal("0.01")
@@ -225,10 +224,16 @@ def methods_all() -> tuple[MethodConfig, ...]:
     return methods
 
 
+class ProviderUnknown(Exception):
+    """No enabled payment method has this id."""
+
+    code = "PROVIDER_UNKNOWN"
+
+
 def provider_for(config: MethodConfig) -> PaymentProvider:
     path = settings.PAYMENT_PROVIDERS.get(config.provider)
     if path is None:
-        raise MethodUnknown(config.id)
+        raise ProviderUnknown(config.id)
     return import_string(path)(config)
 
 
@@ -239,7 +244,12 @@ def method_provider(method_id: str) -> PaymentProvider:
             provider = provider_for(config)
             if provider.enabled():
                 return provider
-    raise MethodUnknown(method_id)
+    raise ProviderUnknown(method_id)
+
+
+def provider_get(method_id: str) -> PaymentProvider:
+    """The plug-in of the enabled payment method ``method_id``, bound to its merchant."""
+    return method_provider(method_id)
 
 
 def methods_offered(*, product_id: int | None, amount: Decimal | None) -> list[MethodConfig]:
@@ -251,6 +261,6 @@ def methods_offered(*, product_id: int | None, amount: Decimal | None) -> list[M
         try:
             if provider_for(config).enabled():
                 offered.append(config)
-        except MethodUnknown:
+        except ProviderUnknown:
             continue
     return offered

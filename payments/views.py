@@ -10,9 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from payments.methods import methods_all
+from payments.methods import ProviderUnknown, methods_all, provider_get
 from payments.models import Payment, PaymentStatus
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import CallbackRejected, PayAction, PayActionKind
 from payments.providers.sandbox import NotifyMode
 from payments.services import payment_notice_receive, sandbox_payment_submit

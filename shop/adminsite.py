@@ -164,7 +164,7 @@ class ShopAdminSite(admin.AdminSite):
 
     def index(self, request, extra_context=None):
         # The dashboard reads every app's tables: imported here, once the apps are ready.
-        from shop.dashboard import dashboard_context
+        from shop.ops.dashboard import dashboard_context
 
         return super().index(request, extra_context={**dashboard_context(), **(extra_context or {})})
 

@@ -14,8 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import get_usage
 from django_ratelimit.decorators import ratelimit
 
-from payments.methods import methods_offered
-from payments.providers import ProviderUnknown
+from payments.methods import ProviderUnknown, methods_offered
 from payments.services import PaymentStartFailed, checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked

@@ -3,7 +3,8 @@ check page and the order page's "free this activation slot" button."""
 
 from django.urls import path
 
-from shop import keys_api, openapi
+from shop import keys_api
+from shop.ops import openapi
 
 app_name = "keys"
 

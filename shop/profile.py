@@ -25,7 +25,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from shop.images import image_check
-from shop.models import FaqEntry, ShopProfile, _localised_either
+from shop.models import FaqEntry, ShopProfile
+from shop.models.localised import _localised_either
 
 # Bumped when the cached shape changes, so a deploy never reads an old one.
 PROFILE_CACHE_KEY = "shop:profile:v1"

@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from shop.settings import *  # noqa: F401,F403
-from shop.settings import DATABASES, REDIS_URL, RQ_QUEUES
+from shop.project.settings import *  # noqa: F401,F403
+from shop.project.settings import DATABASES, REDIS_URL, RQ_QUEUES
 
 # Two test runs at once on one machine (two engineers, two terminals) must not
 # share a database or a Redis db: KAMIDROP_TEST_DB / KAMIDROP_TEST_REDIS_DB

@@ -26,7 +26,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DOCKERFILE = BASE_DIR / "Dockerfile"
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
-SETTINGS_FILE = BASE_DIR / "shop" / "settings.py"
+# The settings module and the sibling module it reads the payment gateways' variables from.
+SETTINGS_FILES = [BASE_DIR / "shop" / "project" / "settings.py", BASE_DIR / "shop" / "project" / "gateways.py"]
 
 # Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
 # image's command, not by the settings.
@@ -41,8 +42,8 @@ BUILD_TIME_VARIABLES = {
 
 
 def settings_variables() -> set[str]:
-    """Names of the environment variables shop/settings.py reads."""
-    text = SETTINGS_FILE.read_text()
+    """Names of the environment variables the settings (shop/project/settings.py, gateways.py) read."""
+    text = "\n".join(path.read_text() for path in SETTINGS_FILES)
     readers = r"(?:env_str|env_bool|env_int|env_list|_secret|_service_url|os\.environ\.get|os\.getenv)\(\s*"
     names = set(re.findall(readers + r"[\"']([A-Z][A-Z0-9_]*)[\"']", text))
     names |= set(re.findall(r"os\.environ\[\s*[\"']([A-Z][A-Z0-9_]*)[\"']\s*\]", text))
@@ -146,9 +147,9 @@ def test_dockerfile_runs_gunicorn_as_a_user_who_is_not_root():
     assert users == ["kamidrop"]
     (cmd,) = [args for keyword, args in instructions if keyword == "CMD"]
     assert cmd == (
-        "exec gunicorn shop.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
+        "exec gunicorn shop.project.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} "
         "--worker-class gthread --threads ${WEB_THREADS:-4} --worker-tmp-dir /dev/shm --access-logfile - "
-        "--logger-class shop.accesslog.RedactingLogger"
+        "--logger-class shop.project.accesslog.RedactingLogger"
     )
     # USER after every RUN (the build steps run as root), before the command
     assert keywords.index("USER") > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
@@ -254,7 +255,7 @@ def test_dockerfile_collectstatic_step_imports_settings_without_servers(tmp_path
     env.update(dockerfile_env())
     data_dir = tmp_path / "data"
     env.update(
-        DJANGO_SETTINGS_MODULE="shop.settings",
+        DJANGO_SETTINGS_MODULE="shop.project.settings",
         KAMIDROP_DATA_DIR=str(data_dir),
         PYTHONPATH=str(BASE_DIR),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -403,7 +404,7 @@ def test_env_example_comments_every_variable_and_leaves_secrets_empty():
 
 
 def _settings_subprocess(env_overrides: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
-    """`manage.py check` under shop.settings with .env.example's active lines,
+    """`manage.py check` under shop.project.settings with .env.example's active lines,
     the compose URLs (unreachable: check connects to neither) and ``env_overrides``."""
     entries = env_example()
     read = settings_variables()
@@ -412,7 +413,7 @@ def _settings_subprocess(env_overrides: dict[str, str], tmp_path) -> subprocess.
     env.update(
         DATABASE_URL="postgres://kamidrop:kamidrop@127.0.0.1:1/kamidrop",
         REDIS_URL="redis://127.0.0.1:1/0",
-        DJANGO_SETTINGS_MODULE="shop.settings",
+        DJANGO_SETTINGS_MODULE="shop.project.settings",
         KAMIDROP_DATA_DIR=str(tmp_path / "data"),
         **env_overrides,
     )

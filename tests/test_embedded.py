@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from shop import embedded
 from shop.models import Product
+from shop.project import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def test_urls_in_environment_replace_the_embedded_servers(tmp_path, make_product
     database_url = f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}"
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "DJANGO_SETTINGS_MODULE": "shop.project.settings",
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.REDIS_URL,
         "KAMIDROP_DATA_DIR": str(tmp_path),

@@ -25,7 +25,7 @@ def _import_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
     env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run([sys.executable, "-c", "import shop.settings"], cwd=BASE_DIR, env=env,
+    return subprocess.run([sys.executable, "-c", "import shop.project.settings"], cwd=BASE_DIR, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -58,7 +58,7 @@ def test_console_email_is_refused_with_debug_off_unless_allowed(tmp_path):
 
 
 def test_hsts_is_on_by_default_behind_a_tls_proxy(tmp_path):
-    code = "import shop.settings as s; print(s.SECURE_HSTS_SECONDS)"
+    code = "import shop.project.settings as s; print(s.SECURE_HSTS_SECONDS)"
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, "KAMIDROP_DATA_DIR": str(tmp_path)})
     behind = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env={**env, "BEHIND_TLS_PROXY": "1"},

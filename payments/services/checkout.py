@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.urls import reverse
 
-from payments.methods import method_provider
+from payments.methods import ProviderUnknown, method_provider
 from payments.models import Payment, PaymentStatus
-from payments.providers import ProviderUnknown
 from payments.providers.base import PayAction, PayActionKind, PaymentProvider, ProviderUnreachable
 from shop.models import Order, OrderStatus
 from shop.services import PlacedOrder, checkout_place_prepared, checkout_prepare

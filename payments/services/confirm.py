@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.utils import timezone
 
-from payments.methods import methods_all
+from payments.methods import ProviderUnknown, methods_all, provider_get
 from payments.models import Payment, PaymentEvent, PaymentEventKind
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import ProviderUnreachable
 
 

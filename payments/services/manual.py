@@ -24,9 +24,9 @@ from delivery.models import AlertKind
 from payments.methods import methods_all, provider_for
 from payments.models import Payment, PaymentStatus
 from payments.providers.base import CallbackNotice, PaymentProvider, ProviderUnreachable
-from payments.services.callbacks import payment_callback_handle
-from shop.models import Order, OrderEventType, OrderStatus
-from shop.services import order_event_record
+from payments.services.inbox import payment_callback_handle
+from shop.models import Order, OrderStatus
+from shop.services.events import event_manual_completion, events_save
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +110,8 @@ def payment_manual_complete(*, order_id: int, method_id: str, trade_no: str, act
         None, "the order has no payment with this method")
     if notice is not None:
         notice = CallbackNotice(**{**notice.__dict__, "verification": f"补单 by {actor}: {notice.verification}"[:60]})
-        order_event_record(order=order, type=OrderEventType.MANUAL_COMPLETION, actor=actor, data={
-            "method": provider.id, "trade_no": trade_no, "verified": True, "reason": reason[:300]})
+        events_save(event_manual_completion(order, actor=actor, method=provider.id, trade_no=trade_no, verified=True,
+                                            reason=reason))
         outcome = payment_callback_handle(provider_id=provider.id, notice=notice)
         logger.warning("补单 of %s by %s: %s trade %s confirmed by the provider", order.order_no, actor, provider.id,
                        trade_no)
@@ -126,9 +126,8 @@ def payment_manual_complete(*, order_id: int, method_id: str, trade_no: str, act
         payment = payments[0] if payments else Payment.objects.create(
             order=order, provider=provider.id, reference=f"{order.order_no}-{secrets.token_hex(3).upper()}",
             amount=provider.config.amount_for(order.amount), currency=order.currency)
-        order_event_record(order=order, type=OrderEventType.MANUAL_COMPLETION, actor=actor, data={
-            "method": provider.id, "trade_no": trade_no, "verified": False, "why_unverified": why,
-            "reason": reason[:300]})
+        events_save(event_manual_completion(order, actor=actor, method=provider.id, trade_no=trade_no, verified=False,
+                                            why_unverified=why, reason=reason))
     notice = CallbackNotice(
         external_id=trade_no, transaction_id=trade_no, reference=payment.reference,
         amount=amount if amount is not None else payment.amount, currency=payment.currency, succeeded=True,

@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from payments.methods import ProviderUnknown, provider_get
 from payments.models import Payment, PaymentStatus
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import ProviderUnreachable
-from payments.services.callbacks import payment_callback_handle
+from payments.services.inbox import payment_callback_handle
 from shop.models import OrderStatus
 
 logger = logging.getLogger(__name__)

@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import logging
 
+import django_rq
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
+from rq import Retry
 
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
+from payments.methods import ProviderUnknown, provider_get
 from payments.models import Payment, PaymentStatus, Refund, RefundStatus
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import RefundFailed, RefundResult
-from payments.services.callbacks import refund_email_enqueue
-from shop.models import Order, OrderEventType, OrderStatus
-from shop.services import order_event_record, order_refund_begin, order_refund_complete
+from shop.models import Order, OrderStatus
+from shop.project.locks import order_lock, payments_lock
+from shop.services import order_refund_begin, order_refund_complete
+from shop.services.events import event_payment_odd, events_save
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +54,9 @@ def payment_refund(*, order: Order, actor: str, reason: str) -> Refund:
     owner has been told how) or FAILED (the owner has been alerted).
     """
     with transaction.atomic():
-        payment = (
-            Payment.objects.select_for_update()
-            .filter(order_id=order.pk, status=PaymentStatus.SUCCEEDED)
-            .order_by("id")
-            .first()
-        )
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+        payment = next(iter(payments_lock(Payment.objects.filter(order_id=order.pk, status=PaymentStatus.SUCCEEDED))),
+                       None)
+        locked = order_lock(id=order.pk)
         if payment is None:
             raise RefundError("PAYMENT_NOT_FOUND", f"order {locked.order_no} has no payment to refund")
         retry = locked.status == OrderStatus.REFUNDED
@@ -74,8 +73,8 @@ def payment_refund(*, order: Order, actor: str, reason: str) -> Refund:
         return _refund_failed(refund=refund, order=locked, actor=actor, code=code, message=str(exc))
 
     with transaction.atomic():
-        Payment.objects.select_for_update().get(pk=payment.pk)
-        locked = Order.objects.select_for_update().get(pk=order.pk)
+        payments_lock(Payment.objects.filter(pk=payment.pk))
+        locked = order_lock(id=order.pk)
         status = RefundStatus.MANUAL if result.status == RefundResult.MANUAL else RefundStatus.SUCCEEDED
         Refund.objects.filter(pk=refund.pk, status=RefundStatus.PENDING).update(
             status=status, external_id=result.external_id[:80], completed_at=timezone.now()
@@ -102,8 +101,8 @@ def _refund_failed(*, refund: Refund, order: Order, actor: str, code: str, messa
         Refund.objects.filter(pk=refund.pk, status=RefundStatus.PENDING).update(
             status=RefundStatus.FAILED, error=f"{code}: {message}"[:500], completed_at=timezone.now()
         )
-        order_event_record(order=order, type=OrderEventType.PAYMENT_ODD, actor=actor,
-                           data={"reason": "REFUND_FAILED", "code": code, "refund": refund.pk})
+        events_save(event_payment_odd(order, actor=actor, reason="REFUND_FAILED",
+                                      facts={"code": code, "refund": refund.pk}))
         owner_alert_raise(
             kind=AlertKind.PAYMENT_ODD, dedupe_key=f"refund-failed:{refund.pk}",
             subject=f"Refund of order {order.order_no} failed ({code})",
@@ -133,3 +132,11 @@ def refund_buyer_notify(*, refund_id: int) -> bool:
     )
     Refund.objects.filter(pk=refund_id, buyer_notified_at__isnull=True).update(buyer_notified_at=timezone.now())
     return True
+
+
+def refund_email_enqueue(*, refund_id: int) -> None:
+    """Queue the buyer's refund email. A network call: after commit only."""
+    django_rq.get_queue("default").enqueue(
+        "payments.jobs.refund_email_send", refund_id, job_id=f"refund-email-{refund_id}",
+        retry=Retry(max=5, interval=[10, 60, 300, 900, 3600]),
+    )

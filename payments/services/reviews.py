@@ -7,8 +7,8 @@ from django.db import transaction
 from payments.models import Refund
 from payments.services.refunds import payment_refund
 from riskctl.services import buyer_block, order_buyer, review_decide
-from shop.models import Order, OrderEventType
-from shop.services import order_event_record
+from shop.project.locks import order_lock
+from shop.services.events import event_review_decided, events_save
 
 
 def order_review_reject(*, order_id: int, user, note: str, block_buyer: bool = False, block_kinds=None,
@@ -20,9 +20,9 @@ def order_review_reject(*, order_id: int, user, note: str, block_buyer: bool = F
     REFUNDED and the buyer is told by the refund email."""
     actor = f"staff:{user.get_username()}" if user else "system"
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = order_lock(id=order_id)
         review_decide(order_id=order_id, outcome="REJECTED", user=user, note=note)
-        order_event_record(order=order, type=OrderEventType.REVIEW_REJECTED, actor=actor, data={"note": note[:500]})
+        events_save(event_review_decided(order, approved=False, actor=actor, note=note))
         if block_buyer and (buyer := order_buyer(order_id=order_id)) is not None:
             buyer_block(buyer=buyer, reason=f"review of order {order.order_no} rejected: {note}"[:200], user=user,
                         kinds=block_kinds, expires_at=block_expires_at)

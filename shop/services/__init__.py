@@ -25,39 +25,33 @@ from shop.services.checkout import (  # noqa: F401
     coupon_code_normalise,
     price_quote,
 )
-from shop.services.deliveries import (  # noqa: F401
-    STUCK_LISTED,
-    SWEEP_LOCK,
-    ResendNotAllowed,
-    SweepReport,
-    order_deliveries_send,
-    order_delivery_dead_letter,
-    order_delivery_failed,
-    order_delivery_send,
-    order_resend,
-    orders_stuck_alert,
-    sweep_run,
-)
 from shop.services.fulfilment import (  # noqa: F401
     order_fill_from_stock,
     order_fulfil,
-    order_handover,
     order_key_get,
     order_key_replace,
     order_review_approve,
-    orders_fulfil_paid,
+    orders_fulfil,
+    orders_hand_over,
     product_low_stock_check,
     product_stock_import,
 )
-from shop.services.orders import (  # noqa: F401
+from shop.services.lifecycle import (  # noqa: F401
     REFUNDABLE_STATUSES,
-    SYSTEM,
     OrderTransitionError,
-    order_event_record,
     order_expire,
     order_mark_paid,
     order_refund_begin,
     order_refund_complete,
     orders_expire_due,
+    orders_mark_delivered,
     orders_mark_paid,
+    orders_move,
+)
+from shop.services.resend import ResendNotAllowed, order_resend  # noqa: F401
+from shop.services.settlement import (  # noqa: F401
+    STUCK_LISTED,
+    deliveries_recorded,
+    orders_settle_delivered,
+    orders_stuck_alert,
 )

@@ -21,11 +21,12 @@ from inventory.models import KeyAuditEvent
 from inventory.selectors import keys_for_order
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
-from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, Order, OrderEventType
+from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, Order
+from shop.project.locks import order_lock
 from shop.selectors import order_by_number
-from shop.services.deliveries import order_resend
+from shop.services.events import event_key_reported, events_save
 from shop.services.fulfilment import order_key_replace
-from shop.services.orders import order_event_record
+from shop.services.resend import order_resend
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
     buyer's risk history records it. Either way the owner gets an alert."""
     reason = (reason or "").strip()[:500] or "not given"
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)  # serialises reports on one order
+        order = order_lock(id=order_id)  # serialises reports on one order
         key = _delivered_key(order=order, key_id=key_id)
         if KeyReport.objects.filter(card_key=key, status=KeyReportStatus.OPEN).exists():
             raise KeyActionRefused(code="ALREADY_REPORTED", message="This key was already reported; staff will reply.")
@@ -193,8 +194,7 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
         report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
                                           status=KeyReportStatus.OPEN)
         _key_report_alert(report=report, order=order, product_name=key.product.name)
-        order_event_record(order=order, type=OrderEventType.KEY_REPORTED, actor=BUYER,
-                           data={"key": key.pk, "report": report.pk})
+        events_save(event_key_reported(order, key=key.pk, report=report.pk))
         risk_event_for_order(kind=RiskEventKind.KEY_REPORTED, order_id=order.pk)
     return report
 

@@ -33,13 +33,12 @@ from shop.models import (
     Coupon,
     CouponKind,
     Order,
-    OrderEventType,
     OrderLine,
     OrderStatus,
     Product,
 )
 from shop.selectors import product_holds, product_stock
-from shop.services.orders import order_event_record
+from shop.services.events import event_created, events_save
 
 logger = logging.getLogger(__name__)
 
@@ -241,10 +240,8 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
         )
         OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price,
                                  discount=quote.discount, amount=quote.amount)
-        data = {"quantity": quantity}
-        if quote.discount:
-            data.update(discount=str(quote.discount), coupon=quote.coupon_code, tier_percent=str(quote.tier_percent))
-        order_event_record(order=order, type=OrderEventType.CREATED, actor="buyer", data=data)
+        events_save(event_created(order, quantity=quantity, discount=quote.discount, coupon=quote.coupon_code,
+                                  tier_percent=quote.tier_percent))
         assessment_attach(assessment=ticket.assessment, order_id=order.pk, product_id=product.pk, quantity=quantity)
     return PlacedOrder(order=order, token=token)
 

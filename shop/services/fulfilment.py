@@ -1,9 +1,15 @@
-"""Fulfilment: keys for a paid order, review holds, waiting orders, replacements."""
+"""Fulfilment: keys for paid orders, review holds, waiting orders, replacements.
+
+One implementation serves one order and a flash sale's batch:
+``orders_fulfil`` works on a set (one assessment, one claim, one insert of
+the deliveries and of the events, one UPDATE per new status) and
+``order_fulfil`` is a set of one.
+"""
 
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from collections import defaultdict
 
 from django.db import transaction
 
@@ -12,117 +18,148 @@ from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind, Channel
 from inventory import services as inventory_services
 from inventory.selectors import key_on_order
-from riskctl.services import (
-    PaidOrder,
-    payment_assess,
-    payments_assess,
-    review_decide,
-    review_open,
-    review_pending,
-)
-from shop.models import (
-    Order,
-    OrderEvent,
-    OrderEventType,
-    OrderLine,
-    OrderStatus,
-    Product,
-)
-from shop.services.orders import (
+from riskctl.services import PaidOrder, payments_assess, review_decide, review_open, review_pending
+from shop.models import Order, OrderLine, OrderStatus, Product
+from shop.project.locks import order_lock, orders_lock
+from shop.services.events import (
     SYSTEM,
-    OrderTransitionError,
-    _order_transition,
-    _orders_transition,
-    order_event_record,
+    event_awaiting_stock,
+    event_delivery_sent,
+    event_key_replaced,
+    event_keys_reserved,
+    event_review_decided,
+    event_review_opened,
+    event_stock_filled,
+    events_save,
 )
+from shop.services.lifecycle import OrderTransitionError, orders_move
 from shop.webhook_events import product_low_stock_webhook_emit
 
 logger = logging.getLogger(__name__)
 
+S = OrderStatus
 
-def order_fulfil(*, order: Order, outbox: list[int] | None = None, lines: list | None = None,
-                 assessment=None, hold_reason: str = "") -> str:
-    """Reserve the keys of a PAID (or AWAITING_STOCK) order and hand them over.
-    Call inside a transaction holding the order's lock. Returns the new status.
 
-    All lines get their keys or none do: short of stock → AWAITING_STOCK (no
-    partial delivery; an order already waiting just keeps waiting). Otherwise
-    the keys go to the buyer's inbox (the order page) in this transaction and
-    one outbox Delivery per other channel is written, to be sent after commit:
-    enqueued by this order's own after-commit hook, or, given an ``outbox``
-    list, left to the caller (their ids are appended), who enqueues a whole
-    batch of orders' deliveries at once. A caller that has the order's lines
-    (with their products) and its payment-time ``assessment`` passes them.
-    ``hold_reason``: hold the order for review whatever the assessment says
-    (e.g. the provider reported a dispute before the payment).
+def orders_fulfil(*, orders: list[Order], outbox: list[int] | None = None, assessments: dict | None = None,
+                  hold_reasons: dict[int, str] | None = None, lines_of: dict[int, list] | None = None) -> dict[int, str]:
+    """Claim the keys of PAID (or AWAITING_STOCK) orders and hand them over,
+    in the order given. Call inside a transaction holding the orders' locks.
+    Returns each order's new status by id.
+
+    A just-PAID order is assessed first (``assessments`` by order id, when
+    the caller made them): REVIEW, or a ``hold_reasons`` entry (e.g. the
+    provider reported a dispute before the payment), holds it for a human
+    with its keys set aside, not revealed. An order gets all its keys or none:
+    short of stock, a PAID order waits (AWAITING_STOCK; filled on restock,
+    oldest first), one already waiting keeps waiting. Otherwise the keys go
+    to the buyer's inbox (the order page) in this transaction and one outbox
+    Delivery per other channel is written, to be sent after commit: enqueued
+    after commit here, or, given an ``outbox`` list, left to the caller
+    (their ids are appended), who enqueues a whole batch at once. A caller
+    that has the orders' lines (by order id, with their products, by id)
+    passes them as ``lines_of``.
     """
-    source = order.status
-    if lines is None:
-        lines = list(order.lines.select_related("product"))
-    review = _order_review_at_payment(order=order, lines=lines, assessment=assessment, hold_reason=hold_reason) \
-        if source == OrderStatus.PAID else review_pending(order_id=order.pk)
-    try:
-        # One line's claim is all-or-nothing by itself; several lines need a
-        # savepoint, so a short second line gives the first one's keys back.
-        with transaction.atomic() if len(lines) > 1 else nullcontext():
-            claimed = {line.pk: inventory_services.keys_reserve(line=line) for line in lines}
-    except inventory_services.KeysUnavailable as short:
-        if source == OrderStatus.AWAITING_STOCK:
-            return order.status
-        _order_transition(order=order, source=[OrderStatus.PAID], target=OrderStatus.AWAITING_STOCK)
-        order_event_record(
-            order=order, type=OrderEventType.AWAITING_STOCK, data={"wanted": short.wanted, "free": short.claimed}
-        )
-        logger.warning("order %s awaiting stock: wanted %d, free %d", order.order_no, short.wanted, short.claimed)
-        return order.status
-    if source == OrderStatus.AWAITING_STOCK:
-        order_event_record(order=order, type=OrderEventType.STOCK_FILLED)
-    order_event_record(
-        order=order, type=OrderEventType.KEYS_RESERVED, data={"keys": sum(len(ids) for ids in claimed.values())}
-    )
-    if review is not None:
-        # Held for a human: the keys are set aside but not revealed.
-        _order_transition(order=order, source=[source], target=OrderStatus.IN_REVIEW)
-        return order.status
-    order_handover(order=order, lines=lines, source=source, outbox=outbox)
-    return order.status
+    if not orders:
+        return {}
+    hold_reasons = hold_reasons or {}
+    if lines_of is None:
+        lines_of = _lines_of(orders)
+    paid = [order for order in orders if order.status == S.PAID]
+    unassessed = [order for order in paid if assessments is None or order.pk not in assessments]
+    assessments = {**(assessments or {}), **payments_assess(orders=[
+        PaidOrder(order_id=o.pk, lines=[(line.product_id, line.quantity) for line in lines_of[o.pk]], amount=o.amount)
+        for o in unassessed
+    ])} if unassessed else (assessments or {})
+    events = []
+    held = set()
+    for order in orders:
+        if order.status == S.PAID:
+            hold = assessments[order.pk].decision == "REVIEW" or order.pk in hold_reasons
+            if hold:
+                events.append(_review_open(order=order, assessment=assessments[order.pk],
+                                           hold_reason=hold_reasons.get(order.pk, "")))
+        else:
+            hold = review_pending(order_id=order.pk) is not None
+        if hold:
+            held.add(order.pk)
+    outcomes = inventory_services.keys_claim(requests=[
+        inventory_services.ClaimRequest(lines=[inventory_services.line_claim(line) for line in lines_of[order.pk]],
+                                        reveal=order.pk not in held)
+        for order in orders
+    ])
+    waiting, held_served, served = [], [], []
+    for order, outcome in zip(orders, outcomes):
+        if outcome.short is not None:
+            if order.status == S.PAID:
+                waiting.append(order)
+                events.append(event_awaiting_stock(order, wanted=outcome.short[0], free=outcome.short[1]))
+            continue
+        if order.status == S.AWAITING_STOCK:
+            events.append(event_stock_filled(order))
+        events.append(event_keys_reserved(order, keys=sum(len(keys) for keys in outcome.keys.values())))
+        (held_served if order.pk in held else served).append(order)
+    if waiting:  # one line per batch: a sell-out in a flash sale is thousands of them
+        logger.warning("%d orders awaiting stock: %s", len(waiting), ", ".join(order.order_no for order in waiting))
+    orders_move(orders=waiting, source=[S.PAID], target=S.AWAITING_STOCK)
+    for source in (S.PAID, S.AWAITING_STOCK):
+        orders_move(orders=[o for o in held_served if o.status == source], source=[source], target=S.IN_REVIEW)
+    events_save(*events)
+    orders_hand_over(orders=served, lines_of=lines_of, outbox=outbox, revealed=True)
+    return {order.pk: order.status for order in orders}
 
 
-def _order_review_at_payment(*, order: Order, lines: list, assessment=None, hold_reason: str = "") -> object | None:
-    """Assess a just-paid order (unless its ``assessment`` is given); on
-    REVIEW (or with a ``hold_reason``) open the review item, tell the owner
-    (one digest per window, not one mail per order) and return it."""
-    if assessment is None:
-        assessment = payment_assess(order_id=order.pk, lines=[(line.product_id, line.quantity) for line in lines],
-                                    amount=order.amount)
-    if assessment.decision != "REVIEW" and not hold_reason:
-        return None
-    review = review_open(order_id=order.pk, assessment=assessment)
-    data = {"ref": assessment.ref, "score": assessment.score}
-    if hold_reason:
-        data["reason"] = hold_reason
-    order_event_record(order=order, type=OrderEventType.REVIEW_OPENED, data=data)
+def order_fulfil(*, order: Order, outbox: list[int] | None = None, hold_reason: str = "") -> str:
+    """``orders_fulfil`` for one order; returns its new status."""
+    hold_reasons = {order.pk: hold_reason} if hold_reason else None
+    return orders_fulfil(orders=[order], outbox=outbox, hold_reasons=hold_reasons)[order.pk]
+
+
+def _review_open(*, order: Order, assessment, hold_reason: str = ""):
+    """Open the review item of a just-paid order and tell the owner (one
+    digest per window, not one mail per order); returns the timeline event."""
+    review_open(order_id=order.pk, assessment=assessment)
     owner_alert_raise(
         kind=AlertKind.REVIEW, dedupe_key="review-queue",
         subject="Orders are waiting for review",
         body=f"Order {order.order_no} (score {assessment.score}) and possibly others wait in the review queue.",
     )
-    return review
+    return event_review_opened(order, ref=assessment.ref, score=assessment.score, reason=hold_reason)
 
 
-def order_handover(*, order: Order, lines: list, source: str, outbox: list[int] | None = None) -> None:
-    """Reveal reserved keys: inbox now, other channels from the outbox. Call
-    inside a transaction holding the order's lock. ``outbox``: as in ``order_fulfil``."""
-    for line in lines:
-        inventory_services.keys_mark_delivered(line=line)
-    created = delivery_services.deliveries_create(order=order, channels=_order_channels(order=order, lines=lines),
-                                                  enqueue=outbox is None)
+def orders_hand_over(*, orders: list[Order], lines_of: dict[int, list] | None = None,
+                     outbox: list[int] | None = None, revealed: bool = False) -> None:
+    """Hand the orders' keys over: inbox now, other channels from the outbox
+    (``outbox`` as in ``orders_fulfil``); FULFILLING. ``revealed``: the claim
+    already handed the keys over (else they are RESERVED, e.g. after review).
+    Call inside a transaction holding the orders' locks."""
+    if not orders:
+        return
+    if lines_of is None:
+        lines_of = _lines_of(orders)
+    if not revealed:
+        for order in orders:
+            for line in lines_of[order.pk]:
+                inventory_services.keys_mark_delivered(line=line)
+    created = delivery_services.deliveries_create_many(
+        orders=[(order, _order_channels(order=order, lines=lines_of[order.pk])) for order in orders])
+    sending = [delivery.pk for delivery in created if delivery.channel != Channel.INBOX]
     if outbox is not None:
-        outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)
-    _order_transition(order=order, source=[source], target=OrderStatus.FULFILLING)
-    order_event_record(order=order, type=OrderEventType.DELIVERY_SENT, data={"channel": Channel.INBOX})
-    for product_id in {line.product_id for line in lines}:
+        outbox.extend(sending)
+    elif sending:
+        transaction.on_commit(lambda: delivery_services.deliveries_enqueue(delivery_ids=sending), robust=True)
+    for source in {order.status for order in orders}:
+        orders_move(orders=[o for o in orders if o.status == source], source=[source], target=S.FULFILLING)
+    events_save(*(event_delivery_sent(order, channel=Channel.INBOX) for order in orders))
+    for product_id in sorted({line.product_id for order in orders for line in lines_of[order.pk]}):
         product_low_stock_check(product_id=product_id)
+
+
+def _lines_of(orders: list[Order]) -> dict[int, list]:
+    """The orders' lines with their products, by order id, in id order."""
+    lines_of: dict[int, list] = defaultdict(list)
+    for line in OrderLine.objects.filter(order__in=orders).select_related("product", "order").order_by("id"):
+        lines_of[line.order_id].append(line)
+    return lines_of
 
 
 def _order_channels(*, order: Order, lines: list) -> list[tuple[str, str]]:
@@ -137,75 +174,16 @@ def _order_channels(*, order: Order, lines: list) -> list[tuple[str, str]]:
     return channels
 
 
-def orders_fulfil_paid(*, orders: list[Order], outbox: list[int]) -> None:
-    """``order_fulfil`` for a batch of just-PAID orders, set-based: one
-    assessment of the batch, one claim per product, one insert of the
-    deliveries and of each kind of event, one UPDATE per new status. Call
-    inside a transaction holding the orders' locks; the email and SMS
-    deliveries' ids are appended to ``outbox``, for the caller to enqueue
-    after commit.
-
-    An order the assessment holds for review, or one with several lines
-    (they get their keys together or not at all), goes through
-    ``order_fulfil`` with the assessment made here.
-    """
-    lines_of: dict[int, list] = {}
-    for line in OrderLine.objects.filter(order__in=orders).select_related("product").order_by("id"):
-        lines_of.setdefault(line.order_id, []).append(line)
-    assessments = payments_assess(orders=[
-        PaidOrder(order_id=o.pk, lines=[(line.product_id, line.quantity) for line in lines_of[o.pk]], amount=o.amount)
-        for o in orders
-    ])
-    by_product: dict[int, list[tuple[Order, object]]] = {}
-    for order in orders:
-        lines = lines_of[order.pk]
-        if assessments[order.pk].decision == "REVIEW" or len(lines) != 1:
-            order_fulfil(order=order, outbox=outbox, lines=lines, assessment=assessments[order.pk])
-        else:
-            by_product.setdefault(lines[0].product_id, []).append((order, lines[0]))
-    served, waiting = [], []
-    for product_id, pairs in by_product.items():
-        claim = inventory_services.keys_deliver_many(product_id=product_id, lines=[
-            inventory_services.LineClaim(line_id=line.pk, quantity=line.quantity, detail=f"order {order.order_no}")
-            for order, line in pairs
-        ])
-        for order, line in pairs:
-            if line.pk in claim.short:
-                waiting.append((order, claim.short[line.pk]))
-            else:
-                served.append((order, line))
-    _orders_transition(orders=[order for order, _ in waiting], source=[OrderStatus.PAID],
-                       target=OrderStatus.AWAITING_STOCK)
-    if waiting:  # one line per batch: a sell-out in a flash sale is thousands of them
-        logger.warning("%d orders awaiting stock: %s", len(waiting), ", ".join(
-            f"{order.order_no} (wanted {wanted}, free {free})" for order, (wanted, free) in waiting))
-    created = delivery_services.deliveries_create_many(
-        orders=[(order, _order_channels(order=order, lines=[line])) for order, line in served])
-    outbox.extend(delivery.pk for delivery in created if delivery.channel != Channel.INBOX)
-    _orders_transition(orders=[order for order, _ in served], source=[OrderStatus.PAID],
-                       target=OrderStatus.FULFILLING)
-    events = [OrderEvent(order=order, type=OrderEventType.AWAITING_STOCK, actor=SYSTEM,
-                         data={"wanted": wanted, "free": free}) for order, (wanted, free) in waiting]
-    for order, line in served:
-        events.append(OrderEvent(order=order, type=OrderEventType.KEYS_RESERVED, actor=SYSTEM,
-                                 data={"keys": line.quantity}))
-        events.append(OrderEvent(order=order, type=OrderEventType.DELIVERY_SENT, actor=SYSTEM,
-                                 data={"channel": Channel.INBOX}))
-    OrderEvent.objects.bulk_create(events)
-    for product_id in {line.product_id for _, line in served}:
-        product_low_stock_check(product_id=product_id)
-
-
 def order_review_approve(*, order_id: int, user=None, note: str = "") -> str:
     """A human approved a held order: deliver it (or, if it is still waiting
     for stock, let the fill deliver it). Returns the order's status."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = order_lock(id=order_id)
         review_decide(order_id=order_id, outcome="APPROVED", user=user, note=note)
         actor = f"staff:{user.get_username()}" if user else SYSTEM
-        order_event_record(order=order, type=OrderEventType.REVIEW_APPROVED, actor=actor, data={"note": note[:500]})
-        if order.status == OrderStatus.IN_REVIEW:
-            order_handover(order=order, lines=list(order.lines.select_related("product")), source=OrderStatus.IN_REVIEW)
+        events_save(event_review_decided(order, approved=True, actor=actor, note=note))
+        if order.status == S.IN_REVIEW:
+            orders_hand_over(orders=[order])
     return order.status
 
 
@@ -234,26 +212,24 @@ def order_fill_from_stock(*, product_id: int | None = None) -> int:
     the same product wait behind it. Orders locked elsewhere are skipped and
     picked up by the next call. Returns the number of orders filled.
     """
-    waiting = Order.objects.filter(status=OrderStatus.AWAITING_STOCK)
+    waiting = Order.objects.filter(status=S.AWAITING_STOCK)
     if product_id is not None:
         waiting = waiting.filter(lines__product_id=product_id)
     blocked: set[int] = set()
     filled = 0
     for order_id in waiting.order_by("paid_at", "id").values_list("pk", flat=True).distinct():
         with transaction.atomic():
-            order = (
-                Order.objects.select_for_update(skip_locked=True)
-                .filter(pk=order_id, status=OrderStatus.AWAITING_STOCK).first()
-            )
-            if order is None:
+            locked = orders_lock(ids=[order_id], skip_locked=True, status=S.AWAITING_STOCK)
+            if not locked:
                 continue
+            order = locked[0]
             products = set(order.lines.values_list("product_id", flat=True))
             if products & blocked:
                 continue
-            if order_fulfil(order=order) == OrderStatus.FULFILLING:
-                filled += 1
-            else:
+            if order_fulfil(order=order) == S.AWAITING_STOCK:
                 blocked |= products
+            else:
+                filled += 1
     return filled
 
 
@@ -274,7 +250,7 @@ def order_key_replace(*, order_id: int, key_id: int, actor: str, reason: str, ip
     on the line as evidence), a new one is reserved and handed over to the
     inbox in the same transaction. Returns the new key's id."""
     with transaction.atomic():
-        order = Order.objects.select_for_update().get(pk=order_id)
+        order = order_lock(id=order_id)
         if order.status not in Order.KEYS_VISIBLE:
             raise OrderTransitionError(order=order, wanted="key replaced")
         key = order_key_get(order=order, key_id=key_id)
@@ -282,10 +258,7 @@ def order_key_replace(*, order_id: int, key_id: int, actor: str, reason: str, ip
         inventory_services.key_void_delivered(key_id=key_id, line=line, reason=reason, actor=actor, ip=ip)
         new_id = inventory_services.keys_reserve(line=line, quantity=1)[0]
         inventory_services.keys_mark_delivered(line=line)
-        order_event_record(
-            order=order, type=OrderEventType.KEY_REPLACED, actor=actor,
-            data={"old_key": key_id, "new_key": new_id, "reason": reason[:200]},
-        )
+        events_save(event_key_replaced(order, actor=actor, old_key=key_id, new_key=new_id, reason=reason))
         product_low_stock_check(product_id=line.product_id)
     return new_id
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import F
 
-from shop.models import Order, OrderEventType
-from shop.services.orders import order_event_record
+from shop.models import Order
+from shop.project.locks import orders_lock
+from shop.services.events import event_links_revoked, events_save
 
 
 def order_links_revoke(*, order_ids: list[int], actor: str, note: str = "") -> dict[str, int]:
@@ -21,11 +22,10 @@ def order_links_revoke(*, order_ids: list[int], actor: str, note: str = "") -> d
     revoked = {}
     with transaction.atomic():
         # Lock order: Order rows by id, as everywhere (no Payment is touched).
-        orders = list(Order.objects.select_for_update().filter(pk__in=order_ids).order_by("pk"))
+        orders = orders_lock(ids=order_ids)
         Order.objects.filter(pk__in=[o.pk for o in orders]).update(link_version=F("link_version") + 1)
         for order in orders:
             order.link_version += 1
-            order_event_record(order=order, type=OrderEventType.LINKS_REVOKED, actor=actor,
-                               data={"link_version": order.link_version, **({"note": note} if note else {})})
+            events_save(event_links_revoked(order, actor=actor, link_version=order.link_version, note=note))
             revoked[order.order_no] = order.link_version
     return revoked

@@ -8,7 +8,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.deprecation import MiddlewareMixin
 
-from shop.browser_middleware import BrowserOnly
+from shop.project.browser_middleware import BrowserOnly
 from shop.twofactor.services import STEP_VERIFY, twofactor_step_owed
 
 

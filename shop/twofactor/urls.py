@@ -1,4 +1,4 @@
-"""Mounted at /admin/2fa/ in shop/urls.py, above the admin site's own URLs."""
+"""Mounted at /admin/2fa/ in shop/project/urls.py, above the admin site's own URLs."""
 
 from django.urls import path
 

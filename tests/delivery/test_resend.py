@@ -167,7 +167,7 @@ def test_the_per_address_resend_limit_also_says_when(client, delivered, settings
     from django.test import RequestFactory
     from django_ratelimit.core import get_usage
 
-    from shop.views import RESEND_IP_GROUP
+    from shop.views.order import RESEND_IP_GROUP
 
     probe = RequestFactory().post(resend_url, REMOTE_ADDR="127.0.0.1")
     usage = get_usage(probe, group=RESEND_IP_GROUP, key="ip", rate="1/h", method="POST", increment=False)

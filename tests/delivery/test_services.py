@@ -12,8 +12,9 @@ from django.utils import timezone
 from rq.registry import ScheduledJobRegistry
 
 from delivery.models import AlertKind, AttemptOutcome, DeliveryAttempt, DeliveryStatus, OwnerAlert
+from delivery.services import delivery_send
 from shop.models import OrderEventType, OrderStatus
-from shop.services import ResendNotAllowed, order_delivery_send, order_resend
+from shop.services import ResendNotAllowed, order_resend
 from tests.conftest import NOTIFY_URL, sandbox_notice
 from tests.delivery.conftest import email_of
 
@@ -125,7 +126,7 @@ def test_a_lapsed_claim_is_taken_over(paid_order, smtp_server, settings):
     type(delivery).objects.filter(pk=delivery.pk).update(sending_started_at=stale, attempts=1)
     DeliveryAttempt.objects.create(delivery=delivery, number=1, started_at=stale)
     # when
-    status = order_delivery_send(delivery_id=delivery.pk)
+    status = delivery_send(delivery_id=delivery.pk)
     # then
     assert status == DeliveryStatus.SENT
     assert len(smtp_server.messages) == 1
@@ -155,7 +156,7 @@ def test_two_workers_running_the_same_job_at_once_send_it_once(
     def run():
         barrier.wait()
         try:
-            results.append(order_delivery_send(delivery_id=delivery.pk))
+            results.append(delivery_send(delivery_id=delivery.pk))
         finally:
             connection.close()
 

@@ -19,7 +19,7 @@ from delivery.services import deliveries_with_live_job
 from delivery.worker import SWEEP_JOB_ID, SweepingWorker, sweep_periodic_register
 from inventory.services import keys_import
 from shop.models import Order, OrderEventType, OrderStatus
-from shop.services import SWEEP_LOCK
+from shop.ops.sweep import SWEEP_LOCK
 from tests.delivery.conftest import email_of
 
 pytestmark = pytest.mark.django_db
@@ -247,7 +247,7 @@ def test_sweeper_settles_an_order_whose_worker_died_after_the_send(client, make_
 
     from delivery.models import Delivery, DeliveryStatus
     from shop.models import OrderEventType, OrderStatus
-    from shop.services import sweep_run
+    from shop.ops.sweep import sweep_run
     from tests.conftest import NOTIFY_URL, sandbox_notice
 
     order = make_unpaid_order(product=make_product(keys=1))
@@ -318,3 +318,28 @@ def test_a_queued_batch_job_counts_as_live_until_redis_loses_it(paid_order, redi
     lost = deliveries_with_live_job(delivery_ids=[delivery_id])
     # then
     assert (live, lost) == ({delivery_id}, set())
+
+
+def test_the_scheduled_sweep_applies_a_payment_notice_whose_wake_up_was_lost(client, make_product, make_unpaid_order,
+                                                                           settings, monkeypatch, redis_clean):
+    # given: a stored notice, overdue, whose wake-up job vanished with Redis's data
+    from delivery.jobs import sweep_job
+    from payments.models import PaymentEvent
+    from payments.services.inbox import APPLY_QUEUE
+    from tests.conftest import NOTIFY_URL, sandbox_notice
+
+    queues = django_rq.settings.QUEUES
+    monkeypatch.setitem(queues, APPLY_QUEUE, {**queues[APPLY_QUEUE], "ASYNC": True})
+    settings.PAYMENTS_APPLY_OVERDUE_SECONDS = 30
+    order = make_unpaid_order(product=make_product(keys=1))
+    client.post(NOTIFY_URL, sandbox_notice(order))
+    redis_clean.flushdb()
+    PaymentEvent.objects.update(received_at=timezone.now() - timedelta(seconds=31))
+    order.refresh_from_db()
+    before = order.status
+    # when: the periodic job runs (the same pass as manage.py sweep)
+    result = sweep_job()
+    # then
+    order.refresh_from_db()
+    assert (before, order.status) == (OrderStatus.PENDING_PAYMENT, OrderStatus.FULFILLING)
+    assert result == {"ran": True, "applied": 1, "requeued": 0, "expired": 0, "filled": 0, "stuck": 0}

@@ -20,7 +20,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 def test_sweep_loop_sweeps_repeatedly_and_stops_on_sigterm():
     # given: the loop pointed at this test's database and Redis db
     db = connection.settings_dict
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings", "DEBUG": "1",
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shop.project.settings", "DEBUG": "1",
            "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
            "REDIS_URL": settings.REDIS_URL}
     loop = subprocess.Popen([sys.executable, "manage.py", "sweep", "--every", "0.2"], cwd=BASE_DIR, env=env,

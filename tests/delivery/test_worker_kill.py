@@ -20,7 +20,7 @@ from django.db import connection
 from delivery.models import AttemptOutcome, DeliveryAttempt, DeliveryStatus
 from delivery.services import deliveries_enqueue
 from shop.models import OrderStatus
-from shop.services import sweep_run
+from shop.ops.sweep import sweep_run
 from tests.conftest import NOTIFY_URL, sandbox_notice
 from tests.delivery.conftest import email_of
 
@@ -40,7 +40,7 @@ def _worker_env(smtp_port: int) -> dict:
     db = connection.settings_dict
     return {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "DJANGO_SETTINGS_MODULE": "shop.project.settings",
         "DEBUG": "1",
         "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
         "REDIS_URL": django_settings.REDIS_URL,

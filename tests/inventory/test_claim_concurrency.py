@@ -12,7 +12,7 @@ import pytest
 from django.db import connection, transaction
 
 from inventory.models import CardKey, CardKeyStatus, KeyAuditEvent
-from inventory.services import KeysUnavailable, LineClaim, keys_deliver_many, keys_reserve
+from inventory.services import ClaimRequest, KeysUnavailable, keys_claim, keys_reserve, line_claim
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,9 +105,9 @@ def test_overlapping_batch_claims_take_different_keys_and_never_oversell(setting
     batches = [lines[i:i + 5] for i in range(0, 15, 5)]
 
     def claim_batch(batch):
-        claim = keys_deliver_many(product_id=product.pk, lines=[
-            LineClaim(line_id=line.pk, quantity=1, detail=f"line {line.pk}") for line in batch])
-        return {**claim.delivered, **{line_id: "short" for line_id in claim.short}}
+        outcomes = keys_claim(requests=[ClaimRequest(lines=[line_claim(line)]) for line in batch])
+        return {line.pk: outcome.keys[line.pk] if outcome.short is None else "short"
+                for line, outcome in zip(batch, outcomes)}
 
     # when
     outcomes, errors = _claim_all_at_once(batches, claim_one=claim_batch)

@@ -44,9 +44,9 @@ def test_a_claim_after_many_sales_reads_only_free_keys(claim, make_product, make
         if claim == "one line":
             services.keys_reserve(line=line)
         else:
-            services.keys_deliver_many(product_id=product.pk, lines=[
-                services.LineClaim(line_id=line.pk, quantity=1, detail="order test")])
-    plan = _explain(statements.captured_queries[-1]["sql"])
+            services.keys_claim(requests=[services.ClaimRequest(lines=[services.line_claim(line)])])
+    (locking,) = [q["sql"] for q in statements.captured_queries if "FOR UPDATE" in q["sql"]]
+    plan = _explain(locking)
     # then: it skipped no sold key row by row (the primary-key walk filtered out 15,000)
     assert _rows_removed_by_filter(plan) < 100
     assert "cardkey_claim_idx" in json.dumps(plan)

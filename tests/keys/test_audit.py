@@ -45,7 +45,7 @@ def test_the_claim_and_its_audit_rows_are_one_statement(make_product, make_unpai
         claimed = keys_reserve(line=line)
     # then
     writes = [q["sql"] for q in queries.captured_queries if "keyauditevent" in q["sql"].lower()]
-    assert len(writes) == 1 and writes[0].lstrip().startswith("WITH picked AS")
+    assert len(writes) == 1 and writes[0].lstrip().startswith("WITH dealt AS")
     assert [(row[1], row[4]) for row in _log(claimed)] == [("SOLD", f"order line {line.pk}")] * 3
 
 

@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from shop.openapi import DOCUMENT
+from shop.ops.openapi import DOCUMENT
 
 pytestmark = pytest.mark.django_db
 

@@ -45,12 +45,12 @@ def test_gunicorn_as_the_image_runs_it_logs_no_secret(tmp_path):
     args[1] = str(tmp_path / "access.log")
     port = _free_port()
     db = connection.settings_dict
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shop.settings", "DEBUG": "1",
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "shop.project.settings", "DEBUG": "1",
            "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
            "REDIS_URL": django_settings.REDIS_URL, "SECRET_KEY": django_settings.SECRET_KEY,
            "KEY_ENCRYPTION_KEYS": ",".join(django_settings.KEY_ENCRYPTION_KEYS),
            "KEY_FINGERPRINT_PEPPER": django_settings.KEY_FINGERPRINT_PEPPER, "LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "shop.wsgi:application", "--bind",
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "shop.project.wsgi:application", "--bind",
                                f"127.0.0.1:{port}", "--workers", "1", *args], cwd=BASE_DIR, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -9,8 +9,8 @@ from django.utils import timezone
 from delivery.alerts import owner_alert_raise, owner_alerts_acknowledge
 from delivery.models import AlertKind
 from inventory.models import CardKey, KeyPolicy
-from shop.dashboard import bars_layout
 from shop.models import KeyReport, KeyReportStatus, Order
+from shop.ops.dashboard import bars_layout
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 
 from shop.models import Order, OrderStatus
-from shop.observability import ContextFilter, JsonFormatter, RedactFilter, log_redact, request_id_accept
+from shop.project.observability import ContextFilter, JsonFormatter, RedactFilter, log_redact, request_id_accept
 from tests.flows.test_purchase import Browser
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from payments.models import Payment
 from payments.providers.epay import epay_sign
-from payments.services.callbacks import APPLY_QUEUE
+from payments.services.inbox import APPLY_QUEUE
 from shop.models import Order
 from tests.conftest import EPAY_KEY
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from inventory.models import CardKey
+from payments.methods import provider_get
 from payments.models import (
     Payment,
     PaymentEvent,
@@ -24,7 +25,6 @@ from payments.models import (
     Refund,
     RefundStatus,
 )
-from payments.providers import provider_get
 from payments.providers.alipay import (
     alipay_response_raw,
     alipay_sign,

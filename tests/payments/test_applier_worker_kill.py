@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from payments.models import PaymentEvent
-from payments.services.callbacks import APPLY_FLAG
+from payments.services.inbox import APPLY_FLAG
 from shop.models import Order
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
@@ -48,7 +48,7 @@ def _worker_start(tmp_path: Path, name: str, smtp_port: int) -> subprocess.Popen
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "shop.settings",
+        "DJANGO_SETTINGS_MODULE": "shop.project.settings",
         "DEBUG": "1",
         "DATABASE_URL": f"postgresql://{db['USER']}@/{db['NAME']}?host={db['HOST']}",
         "REDIS_URL": django_settings.REDIS_URL,

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from inventory.models import CardKey, CardKeyStatus
+from payments.methods import ProviderUnknown, provider_get
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers import epay as epay_module
 from payments.providers.epay import EpayKeyMissing, epay_sign
 from payments.services import payment_notices_apply
@@ -246,7 +246,7 @@ def test_a_notice_whose_paid_transaction_fails_is_kept_and_applied_later(client,
     def broken(**kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr("riskctl.services._assess_many", broken)
+    monkeypatch.setattr("riskctl.services.assess._assess_many", broken)
     # when
     response = client.post(EPAY_NOTIFY_URL, epay_notice(order))
     # then: the notice was stored before the answer, the failed apply rolled
@@ -310,7 +310,7 @@ def test_settings_refuse_an_epay_merchant_id_without_a_key(tmp_path):
         EMAIL_URL="smtp://shop:pw@smtp.example.com:587",
     )
     # when
-    result = subprocess.run([sys.executable, "-c", "import shop.settings"], cwd=base, env=env,
+    result = subprocess.run([sys.executable, "-c", "import shop.project.settings"], cwd=base, env=env,
                             capture_output=True, text=True, timeout=60)
     # then
     assert result.returncode == 1

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from inventory.models import CardKey
+from payments.methods import provider_get
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
-from payments.providers import provider_get
 from payments.providers.base import ProviderUnreachable, RefundResult
 from payments.providers.epusdt import EpusdtTokenMissing, epusdt_sign
 from payments.services import PaymentStartFailed, payment_open, payments_reconcile
@@ -329,7 +329,7 @@ def test_a_notify_without_a_valid_signature_is_refused(client, fake, make_usdt_o
 
 def test_the_signature_is_compared_in_constant_time(client, fake, make_usdt_order, monkeypatch):
     # given
-    from payments.providers import epusdt as epusdt_module
+    from payments.providers.epusdt import signing as epusdt_module
 
     order = make_usdt_order()
     _start(order)

@@ -15,7 +15,7 @@ from delivery.models import AlertKind, OwnerAlert
 from inventory.models import CardKey
 from payments.models import PaymentEvent, PaymentEventOutcome
 from payments.services import payment_notices_apply, payment_notices_drain
-from payments.services.callbacks import APPLY_FLAG, APPLY_QUEUE
+from payments.services.inbox import APPLY_FLAG, APPLY_QUEUE
 from shop.models import OrderStatus
 from tests.conftest import NOTIFY_URL, free_port, sandbox_notice
 
@@ -90,11 +90,11 @@ def test_an_applier_that_caught_up_stops(client, queued, make_product, make_unpa
     orders = [make_unpaid_order(product=product) for _ in range(3)]
     for order in orders:
         client.post(NOTIFY_URL, sandbox_notice(order))
-    from payments.services import callbacks
+    from payments.services import inbox
 
     batches = []
-    real = callbacks.payment_notices_apply
-    monkeypatch.setattr(callbacks, "payment_notices_apply", lambda **kw: batches.append(real(**kw)) or batches[-1])
+    real = inbox.payment_notices_apply
+    monkeypatch.setattr(inbox, "payment_notices_apply", lambda **kw: batches.append(real(**kw)) or batches[-1])
     # when
     taken = payment_notices_drain()
     # then: a full batch, then a short one, and no third look for more
@@ -157,7 +157,7 @@ def test_one_failing_notice_does_not_hold_up_its_batch(client, queued, monkeypat
     orders = [make_unpaid_order(product=product) for _ in range(3)]
     for order in orders:
         client.post(NOTIFY_URL, sandbox_notice(order))
-    from riskctl import services as risk
+    from riskctl.services import assess as risk
 
     real = risk._assess_many
 

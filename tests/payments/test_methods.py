@@ -11,9 +11,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from inventory import sealing
-from payments.methods import MethodConfig, methods_offered
+from payments.methods import MethodConfig, ProviderUnknown, methods_offered, provider_get
 from payments.models import PaymentMethod
-from payments.providers import ProviderUnknown, provider_get
 from payments.services.methods import credentials_masked, payment_method_save
 
 pytestmark = pytest.mark.django_db

@@ -3,8 +3,8 @@ disable; credentials are write-only."""
 
 import pytest
 
+from payments.methods import ProviderUnknown, provider_get
 from payments.models import PaymentMethod
-from payments.providers import ProviderUnknown, provider_get
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.core.management import call_command
 
 from delivery.models import Channel, Delivery, DeliveryStatus
 from payments.models import Payment, PaymentStatus
-from shop import embedded
 from shop.models import OrderStatus
+from shop.project import embedded
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
 pytestmark = pytest.mark.django_db(transaction=True)

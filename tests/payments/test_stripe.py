@@ -27,8 +27,8 @@ from payments.models import (
     RefundStatus,
 )
 from payments.services import checkout_start_payment, payment_notices_apply, payment_refund, payments_reconcile
-from shop.audit import audit_run
 from shop.models import Order, OrderEvent, OrderEventType, OrderStatus
+from shop.ops.audit import audit_run
 
 pytestmark = pytest.mark.django_db
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from delivery.models import Delivery
 from inventory.models import CardKey, CardKeyStatus
+from payments.methods import ProviderUnknown, provider_get
 from payments.models import (
     Payment,
     PaymentEvent,
@@ -28,7 +29,6 @@ from payments.models import (
     Refund,
     RefundStatus,
 )
-from payments.providers import ProviderUnknown, provider_get
 from payments.providers.base import CallbackNotice, NoticeKind, PayAction, PayActionKind, ProviderUnreachable
 from payments.providers.wechat import WechatPayProvider, wechat_authorization, wechat_request_message
 from payments.services import checkout_start_payment, payment_refund, payments_reconcile

@@ -296,10 +296,10 @@ def test_rules_are_read_once_per_cache_window(make_product, settings, django_ass
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from riskctl import services as risk_services
+    from riskctl.services import rules as risk_rules
 
     settings.RISK_CONFIG_CACHE_SECONDS = 60
-    risk_services._config_cache["until"] = 0.0
+    risk_rules._config_cache["until"] = 0.0
     product = make_product(keys=5)
     # when
     with CaptureQueriesContext(connection) as queries:
@@ -308,4 +308,4 @@ def test_rules_are_read_once_per_cache_window(make_product, settings, django_ass
     # then
     rule_reads = [q for q in queries.captured_queries if 'FROM "riskctl_rule"' in q["sql"]]
     assert len(rule_reads) == 1
-    risk_services._config_cache["until"] = 0.0
+    risk_rules._config_cache["until"] = 0.0

@@ -9,7 +9,7 @@ from django.utils import translation
 from riskctl.features import FEATURES
 from riskctl.models import Assessment, Rule
 from riskctl.reasons import RULE_TEXTS, baselines, number_plain, reasons_explain, rule_help, rule_label, wait_words
-from riskctl.services import _evaluate
+from riskctl.services.rules import _evaluate
 
 pytestmark = pytest.mark.django_db
 

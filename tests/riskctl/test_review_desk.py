@@ -272,7 +272,7 @@ def test_an_order_refunded_outside_the_desk_leaves_the_queue_and_the_dashboard(a
     # given: two held orders; staff refund one from its order page (not the desk)
     from payments.services import payment_refund
     from riskctl.selectors import review_queue
-    from shop.dashboard import dashboard_context
+    from shop.ops.dashboard import dashboard_context
 
     refunded, waiting = hold(), hold(email="y@mailinator.com")
     # when

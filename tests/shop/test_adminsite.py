@@ -16,8 +16,8 @@ from delivery.alerts import owner_alert_raise, owner_alerts_acknowledge
 from delivery.models import AlertKind, Channel, Delivery, DeliveryStatus
 from inventory.models import CardKey
 from shop.adminsite import OPS, PLACES, SALES, ShopAdminSite, model_section
-from shop.dashboard import sales_per_day
 from shop.models import KeyReport, KeyReportStatus, Order, OrderStatus
+from shop.ops.dashboard import sales_per_day
 
 pytestmark = pytest.mark.django_db
 

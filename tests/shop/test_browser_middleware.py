@@ -11,7 +11,7 @@ from django.utils import translation
 
 from payments.models import PaymentEvent
 from payments.providers.epay import EpayProvider, epay_sign
-from shop.browser_middleware import BrowserOnly, request_is_server_to_server
+from shop.project.browser_middleware import BrowserOnly, request_is_server_to_server
 from tests.conftest import EPAY_KEY
 
 pytestmark = pytest.mark.django_db

@@ -201,8 +201,8 @@ def test_media_answers_head_and_refuses_post(client, stored):
 
 
 @pytest.mark.parametrize("path", [
-    "/media/../shop/settings.py",
-    "/media/products/../../shop/settings.py",
+    "/media/../shop/project/settings.py",
+    "/media/products/../../shop/project/settings.py",
     "/media/products/%2e%2e/%2e%2e/etc/passwd",
     "/media/%2e%2e/%2e%2e/etc/passwd.png",
     "/media/products/..%2f..%2fsecret.png",
@@ -252,7 +252,7 @@ def test_compose_keeps_the_media_folder_on_a_volume_for_web_and_worker():
 def test_media_root_comes_from_the_environment(monkeypatch):
     import importlib
 
-    import shop.settings as project_settings
+    import shop.project.settings as project_settings
 
     monkeypatch.setenv("MEDIA_ROOT", "/srv/kamidrop-media")
     try:

@@ -450,7 +450,7 @@ def test_the_api_product_list_keeps_its_fields_and_adds_both_names_sales_and_pic
 
 
 def test_the_openapi_product_schema_lists_the_new_fields():
-    from shop.openapi import DOCUMENT
+    from shop.ops.openapi import DOCUMENT
 
     schema = DOCUMENT["components"]["schemas"]["Product"]
     assert schema["required"] == ["slug", "name", "price", "currency", "stock"]

@@ -19,7 +19,7 @@ from payments.models import Payment, PaymentStatus, Refund, RefundStatus
 from payments.providers.base import RefundFailed
 from payments.providers.sandbox import SandboxProvider
 from payments.services import RefundError
-from shop.admin import orders_with_key
+from shop.admin.orders import orders_with_key
 from shop.models import KeyReport, KeyReportStatus, Order, OrderEventType, OrderStatus
 
 pytestmark = pytest.mark.django_db
@@ -314,7 +314,7 @@ def test_a_refused_refund_names_the_reason(admin_client, make_product, make_unpa
     def refuse(**kwargs):
         raise RefundError("PAYMENT_NOT_FOUND")
 
-    monkeypatch.setattr("shop.admin.payment_refund", refuse)
+    monkeypatch.setattr("shop.admin.order_actions.payment_refund", refuse)
     before = _state(order)
     # when
     response = admin_client.post(_url("refund", order), {"reason": "x"}, follow=True)

@@ -12,7 +12,7 @@ from gunicorn.config import Config
 
 from payments.models import Payment
 from shop.access import order_link_sign
-from shop.accesslog import RedactingLogger
+from shop.project.accesslog import RedactingLogger
 from shop.templatetags.orderlinks import order_link
 from tests.fakes.alipay import FakeAlipay
 from tests.fakes.epay import FakeEpay

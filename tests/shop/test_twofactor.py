@@ -96,7 +96,7 @@ PRODUCTION = {
 def _require_2fa_with(tmp_path, **env) -> str:
     environ = {k: v for k, v in os.environ.items() if k not in {*PRODUCTION, "DEBUG", "ADMIN_REQUIRE_2FA"}}
     environ.update({**PRODUCTION, **env, "KAMIDROP_DATA_DIR": str(tmp_path)})
-    result = subprocess.run([sys.executable, "-c", "import shop.settings as s; print(s.ADMIN_REQUIRE_2FA)"],
+    result = subprocess.run([sys.executable, "-c", "import shop.project.settings as s; print(s.ADMIN_REQUIRE_2FA)"],
                             cwd=BASE_DIR, env=environ, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -104,7 +104,7 @@ def _require_2fa_with(tmp_path, **env) -> str:
 
 @pytest.mark.parametrize("env, expected", [
     ({"DEBUG": "0"}, "True"),
-    ({"DEBUG": "1"}, "False"),  # what `make run` (shop/devstack.py) sets
+    ({"DEBUG": "1"}, "False"),  # what `make run` (shop/project/devstack.py) sets
     ({"DEBUG": "0", "ADMIN_REQUIRE_2FA": "0"}, "False"),
     ({"DEBUG": "1", "ADMIN_REQUIRE_2FA": "1"}, "True"),
 ])

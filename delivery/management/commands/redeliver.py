@@ -12,11 +12,11 @@ from tqdm import tqdm
 from delivery.admin import recipient_mask
 from delivery.models import Channel, DeliveryStatus
 from delivery.selectors import deliveries_select
-from delivery.services import delivery_enqueue
+from delivery.services import delivery_enqueue, delivery_send
 from inventory.services import KeysUnavailable
 from shop.models import KeyReport, KeyReportStatus
 from shop.selectors import order_nos_missing
-from shop.services import ResendNotAllowed, key_report_replace, order_delivery_send, order_resend
+from shop.services import ResendNotAllowed, key_report_replace, order_resend
 
 ACTOR = "ops:redeliver"
 
@@ -105,7 +105,7 @@ class Command(BaseCommand):
                 skipped += 1
                 continue
             try:
-                outcome = order_delivery_send(delivery_id=delivery.pk)
+                outcome = delivery_send(delivery_id=delivery.pk)
             except Exception as exc:  # transient: the queue keeps trying on its schedule
                 delivery_enqueue(delivery_id=delivery.pk)
                 outcome = f"retrying ({type(exc).__name__})"

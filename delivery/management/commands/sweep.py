@@ -1,14 +1,12 @@
-"""manage.py sweep: the self-healing sweeper, once or in a loop (``--every``)."""
+"""manage.py sweep: the self-healing sweeper (``shop.ops.sweep``), once or in a loop (``--every``)."""
 
 import signal
 import threading
 
-from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from payments.services import payment_notices_apply_overdue
-from shop.services import sweep_run
+from shop.ops.sweep import sweep_run
 
 
 class Command(BaseCommand):
@@ -39,10 +37,9 @@ class Command(BaseCommand):
             stop.wait(every)
 
     def _sweep_once(self) -> None:
-        applied = payment_notices_apply_overdue(older_than_seconds=settings.PAYMENTS_APPLY_OVERDUE_SECONDS)
-        if applied:
-            self.stdout.write(f"applied {applied} payment notices that were waiting")
         report = sweep_run()
+        if report.applied:
+            self.stdout.write(f"applied {report.applied} payment notices that were waiting")
         if not report.ran:
             self.stdout.write("another sweep is running; nothing done")
             return

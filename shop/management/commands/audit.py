@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from shop.audit import audit_run
+from shop.ops.audit import audit_run
 
 SHOWN_IDS = 50
 

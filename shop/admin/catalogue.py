@@ -1,0 +1,122 @@
+"""The catalogue: products (with quantity tiers and the image), categories and coupons."""
+
+from typing import ClassVar
+
+from django import forms
+from django.contrib import admin
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Count, Q
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from inventory.models import CardKeyStatus
+from shop.images import image_check as product_image_check
+from shop.images import product_image_apply
+from shop.models import Category, Coupon, Product, QuantityTier
+from shop.services import coupon_code_normalise
+
+
+class QuantityTierInline(admin.TabularInline):
+    model = QuantityTier
+    extra = 0
+
+
+class ProductAdminForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = "__all__"
+
+    def clean_image(self):
+        """Refuse what shop.images would refuse (too big, too many pixels, not
+        a picture Pillow reads), with its sentence, before anything is saved."""
+        image = self.cleaned_data.get("image")
+        if isinstance(image, UploadedFile):
+            image.seek(0)
+            product_image_check(data=image.read())
+            image.seek(0)
+        return image
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
+    inlines = (QuantityTierInline,)
+    list_display = ("name", "name_zh", "slug", "category", "price", "currency", "active", "max_per_order",
+                    "available_keys")
+    list_filter = ("active", "category")
+    search_fields = ("name", "name_zh", "slug")
+    list_select_related = ("category",)
+    prepopulated_fields: ClassVar[dict] = {"slug": ("name",)}
+    readonly_fields = ("available_keys", "image_preview")
+    fieldsets = (
+        (_("Basics"), {"fields": ("name", "slug", "category", "price", "currency", "active", "available_keys")}),
+        (_("Content in English"), {
+            "fields": ("description", "usage_notes"),
+            "description": _("Markdown: **bold**, *italic*, lists, [links](https://…), ### headings. "
+                             "An empty field shows the Chinese text."),
+        }),
+        (_("Content in Chinese"), {
+            "fields": ("name_zh", "description_zh", "usage_notes_zh"),
+            "description": _("Shown to buyers who read Chinese; an empty field shows the English text."),
+        }),
+        (_("Image"), {"fields": ("image", "image_preview")}),
+        (_("Delivery"), {"fields": ("deliver_by_email", "deliver_by_sms", "auto_replacements_per_order")}),
+        (_("Limits"), {"fields": ("max_per_order", "hold_minutes")}),
+    )
+
+    @admin.display(description=_("preview"))
+    def image_preview(self, obj):
+        if not obj or not obj.image_thumb:
+            return _("No image: the shop shows a tile with the name's first letter.")
+        return format_html('<img src="{}" alt="" width="240" height="180" class="product-thumb">', obj.thumb_url)
+
+    def save_model(self, request, obj, form, change):
+        # The upload is stored scaled and under its hash (shop.images), never
+        # as it came; clearing the image clears the thumbnail with it.
+        image = form.cleaned_data.get("image")
+        if "image" in form.changed_data and isinstance(image, UploadedFile):
+            image.seek(0)
+            product_image_apply(product=obj, data=image.read())
+        elif not obj.image:
+            obj.image_thumb = ""
+        super().save_model(request, obj, form, change)
+
+    def get_queryset(self, request):
+        # One aggregated query for the whole page, not a count per row.
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(available_keys=Count("card_keys", filter=Q(card_keys__status=CardKeyStatus.AVAILABLE)))
+        )
+
+    @admin.display(description="available keys", ordering="available_keys")
+    def available_keys(self, obj):
+        # Absent on an unsaved product (the add form).
+        return getattr(obj, "available_keys", 0)
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ("name", "name_zh", "slug", "position")
+    prepopulated_fields: ClassVar[dict] = {"slug": ("name",)}
+
+
+class CouponForm(forms.ModelForm):
+    class Meta:
+        model = Coupon
+        fields = "__all__"
+
+    def clean_code(self):
+        # In clean_code, not save_model: the form's constraint check (unique,
+        # coupon_code_upper) runs on the cleaned value, before any save.
+        return coupon_code_normalise(self.cleaned_data["code"])
+
+
+@admin.register(Coupon)
+class CouponAdmin(admin.ModelAdmin):
+    form = CouponForm
+    list_display = ("code", "kind", "value", "used_count", "usage_limit", "expires_at", "active")
+    list_filter = ("active", "kind")
+    search_fields = ("code",)
+    filter_horizontal = ("products",)
+    readonly_fields = ("used_count",)  # counted by checkout, race-free

@@ -1,0 +1,150 @@
+"""The catalogue: Category, Product, its QuantityTier prices and Coupon."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Upper
+from django.utils import timezone
+
+from shop.models.localised import _localised_either
+
+
+class Category(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=100)
+    name_zh = models.CharField(max_length=100, blank=True, help_text="Chinese (Simplified) name.")
+    position = models.PositiveIntegerField(default=0, help_text="Lower comes first.")
+
+    class Meta:
+        verbose_name_plural = "categories"
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return _localised_either(self, "name")[0]
+
+
+class Product(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=200)
+    name_zh = models.CharField(max_length=200, blank=True, help_text="Chinese (Simplified) name.")
+    description = models.TextField(blank=True)
+    description_zh = models.TextField(blank=True, help_text="Chinese (Simplified) description.")
+    usage_notes = models.TextField(blank=True, help_text="How to redeem the key; shown with the key.")
+    usage_notes_zh = models.TextField(blank=True, help_text="Chinese (Simplified) usage notes.")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True, related_name="products")
+    auto_replacements_per_order = models.PositiveIntegerField(
+        default=0, help_text="Keys a buyer may replace by themselves per order (report a problem); 0: staff decide.",
+    )
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="CNY")
+    active = models.BooleanField(default=True)
+    max_per_order = models.PositiveIntegerField(default=10, help_text="Most keys one order may buy.")
+    hold_minutes = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="How long checkout holds stock for an unpaid order of this product (a flash sale: a few "
+                  "minutes); empty: ORDER_HOLD_MINUTES.")
+    # Channels besides the order page (which every order gets).
+    deliver_by_email = models.BooleanField(default=True, help_text="Email the keys to the buyer.")
+    deliver_by_sms = models.BooleanField(default=True, help_text="Text the keys when the buyer gives a phone number.")
+    # The picture as stored (shop.images): scaled to at most 1200 px and named
+    # by its content's hash, so it is cached for a year; the card's thumbnail
+    # beside it. Empty: the page draws a tile with the name's initial.
+    image = models.ImageField(
+        upload_to="products/", blank=True, max_length=200, width_field="image_width", height_field="image_height",
+        help_text="JPEG, PNG, WebP or GIF, up to 8 MB; stored as WebP, at most 1200 px on its longest side, "
+                  "with a 480×360 thumbnail for the catalogue.")
+    image_width = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_height = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    image_thumb = models.CharField(max_length=200, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=Decimal("0.01")), name="product_price_positive"),
+            models.CheckConstraint(condition=Q(max_per_order__gte=1), name="product_max_per_order_positive"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="product_currency_iso"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    # Shown in the buyer's language; when that side is empty, the other one
+    # (an owner who writes only Chinese still reaches English buyers).
+    @property
+    def display_name(self) -> str:
+        return _localised_either(self, "name")[0]
+
+    @property
+    def display_description(self) -> str:
+        return _localised_either(self, "description")[0]
+
+    @property
+    def display_usage_notes(self) -> str:
+        return _localised_either(self, "usage_notes")[0]
+
+    @property
+    def initial(self) -> str:
+        """The placeholder tile's letter when there is no picture."""
+        return (self.display_name.strip()[:1] or "?").upper()
+
+    @property
+    def tint(self) -> int:
+        """The placeholder tile's colour: one of site.css's .tint-0 to .tint-5."""
+        return (self.pk or 0) % 6
+
+    @property
+    def thumb_url(self) -> str:
+        return f"{settings.MEDIA_URL}{self.image_thumb}" if self.image_thumb else ""
+
+
+class QuantityTier(models.Model):
+    """Wholesale price: from ``min_quantity`` keys on, ``percent_off`` off the unit price."""
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="tiers")
+    min_quantity = models.PositiveIntegerField()
+    percent_off = models.DecimalField(max_digits=5, decimal_places=2)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "min_quantity"], name="tier_product_min_quantity_unique"),
+            models.CheckConstraint(condition=Q(min_quantity__gte=2), name="tier_min_quantity_at_least_two"),
+            models.CheckConstraint(condition=Q(percent_off__gt=0, percent_off__lt=100), name="tier_percent_off_range"),
+        ]
+
+    def __str__(self):
+        return f"{self.product_id}: {self.min_quantity}+ at {self.percent_off}% off"
+
+
+class CouponKind(models.TextChoices):
+    PERCENT = "PERCENT", "Percentage off"
+    FIXED = "FIXED", "Fixed amount off"
+
+
+class Coupon(models.Model):
+    code = models.CharField(max_length=40, unique=True, help_text="Stored upper-case; buyers may type any case.")
+    kind = models.CharField(max_length=10, choices=CouponKind.choices)
+    value = models.DecimalField(max_digits=12, decimal_places=2, help_text="Percent (1-100) or an amount off the order.")
+    products = models.ManyToManyField(Product, blank=True, related_name="coupons",
+                                      help_text="Only these products; none: every product.")
+    usage_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Orders it may be used on; empty: no limit.")
+    used_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(value__gt=0), name="coupon_value_positive"),
+            models.CheckConstraint(condition=~Q(kind="PERCENT") | Q(value__lte=100), name="coupon_percent_at_most_100"),
+            models.CheckConstraint(condition=Q(usage_limit__isnull=True) | Q(used_count__lte=F("usage_limit")),
+                                   name="coupon_used_within_limit"),
+            models.CheckConstraint(condition=Q(code=Upper("code")), name="coupon_code_upper"),
+        ]
+
+    def __str__(self):
+        return self.code

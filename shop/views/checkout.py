@@ -1,0 +1,124 @@
+"""The product page, which is the checkout: price check, order and the hand-off to payment."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django_ratelimit.decorators import ratelimit
+
+from payments.methods import ProviderUnknown, methods_offered
+from payments.services import PaymentStartFailed, checkout_start_payment
+from riskctl.identity import client_ip, device_id
+from riskctl.services import CheckoutBlocked
+from shop.access import order_session_grant
+from shop.forms import CheckoutForm
+from shop.models import Product
+from shop.profile import contact_sentence
+from shop.selectors import product_sold, product_stock, products_for_sale, products_related
+from shop.services import CheckoutError, price_quote
+from shop.views.headers import RETRY_AFTER_SECONDS
+
+
+def _checkout_error_message(exc: CheckoutError) -> str:
+    """The buyer's language for the codes a buyer can fix; the service's text otherwise."""
+    known = {
+        "COUPON_INVALID": _("This coupon code is not valid for this product."),
+        "COUPON_EXPIRED": _("This coupon has expired."),
+        "COUPON_USED_UP": _("This coupon has been used up."),
+        "OUT_OF_STOCK": _("Not enough stock left for this quantity."),
+        "QUERY_PASSWORD_SHORT": _("A query password has at least 6 characters."),
+        "EMAIL_INVALID": _("Enter a valid email address."),
+        "PHONE_INVALID": _("Enter the phone number with digits only, for example +8613800138000."),
+        "PRODUCT_NOT_FOUND": _("This product is no longer for sale. Choose another one from the catalogue."),
+        "QUANTITY_INVALID": _("Choose a quantity this product allows (see the limit next to the quantity)."),
+        "TOO_MANY_UNPAID": _("You already have unpaid orders waiting. Pay one of them (Find my order opens it), "
+                             "or wait until its hold ends."),
+    }
+    return known.get(exc.code, exc.message)
+
+
+def _method_chosen(request, methods) -> str:
+    """The payment method the buyer picked; the only one offered needs no pick."""
+    chosen = request.POST.get("method") or request.POST.get("provider", "")
+    if not chosen and len(methods) == 1:
+        return methods[0].id
+    return chosen
+
+
+@ratelimit(key="ip", rate="20/m", method="POST", block=False)
+def product_detail(request, slug: str):
+    product = get_object_or_404(Product, slug=slug, active=True)
+    form = CheckoutForm(request.POST or None, max_quantity=product.max_per_order)
+    methods = methods_offered(product_id=product.pk, amount=product.price)
+    error = None
+    quote = None
+    if request.method == "POST" and getattr(request, "limited", False):
+        error = ("RATE_LIMITED", _("Too many orders from your network. Please wait a minute and try again."))
+    elif request.method == "POST" and "preview" in request.POST:
+        # "Check price": the server's price for this quantity and coupon, no order placed.
+        form.is_valid()
+        quantity = form.cleaned_data.get("quantity")
+        if quantity:
+            try:
+                quote = price_quote(product=product, quantity=quantity,
+                                    coupon_code=form.cleaned_data.get("coupon", ""))
+            except CheckoutError as exc:
+                error = (exc.code, _checkout_error_message(exc))
+        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=product.max_per_order)
+        # The buyer's own password on their own page (sent no-store): checking
+        # the price must not make them type it again. Only this re-render.
+        form.fields["query_password"].widget.render_value = True
+    elif request.method == "POST" and form.is_valid() and not _method_chosen(request, methods):
+        error = ("METHOD_REQUIRED", _("Choose how you want to pay."))
+    elif request.method == "POST" and form.is_valid():
+        try:
+            started = checkout_start_payment(
+                product_slug=product.slug,
+                quantity=form.cleaned_data["quantity"],
+                email=form.cleaned_data["email"],
+                phone=form.cleaned_data["phone"],
+                provider_id=_method_chosen(request, methods),
+                client_ip=client_ip(request),
+                device=device_id(request, request.POST.get("device_id", "")),
+                user_agent=request.META.get("HTTP_USER_AGENT", ""),
+                coupon=form.cleaned_data["coupon"],
+                query_password=form.cleaned_data["query_password"],
+            )
+        except CheckoutError as exc:
+            error = (exc.code, _checkout_error_message(exc))
+        except CheckoutBlocked as exc:
+            error = (exc.code, contact_sentence(
+                reachable=_("We cannot take this order. Contact us with reference %(ref)s.") % {"ref": exc.ref},
+                unreachable=_("We cannot take this order (reference %(ref)s).") % {"ref": exc.ref}))
+        except ProviderUnknown:
+            error = ("PROVIDER_UNKNOWN", _("This payment method is not available for this order. "
+                                           "Choose another one."))
+        except PaymentStartFailed as exc:
+            # The order exists and holds its stock: its page offers Pay now.
+            order_session_grant(request, exc.order.order_no)
+            messages.error(request, _("The payment service did not answer. Press Pay now to try again, "
+                                      "or choose another way to pay."))
+            return redirect("shop:order", order_no=exc.order.order_no)
+        else:
+            order_session_grant(request, started.order.order_no)
+            return redirect(started.pay_url)
+    # One pass over the catalogue gives this product's stock and sold count
+    # and the related products' (an inactive product is not in it: counted alone).
+    listed = products_for_sale()
+    this = next((p for p in listed if p.pk == product.pk), None)
+    context = {
+        "product": product, "form": form, "error": error, "quote": quote,
+        "stock": this.stock if this else product_stock(product=product),
+        "sold": this.sold if this else product_sold(product=product),
+        "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
+        "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
+        "related": products_related(product=product, listed=listed),
+    }
+    limited = error is not None and error[0] == "RATE_LIMITED"
+    status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
+    response = render(request, "shop/product.html", context, status=status)
+    if limited:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if request.method == "POST":  # it may show the buyer's query password again: never stored
+        add_never_cache_headers(response)
+    return response
