@@ -167,7 +167,8 @@ def payment_notices_drain(*, budget_seconds: float | None = None, job_id: str | 
 def payment_notices_apply(*, event_ids: list[int] | None = None, received_before=None) -> int:
     """Apply one batch of stored notices (due ones, oldest first; or only
     ``event_ids``; or only those received before a moment) in ONE transaction:
-    one commit for the batch. Each notice is applied in a savepoint, so one
+    one commit for the batch, through the paid path (``notices_apply``).
+    If the batch fails, each notice is applied alone in a savepoint, so one
     that fails rolls back alone; it stays RECEIVED and is retried after a
     growing delay, and the owner is told when it keeps failing. Returns how
     many notices were taken.
