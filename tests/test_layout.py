@@ -25,3 +25,17 @@ def test_payments_orders_and_keys_are_locked_only_through_the_lock_module():
     lockers = [str(p.relative_to(ROOT)) for p in modules(ROOT)
                if p.name != "locks.py" and LOCKED_MODELS.search(p.read_text())]
     assert lockers == []
+
+
+def test_timeline_events_are_built_only_in_the_events_module():
+    builders = [str(p.relative_to(ROOT)) for p in modules(ROOT)
+                if p.name != "events.py" and "models" not in p.parts
+                and re.search(r"\bOrderEvent(\(|\.objects\.(create|bulk_create))", p.read_text())]
+    assert builders == []
+
+
+def test_order_status_changes_only_in_the_lifecycle_module():
+    # an UPDATE of the order's status anywhere else would skip the state machine's check
+    movers = [str(p.relative_to(ROOT)) for p in modules(ROOT)
+              if p.name != "lifecycle.py" and re.search(r"Order\.objects[^\n]*\.update\([^)]*\bstatus=", p.read_text())]
+    assert movers == []
