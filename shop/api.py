@@ -19,6 +19,7 @@ from payments.services import PaymentStartFailed, checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_token_matches
+from shop.checkout_limits import checkout_limit_reached
 from shop.models import Order, Product
 from shop.selectors import order_by_number, order_keys, products_for_sale
 from shop.services import CheckoutError, ResendNotAllowed, order_resend
@@ -161,12 +162,15 @@ def products(request):
 
 
 @csrf_exempt
-@ratelimit(key="ip", rate="30/m", method="POST", block=False)
 @require_http_methods(["POST"])
 def orders_create(request):
-    if getattr(request, "limited", False):
-        return api_error("RATE_LIMITED", "Too many requests; slow down.", 429)
     body = api_json_object(request)
+    submitted = body if isinstance(body, dict) else {}
+    if limited := checkout_limit_reached(request, email=submitted.get("email"), device=submitted.get("device_id")):
+        network = " from your network" if limited.scope == "ADDRESS" else ""
+        response = api_error("RATE_LIMITED", f"Too many requests{network}; slow down.", 429)
+        response["Retry-After"] = str(limited.retry_after)
+        return response
     if isinstance(body, JsonResponse):
         return body
     missing = [name for name in ("product", "quantity", "email") if body.get(name) in (None, "")]

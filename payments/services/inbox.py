@@ -12,7 +12,6 @@ owner when it keeps failing. Nothing is dropped.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -41,6 +40,7 @@ from payments.services.confirm import (
 )
 from payments.services.notice_paths import CallbackOutcome, event_reject
 from payments.services.paid_path import notices_apply
+from shop.project.redis_breaker import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -127,9 +127,11 @@ def _apply_redis() -> redis.Redis:
     return _redis_client(django_rq.settings.QUEUES[APPLY_QUEUE]["URL"])
 
 
-@functools.cache
 def _redis_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    """Connects within REDIS_CONNECT_TIMEOUT, through the server's breaker: a
+    Redis that drops packets costs the first notify one connect timeout, the
+    ones after it nothing until the breaker tries again."""
+    return redis_client(url, socket_timeout=5)
 
 
 def payment_notices_drain(*, budget_seconds: float | None = None, job_id: str | None = None) -> int:

@@ -107,6 +107,10 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = _service_url("REDIS_URL", embedded.redis_ensure)
+# Seconds to wait for a TCP connect to Redis (it is on the LAN), and how long an
+# unreachable Redis is then not tried again (shop/project/redis_breaker.py).
+REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.25"))
+REDIS_BREAKER_SECONDS = float(os.environ.get("REDIS_BREAKER_SECONDS", "5"))
 
 # Holds only counters (rate limits, the key guard): with Redis unreachable
 # they fail open, within a second, rather than answer 500 (shop/project/counter_cache.py says why).
@@ -115,16 +119,21 @@ CACHES = {
         "BACKEND": "shop.project.counter_cache.CounterCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "kamidrop",
-        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        "OPTIONS": {
+            "pool_class": "shop.project.redis_breaker.BreakerConnectionPool",
+            "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+            "socket_timeout": 1,
+        },
     }
 }
 
 # Every queue a job may be enqueued on must be named here: django-rq silently
 # drops commit-aware enqueues to unknown queues.
+_RQ_QUEUE_CLASS = "shop.project.redis_breaker.BreakerQueue"  # a client per URL, via the breaker
 RQ_QUEUES = {
-    "payments": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 180},
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
-    "delivery": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60},
+    "payments": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 180, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
+    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
+    "delivery": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
 }
 
 # --- auth, i18n, static -------------------------------------------------------
@@ -349,6 +358,11 @@ SWEEP_STUCK_MINUTES = env_int("SWEEP_STUCK_MINUTES", 30)
 # How often a buyer may ask for a resend (django-ratelimit rates: per order, per IP address).
 RESEND_RATE_PER_ORDER = env_str("RESEND_RATE_PER_ORDER", "3/h")
 RESEND_RATE_PER_IP = env_str("RESEND_RATE_PER_IP", "10/h")
+# Checkouts (web form and API together; django-ratelimit rates, "" or "0" turns one off):
+# per buyer (client IP + device id + normalised email), and a ceiling per client IP
+# generous enough for hundreds of buyers behind one carrier NAT in a flash sale.
+CHECKOUT_RATE_PER_BUYER = env_str("CHECKOUT_RATE_PER_BUYER", "20/m")
+CHECKOUT_RATE_PER_IP = env_str("CHECKOUT_RATE_PER_IP", "600/m")
 
 # --- owner alerts -------------------------------------------------------------
 

@@ -4,19 +4,18 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
-from django_ratelimit.decorators import ratelimit
 
 from payments.methods import ProviderUnknown, methods_offered
 from payments.services import PaymentStartFailed, checkout_start_payment
 from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_session_grant
+from shop.checkout_limits import checkout_limit_reached
 from shop.forms import CheckoutForm
 from shop.models import Product
 from shop.profile import contact_sentence
 from shop.selectors import product_sold, product_stock, products_for_sale, products_related
 from shop.services import CheckoutError, price_quote
-from shop.views.headers import RETRY_AFTER_SECONDS
 
 
 def _checkout_error_message(exc: CheckoutError) -> str:
@@ -45,15 +44,20 @@ def _method_chosen(request, methods) -> str:
     return chosen
 
 
-@ratelimit(key="ip", rate="20/m", method="POST", block=False)
 def product_detail(request, slug: str):
     product = get_object_or_404(Product, slug=slug, active=True)
     form = CheckoutForm(request.POST or None, max_quantity=product.max_per_order)
     methods = methods_offered(product_id=product.pk, amount=product.price)
     error = None
     quote = None
-    if request.method == "POST" and getattr(request, "limited", False):
-        error = ("RATE_LIMITED", _("Too many orders from your network. Please wait a minute and try again."))
+    limited = None
+    if request.method == "POST":
+        limited = checkout_limit_reached(request, email=request.POST.get("email", ""),
+                                         device=request.POST.get("device_id", ""))
+    if limited is not None:
+        error = ("RATE_LIMITED", _("Too many orders from your network. Please wait a minute and try again.")
+                 if limited.scope == "ADDRESS" else _("Too many orders in a short time. Please wait a minute "
+                                                      "and try again."))
     elif request.method == "POST" and "preview" in request.POST:
         # "Check price": the server's price for this quantity and coupon, no order placed.
         form.is_valid()
@@ -114,11 +118,10 @@ def product_detail(request, slug: str):
         "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
         "related": products_related(product=product, listed=listed),
     }
-    limited = error is not None and error[0] == "RATE_LIMITED"
     status = 429 if limited else 400 if error and quote is None and "preview" not in request.POST else 200
     response = render(request, "shop/product.html", context, status=status)
     if limited:
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        response["Retry-After"] = str(limited.retry_after)
     if request.method == "POST":  # it may show the buyer's query password again: never stored
         add_never_cache_headers(response)
     return response

@@ -117,17 +117,19 @@ def test_read_order_shows_keys_only_once_delivered(client, make_product, django_
     assert [e["type"] for e in paid["events"]] == ["CREATED", "PAID", "KEYS_RESERVED", "DELIVERY_SENT"]
 
 
-def test_order_creation_is_rate_limited_per_ip(client, make_product):
-    # given
+def test_order_creation_is_rate_limited_per_buyer(client, make_product):
+    # given: the default CHECKOUT_RATE_PER_BUYER (20/m); one buyer, one address, no device
+    # (many buyers behind one address: tests/shop/test_checkout_rate_limits.py)
     make_product(keys=100, slug="a-card")
     # when
-    codes = [_create(client, product="a-card", quantity=1, email="x@example.com").status_code for _ in range(31)]
+    codes = [_create(client, product="a-card", quantity=1, email="x@example.com").status_code for _ in range(21)]
     # then
-    assert codes[:30] == [201] * 30
-    assert codes[30] == 429
+    assert codes[:20] == [201] * 20
+    assert codes[20] == 429
     limited = _create(client, product="a-card", quantity=1, email="x@example.com")
-    assert (limited["Retry-After"], limited.json()["error"]["code"]) == ("60", "RATE_LIMITED")
-    assert Order.objects.count() == 30
+    assert limited.json()["error"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert Order.objects.count() == 20
 
 
 def test_payment_methods_lists_what_a_buyer_may_use_for_a_product(client, make_product, epay, settings):
