@@ -18,6 +18,7 @@ from payments.models import Payment
 from payments.providers.sandbox import sandbox_sign, sandbox_trade_no
 from shop.access import order_token_new
 from shop.models import Order, OrderEvent, OrderEventType, OrderLine, Product
+from shop.project.redis_breaker import breakers_reset
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +36,10 @@ def default_risk_rules(request):
 
 @pytest.fixture(autouse=True)
 def redis_clean():
-    """Each test starts with empty queues, registries and rate-limit counters."""
+    """Each test starts with empty queues, registries and rate-limit counters,
+    and with every Redis circuit breaker closed (a test that stopped a Redis
+    must not leave the next one failing fast)."""
+    breakers_reset()
     connection = django_rq.get_connection("default")
     connection.flushdb()
     yield connection

@@ -3,6 +3,8 @@
 A private Redis (not the shared embedded one) is stopped for the callback and
 started again for the sweeper."""
 
+import time
+
 import django_rq
 import pytest
 from django.core.management import call_command
@@ -32,6 +34,7 @@ def test_callback_while_redis_is_down_is_acknowledged_and_swept_later(
 ):
     # given: an unpaid order, and the queue's Redis is down
     settings.SWEEP_ORPHAN_AFTER_SECONDS = 0
+    settings.REDIS_BREAKER_SECONDS = 0.2
     order = make_unpaid_order(product=make_product(keys=2))
     assert embedded.redis_stop(root=private_redis) is True
     # when: the gateway notifies
@@ -48,6 +51,7 @@ def test_callback_while_redis_is_down_is_acknowledged_and_swept_later(
 
     # when: Redis is back, the sweeper runs, then the worker
     embedded.redis_ensure(root=private_redis)
+    time.sleep(0.3)  # the breaker lets a trial connect through once its window has passed
     call_command("sweep")
     run_worker()
     # then: the email arrived, once
