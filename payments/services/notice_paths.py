@@ -19,7 +19,7 @@ from django.utils import timezone
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus, Refund, RefundStatus
-from payments.providers.base import CallbackNotice
+from payments.providers.base import CallbackNotice, NoticeKind
 from payments.services.refunds import refund_email_enqueue
 from riskctl.models import RiskEventKind
 from riskctl.services import risk_event_for_order
@@ -181,11 +181,11 @@ def dispute_notice_apply(*, event: PaymentEvent, payment: Payment, order: Order,
 
 
 def earlier_refund_code(earlier: PaymentEvent) -> str:
-    return "REFUNDED_BEFORE_PAYMENT" if earlier.kind == "REFUND" else "DISPUTED_BEFORE_PAYMENT"
+    return "REFUNDED_BEFORE_PAYMENT" if earlier.kind == NoticeKind.REFUND else "DISPUTED_BEFORE_PAYMENT"
 
 
 def earlier_refund_is_full(*, earlier: PaymentEvent, payment: Payment) -> bool:
-    return earlier.kind == "REFUND" and earlier.succeeded and earlier.amount >= payment.amount
+    return earlier.kind == NoticeKind.REFUND and earlier.succeeded and earlier.amount >= payment.amount
 
 
 def payment_after_refund_or_dispute(*, event: PaymentEvent, payment: Payment, order: Order, earlier: PaymentEvent,
