@@ -69,6 +69,8 @@ class ImportBatch(models.Model):
 
 class CardKeyStatus(models.TextChoices):
     AVAILABLE = "AVAILABLE", "Available"
+    # Set aside by a checkout for its unpaid order until the hold lapses.
+    HELD = "HELD", "Held for an unpaid order"
     RESERVED = "RESERVED", "Reserved"
     DELIVERED = "DELIVERED", "Delivered"
     VOID = "VOID", "Void"
@@ -100,11 +102,12 @@ class CardKey(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["product", "fingerprint"], name="cardkey_unique_per_product"),
             models.CheckConstraint(condition=Q(status__in=CardKeyStatus.values), name="cardkey_status_valid"),
-            # A reserved or delivered key always names its order line; a key in
-            # stock never does.
+            # A held, reserved or delivered key always names its order line; a
+            # key in stock never does.
             models.CheckConstraint(
                 condition=(
-                    Q(status__in=[CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED], order_line__isnull=False)
+                    Q(status__in=[CardKeyStatus.HELD, CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED],
+                      order_line__isnull=False)
                     | Q(status=CardKeyStatus.AVAILABLE, order_line__isnull=True)
                     | Q(status=CardKeyStatus.VOID)
                 ),

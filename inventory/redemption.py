@@ -46,7 +46,7 @@ INSTANCE_NOT_ACTIVATED = "INSTANCE_NOT_ACTIVATED"
 MAX_KEY_LENGTH = 200
 # When one key string is in several products of the scope, the sold one wins.
 _STATUS_RANK = {CardKeyStatus.DELIVERED: 0, CardKeyStatus.VOID: 1, CardKeyStatus.RESERVED: 2,
-                CardKeyStatus.AVAILABLE: 3}
+                CardKeyStatus.HELD: 3, CardKeyStatus.AVAILABLE: 4}
 
 
 class RedemptionStateError(Exception):

@@ -3,7 +3,7 @@
 import re
 from dataclasses import dataclass
 
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus
@@ -33,30 +33,30 @@ def order_nos_missing(*, order_nos: list[str]) -> list[str]:
     return list(dict.fromkeys(no for no in order_nos if no not in found))
 
 
-def _live_holds(products):
-    """The lines of unpaid orders whose hold has not lapsed, of ``products``
-    (a product, or several)."""
-    return OrderLine.objects.filter(
-        product__in=products if isinstance(products, list | tuple) else [products],
-        order__status=OrderStatus.PENDING_PAYMENT,
-        order__hold_expires_at__gt=timezone.now(),
-    )
-
-
-def product_held(*, product) -> int:
-    """Keys promised to unpaid orders whose hold has not lapsed."""
-    return _live_holds(product).aggregate(n=Sum("quantity"))["n"] or 0
+def _lapsed_held(product_ids: list[int]) -> dict[int, int]:
+    """product id → keys still held for unpaid orders whose hold has lapsed
+    (free again: the next checkout puts them back). Found through the unpaid
+    orders' hold index; the sweep expires such orders every minute."""
+    lapsed_lines = OrderLine.objects.filter(order__status=OrderStatus.PENDING_PAYMENT,
+                                            order__hold_expires_at__lte=timezone.now(), product_id__in=product_ids)
+    rows = (CardKey.objects.filter(status=CardKeyStatus.HELD, order_line__in=lapsed_lines)
+            .values("product_id").annotate(n=Count("id")).order_by())
+    return {row["product_id"]: row["n"] for row in rows}
 
 
 def product_holds(*, product):
-    """(keys held by unpaid orders, when the first of those holds lapses)."""
-    row = _live_holds(product).aggregate(n=Sum("quantity"), first=Min("order__hold_expires_at"))
-    return row["n"] or 0, row["first"]
+    """(keys held by unpaid orders whose hold is live, when the first of those holds lapses)."""
+    row = CardKey.objects.filter(
+        product=product, status=CardKeyStatus.HELD, order_line__order__status=OrderStatus.PENDING_PAYMENT,
+        order_line__order__hold_expires_at__gt=timezone.now(),
+    ).aggregate(n=Count("id"), first=Min("order_line__order__hold_expires_at"))
+    return row["n"], row["first"]
 
 
 def product_stock(*, product) -> int:
-    """What a new buyer can still get: available keys minus live holds."""
-    return max(0, keys_available_count(product=product) - product_held(product=product))
+    """What a new buyer can still get: keys in stock (held keys are not),
+    and those of lapsed holds."""
+    return keys_available_count(product=product) + _lapsed_held([product.pk]).get(product.pk, 0)
 
 
 def _key_counts(product_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -90,11 +90,10 @@ def products_for_sale(*, query: str = "") -> list[Product]:
     if not products:
         return []
     counts = _key_counts([p.pk for p in products])
-    held = {row["product_id"]: row["n"]
-            for row in _live_holds(products).values("product_id").annotate(n=Sum("quantity"))}
+    lapsed = _lapsed_held([p.pk for p in products])
     for product in products:
         available, product.sold = counts.get(product.pk, (0, 0))
-        product.stock = max(0, available - held.get(product.pk, 0))
+        product.stock = available + lapsed.get(product.pk, 0)
     return products
 
 

@@ -11,6 +11,7 @@ from inventory.services.claim import (  # noqa: F401
     keys_reserve,
     line_claim,
 )
+from inventory.services.holds import keys_hold, keys_holds_release, keys_unhold  # noqa: F401
 from inventory.services.imports import (  # noqa: F401
     IMPORT_CHUNK,
     REPORT_ISSUES_MAX,

@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus, KeyAuditEvent
+from inventory.services.holds import keys_unhold
 
 
 class KeysUnavailable(Exception):
@@ -61,39 +62,68 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
     """Claim keys for every request, in the order given; return an outcome
     per request. Call inside a transaction (after the orders' locks).
 
-    Two statements whatever the batch's size: the oldest free keys of each
-    product, as many as all requests want, are locked with SKIP LOCKED
-    (concurrent claims take different keys instead of queueing on the same
-    rows); they are dealt out here, a request getting all its lines' keys or
-    none, a short request taking nothing and leaving the keys to the requests
-    after it; then one UPDATE moves the dealt keys and writes their audit rows
-    (SOLD, and DELIVERED for revealed ones), checking the affected rows.
+    A line first gets the keys its checkout held for it (HELD, see
+    ``holds.py``); what it still needs comes from stock. Three statements
+    whatever the batch's size: the held keys of the requests' lines are
+    locked; the oldest free keys of each product, as many as all requests
+    still want, are locked with SKIP LOCKED (concurrent claims take different
+    keys instead of queueing on the same rows); they are dealt out here, a
+    request getting all its lines' keys or none, a short request taking
+    nothing and leaving the free keys, and those held for it, to the
+    requests after it (exactly as one claim after another would); then one
+    UPDATE moves the dealt keys and writes their audit rows (SOLD, and
+    DELIVERED for revealed ones), checking the affected rows.
     """
+    held = _keys_lock_held(line_ids=[line.line_id for request in requests for line in request.lines])
     wanted: dict[int, int] = defaultdict(int)
     for request in requests:
         for line in request.lines:
-            wanted[line.product_id] += line.quantity
+            wanted[line.product_id] += max(0, line.quantity - len(held.get(line.line_id, ())))
     free = _keys_lock_free(wanted=wanted)
-    outcomes, dealt = [], []  # dealt: (key id, line, reveal)
+    outcomes, dealt, unheld = [], [], []  # dealt: (key id, line, reveal)
     for request in requests:
-        taking: dict[int, list[int]] = {}
         left = {product_id: len(ids) for product_id, ids in free.items()}
+        need = {line.line_id: max(0, line.quantity - len(held.get(line.line_id, ()))) for line in request.lines}
         short = None
         for line in request.lines:
-            if left[line.product_id] < line.quantity:
-                short = (line.quantity, left[line.product_id])
+            if left[line.product_id] < need[line.line_id]:
+                short = (line.quantity, left[line.product_id] + len(held.get(line.line_id, ())))
                 break
-            left[line.product_id] -= line.quantity
+            left[line.product_id] -= need[line.line_id]
         if short is not None:
             outcomes.append(ClaimOutcome(keys={}, short=short))
+            for line in request.lines:  # its held keys are free again, for the requests after it
+                returned = held.pop(line.line_id, [])
+                unheld += returned
+                free[line.product_id] = sorted(free[line.product_id] + returned)
             continue
+        taking: dict[int, list[int]] = {}
         for line in request.lines:
-            taking[line.line_id] = free[line.product_id][:line.quantity]
-            del free[line.product_id][:line.quantity]
+            own = held.get(line.line_id, [])[:line.quantity]
+            taking[line.line_id] = own + free[line.product_id][:need[line.line_id]]
+            del free[line.product_id][:need[line.line_id]]
             dealt += [(key_id, line, request.reveal) for key_id in taking[line.line_id]]
         outcomes.append(ClaimOutcome(keys=taking))
     _keys_deal(dealt=dealt, actor=actor)
+    keys_unhold(key_ids=set(unheld) - {key_id for key_id, _, _ in dealt})
     return outcomes
+
+
+def _keys_lock_held(*, line_ids: list[int]) -> dict[int, list[int]]:
+    """Lock the keys held for these order lines; their ids by line, oldest first."""
+    if not line_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT order_line_id, id FROM {CardKey._meta.db_table} WHERE order_line_id = ANY(%s) AND status = %s"
+            " ORDER BY id FOR UPDATE",
+            [list(line_ids), CardKeyStatus.HELD],
+        )
+        rows = cursor.fetchall()
+    held: dict[int, list[int]] = defaultdict(list)
+    for line_id, key_id in rows:
+        held[line_id].append(key_id)
+    return held
 
 
 def _keys_lock_free(*, wanted: dict[int, int]) -> dict[int, list[int]]:
@@ -127,7 +157,7 @@ def _keys_lock_free(*, wanted: dict[int, int]) -> dict[int, list[int]]:
 
 
 def _keys_deal(*, dealt: list[tuple[int, LineClaim, bool]], actor: str) -> None:
-    """Move the dealt (locked, AVAILABLE) keys to their lines and audit them,
+    """Move the dealt (locked: AVAILABLE, or HELD) keys to their lines and audit them,
     in one statement; the affected rows are checked."""
     if not dealt:
         return
@@ -145,7 +175,7 @@ def _keys_deal(*, dealt: list[tuple[int, LineClaim, bool]], actor: str) -> None:
                     order_line_id = d.line_id, reserved_at = %(now)s,
                     delivered_at = CASE WHEN d.reveal THEN %(now)s::timestamptz END
                 FROM dealt d
-                WHERE k.id = d.key_id AND k.status = %(available)s
+                WHERE k.id = d.key_id AND k.status IN (%(available)s, %(held)s)  -- all locked above
                 RETURNING k.id, d.reveal, d.detail
             ), audited AS (
                 INSERT INTO {KeyAuditEvent._meta.db_table} (card_key_id, action, actor, ip, at, detail)
@@ -159,7 +189,7 @@ def _keys_deal(*, dealt: list[tuple[int, LineClaim, bool]], actor: str) -> None:
             {
                 "keys": [key_id for key_id, _, _ in dealt], "lines": [line.line_id for _, line, _ in dealt],
                 "reveal": [reveal for _, _, reveal in dealt], "details": [line.detail for _, line, _ in dealt],
-                "available": CardKeyStatus.AVAILABLE, "reserved": CardKeyStatus.RESERVED,
+                "available": CardKeyStatus.AVAILABLE, "held": CardKeyStatus.HELD, "reserved": CardKeyStatus.RESERVED,
                 "delivered": CardKeyStatus.DELIVERED, "now": now, "actor": actor,
                 "sold": KeyAuditEvent.Action.SOLD, "handed": KeyAuditEvent.Action.DELIVERED,
             },

@@ -32,6 +32,7 @@ class ImportIssue:
 # A duplicate of a key already there, by that key's status: the code and what the report says.
 _DUPLICATE_OF = {
     CardKeyStatus.AVAILABLE: ("DUPLICATE_IN_STOCK", "already in stock"),
+    CardKeyStatus.HELD: ("DUPLICATE_IN_STOCK", "already in stock"),
     CardKeyStatus.RESERVED: ("DUPLICATE_IN_STOCK", "already in stock"),
     CardKeyStatus.DELIVERED: ("DUPLICATE_SOLD", "already sold"),
     CardKeyStatus.VOID: ("DUPLICATE_VOID", "voided earlier"),

@@ -24,7 +24,8 @@ from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
 from shop.models import Order, OrderLine, OrderStatus
 
-HELD = (CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED)
+# Keys an order owns (one set aside at checkout, CardKeyStatus.HELD, is not its yet).
+OWNED = (CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED)
 # Orders whose every line must hold exactly its quantity of keys.
 KEYED_STATUSES = (OrderStatus.PAID, OrderStatus.IN_REVIEW, OrderStatus.FULFILLING, OrderStatus.DELIVERED)
 # Orders that must hold no key at all.
@@ -50,13 +51,13 @@ def audit_key_single_line() -> list[str]:
     products too), and no line holding more keys than its quantity."""
     offending = []
     shared = (
-        CardKey.objects.filter(status__in=HELD).values("fingerprint")
+        CardKey.objects.filter(status__in=OWNED).values("fingerprint")
         .annotate(lines=Count("order_line", distinct=True)).filter(lines__gt=1).values_list("fingerprint", flat=True)
     )
-    keys = CardKey.objects.filter(status__in=HELD, fingerprint__in=list(shared)).order_by("id")
+    keys = CardKey.objects.filter(status__in=OWNED, fingerprint__in=list(shared)).order_by("id")
     offending += [f"key:{pk}" for pk in keys.values_list("pk", flat=True)]
     over = (
-        OrderLine.objects.annotate(held=Count("card_keys", filter=Q(card_keys__status__in=HELD)))
+        OrderLine.objects.annotate(held=Count("card_keys", filter=Q(card_keys__status__in=OWNED)))
         .filter(held__gt=F("quantity")).order_by("id")
     )
     offending += [f"line:{pk}" for pk in over.values_list("pk", flat=True)]
@@ -66,11 +67,15 @@ def audit_key_single_line() -> list[str]:
 def audit_lines_have_their_keys() -> list[str]:
     """2. Every line of a paid order holds exactly ``quantity`` keys (reserved
     counts: IN_REVIEW), unless the order waits for stock or was refunded; an
-    unpaid or waiting order holds none."""
-    lines = OrderLine.objects.annotate(held=Count("card_keys", filter=Q(card_keys__status__in=HELD)))
+    unpaid or waiting order holds none. Keys set aside at checkout (HELD)
+    belong to unpaid orders only, at most ``quantity`` a line."""
+    lines = OrderLine.objects.annotate(held=Count("card_keys", filter=Q(card_keys__status__in=OWNED)),
+                                       on_hold=Count("card_keys", filter=Q(card_keys__status=CardKeyStatus.HELD)))
     wrong = lines.filter(
         (Q(order__status__in=KEYED_STATUSES) & ~Q(held=F("quantity")))
         | (Q(order__status__in=KEYLESS_STATUSES) & Q(held__gt=0))
+        | (~Q(order__status=OrderStatus.PENDING_PAYMENT) & Q(on_hold__gt=0))
+        | Q(on_hold__gt=F("quantity"))
     ).order_by("id")
     return [f"line:{pk}" for pk in wrong.values_list("pk", flat=True)]
 
@@ -211,7 +216,8 @@ def _plaintext_columns_holding(*, patterns: list[str]) -> list[str]:
 
 CHECKS = [
     (1, "no key on more than one order line, no line over its quantity", audit_key_single_line),
-    (2, "every line of a paid order has exactly its keys", audit_lines_have_their_keys),
+    (2, "every line of a paid order has exactly its keys, only unpaid ones hold keys aside",
+     audit_lines_have_their_keys),
     (3, "every FULFILLING order has its deliveries on their way", audit_fulfilling_deliveries),
     (4, "duplicate/forged/mismatched callbacks changed nothing", audit_callbacks_applied_once),
     (5, "every successful payment maps to a paid order", audit_payments_not_lost),

@@ -1,9 +1,9 @@
 """Row locks, always taken in one order: Payment → Order → CardKey, each set
 by id. Two transactions that lock in the same order wait for each other
 instead of deadlocking, so every ``SELECT … FOR UPDATE`` on these three
-tables is here (the card-key claim's own ``FOR UPDATE SKIP LOCKED`` is part of
-its single statement in ``inventory.services.claim``, the last step of the
-order).
+tables is here (the card-key claim's and the checkout hold's own ``FOR
+UPDATE`` are part of their statements in ``inventory.services.claim`` and
+``inventory.services.holds``, always the last step of the order).
 
 Project plumbing, below every app: models are looked up by label, so the
 payments and delivery apps lock orders without importing the shop.

@@ -21,6 +21,7 @@ from django.utils.translation import get_language
 
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
+from inventory.services import keys_hold, keys_holds_release
 from riskctl.identity import BuyerContext, email_normalise, phone_normalise
 from riskctl.services import (
     CheckoutBlocked,
@@ -37,7 +38,7 @@ from shop.models import (
     OrderStatus,
     Product,
 )
-from shop.selectors import product_holds, product_stock
+from shop.selectors import product_holds
 from shop.services.events import event_created, events_save
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def price_quote(*, product: Product, quantity: int, coupon_code: str = "", now: 
     now = now or timezone.now()
     subtotal = _cents(product.price * quantity)
     tier = product.tiers.filter(min_quantity__lte=quantity).order_by("-min_quantity").first()
-    tier_percent = tier.percent_off if tier else Decimal("0")
+    tier_percent = tier.percent_off if tier else Decimal(0)
     tier_discount = _cents(subtotal * tier_percent / 100)
     after_tier = subtotal - tier_discount
     code = coupon_code_normalise(coupon_code)
@@ -210,21 +211,21 @@ def checkout_prepare(
 def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
     """Create the PENDING_PAYMENT order holding its stock.
 
-    The product row is locked while the free stock (available keys minus live
-    holds) is counted and the order written, so two buyers can never be sent
-    to pay for the same last key. The hold lapses after ORDER_HOLD_MINUTES.
+    The hold is a set of key rows (``inventory.services.keys_hold``): the
+    order's keys are set aside for it, so two buyers can never be sent to
+    pay for the same last key, and checkouts of one hot product lock
+    different keys instead of queueing on the product. The hold lapses after
+    ORDER_HOLD_MINUTES: the next checkout that finds the stock short puts
+    lapsed holds back (``_holds_lapsed_release``), the sweep expires the order.
     """
     quantity = ticket.quantity
     with transaction.atomic():
-        product = Product.objects.select_for_update().filter(pk=ticket.product.pk, active=True).first()
+        product = Product.objects.filter(pk=ticket.product.pk, active=True).first()
         if product is None:
             raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
         now = timezone.now()
         _unpaid_orders_cap(ticket=ticket, product_id=product.pk, now=now)
-        free = product_stock(product=product)
-        if quantity > free:
-            raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, free), field="quantity")
-        # Priced again under the lock: the list price or the coupon may have changed since the ticket.
+        # Priced again: the list price or the coupon may have changed since the ticket.
         quote = price_quote(product=product, quantity=quantity,
                             coupon_code=ticket.quote.coupon_code if ticket.quote else "", now=now)
         if quote.coupon_id is not None:
@@ -238,12 +239,36 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
             query_password_hash=ticket.query_password_hash, coupon_id=quote.coupon_id, coupon_code=quote.coupon_code,
             discount=quote.discount, language=ticket.language,
         )
-        OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price,
-                                 discount=quote.discount, amount=quote.amount)
+        line = OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price,
+                                        discount=quote.discount, amount=quote.amount)
+        _stock_hold(line=line, product=product, now=now)
         events_save(event_created(order, quantity=quantity, discount=quote.discount, coupon=quote.coupon_code,
                                   tier_percent=quote.tier_percent))
         assessment_attach(assessment=ticket.assessment, order_id=order.pk, product_id=product.pk, quantity=quantity)
     return PlacedOrder(order=order, token=token)
+
+
+def _stock_hold(*, line: OrderLine, product: Product, now: datetime) -> None:
+    """Hold the line's keys; when too few are free, put lapsed holds back in
+    stock and try once more. Raises OUT_OF_STOCK (the caller's transaction
+    rolls the order back)."""
+    hold = functools.partial(keys_hold, line_id=line.pk, product_id=product.pk, quantity=line.quantity)
+    free = hold()
+    if free < line.quantity and _holds_lapsed_release(product_id=product.pk, now=now):
+        free = hold()
+    if free == line.quantity:
+        return
+    raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, free), field="quantity")
+
+
+def _holds_lapsed_release(*, product_id: int, now: datetime) -> int:
+    """Put back the keys of unpaid orders of this product whose hold has
+    lapsed (the sweep has not expired them yet); returns how many. Found
+    through the unpaid orders' hold index: lapsed ones are few, as the sweep
+    expires them every minute."""
+    lines = OrderLine.objects.filter(order__status=OrderStatus.PENDING_PAYMENT, order__hold_expires_at__lte=now,
+                                     product_id=product_id).values_list("pk", flat=True)
+    return keys_holds_release(line_ids=list(lines), skip_locked=True)
 
 
 def checkout_place_order(**fields) -> PlacedOrder:
@@ -261,16 +286,19 @@ def buyer_email_key(email: str) -> str:
 
 
 def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
-    """Refuse a checkout that would give one buyer (one address, device or
-    mailbox) more than UNPAID_ORDERS_PER_PRODUCT live unpaid orders of this
-    product, or UNPAID_ORDERS_MAX in all: nobody can hold a hot product's
-    stock with throwaway orders. Call inside the checkout transaction: a
+    """Refuse a checkout that would give one buyer (a mailbox or a device)
+    more than UNPAID_ORDERS_PER_PRODUCT live unpaid orders of this product,
+    or UNPAID_ORDERS_MAX in all, or one address more than
+    UNPAID_ORDERS_PER_ADDRESS of this product: nobody can hold a hot
+    product's stock with throwaway orders, and hundreds of buyers behind one
+    carrier NAT still get theirs. Call inside the checkout transaction: a
     transaction-level advisory lock per identifier (taken in one order, so
     two checkouts never wait on each other in a cycle, and safe behind
     PgBouncer's transaction pooling) makes count-then-insert race-free."""
-    identifiers = sorted((kind, value) for kind, value in (
-        ("client_ip", ticket.client_ip or ""), ("buyer_email", ticket.buyer_email), ("buyer_device", ticket.device),
-    ) if value)
+    buyer = [(kind, value) for kind, value in (("buyer_email", ticket.buyer_email), ("buyer_device", ticket.device))
+             if value]
+    address = [("client_ip", ticket.client_ip)] if ticket.client_ip and settings.UNPAID_ORDERS_PER_ADDRESS else []
+    identifiers = sorted(buyer + address)
     if not identifiers:
         return
     with connection.cursor() as cursor:
@@ -283,16 +311,18 @@ def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
         **{f"{kind}_product": Count("pk", filter=Q(**{kind: value}, lines__product_id=product_id), distinct=True)
            for kind, value in identifiers},
     )
-    for kind, _ in identifiers:
-        per_product, overall = counts[f"{kind}_product"], counts[f"{kind}_all"]
-        if per_product >= settings.UNPAID_ORDERS_PER_PRODUCT or overall >= settings.UNPAID_ORDERS_MAX:
-            released = timezone.localtime(counts["first_release"])
-            raise CheckoutError(
-                code="TOO_MANY_UNPAID", field="email",
-                message=f"You already have {overall} unpaid order{'s' if overall != 1 else ''}. Pay one of them "
-                        f"(it is on its order page), or wait: the first hold ends at {released:%H:%M} "
-                        f"({released:%Z}).",
-            )
+    over = [kind for kind, _ in buyer if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_PRODUCT
+            or counts[f"{kind}_all"] >= settings.UNPAID_ORDERS_MAX]
+    over += [kind for kind, _ in address if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_ADDRESS]
+    if not over:
+        return
+    released = timezone.localtime(counts["first_release"])
+    overall = counts[f"{over[0]}_all"]
+    mine = (f"You already have {overall} unpaid order{'s' if overall != 1 else ''}. Pay one of them "
+            f"(it is on its order page), or wait: the first hold ends at {released:%H:%M} ({released:%Z}).")
+    network = (f"Too many unpaid orders of this product come from your network right now. Try again after "
+               f"{released:%H:%M} ({released:%Z}).")
+    raise CheckoutError(code="TOO_MANY_UNPAID", field="email", message=network if over == ["client_ip"] else mine)
 
 
 def _risk_blocked_alert(*, buyer: BuyerContext, ref: str) -> None:

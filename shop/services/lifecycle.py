@@ -121,15 +121,16 @@ def orders_mark_delivered(*, orders: list[Order]) -> None:
 
 
 def order_expire(*, order_id: int) -> bool:
-    """PENDING_PAYMENT → EXPIRED once its stock hold has lapsed (the hold is
-    count-based: from now on it no longer counts). A payment that still
-    arrives is accepted (``orders_mark_paid``). False if there was nothing to do."""
+    """PENDING_PAYMENT → EXPIRED once its stock hold has lapsed: the keys it
+    held go back to stock. A payment that still arrives is accepted
+    (``orders_mark_paid``: it claims keys afresh). False if there was nothing to do."""
     now = timezone.now()
     with transaction.atomic():
         order = order_lock(id=order_id)
         if order.status != S.PENDING_PAYMENT or order.hold_expires_at is None or order.hold_expires_at > now:
             return False
         orders_move(orders=[order], target=S.EXPIRED)
+        inventory_services.keys_holds_release(line_ids=list(order.lines.values_list("pk", flat=True)))
         events_save(event_expired(order, hold_expired_at=order.hold_expires_at))
     return True
 

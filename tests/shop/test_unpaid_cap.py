@@ -1,5 +1,6 @@
 """One buyer cannot hold the stock: live unpaid orders are capped per
-address, device and mailbox, per product and in all (production values)."""
+mailbox and device, per product and in all, and per address of a product with
+room for the many buyers behind one carrier NAT (production values)."""
 
 import pytest
 from django.utils import timezone
@@ -15,6 +16,7 @@ API = "/api/v1/orders"
 def production_caps(settings):
     settings.UNPAID_ORDERS_PER_PRODUCT = 3
     settings.UNPAID_ORDERS_MAX = 5
+    settings.UNPAID_ORDERS_PER_ADDRESS = 50
 
 
 def _order(client, product, email, ip, **extra):
@@ -22,20 +24,46 @@ def _order(client, product, email, ip, **extra):
                        content_type="application/json", REMOTE_ADDR=ip)
 
 
-def test_a_hoarder_is_stopped_at_the_cap_while_fifty_honest_buyers_check_out(client, make_product):
-    # given: 60 keys
-    product = make_product(keys=60, slug="hot")
+def test_a_hoarder_is_stopped_at_the_address_ceiling_while_fifty_honest_buyers_check_out(client, make_product,
+                                                                                         settings):
+    # given: 80 keys, an address ceiling of 10
+    settings.UNPAID_ORDERS_PER_ADDRESS = 10
+    product = make_product(keys=80, slug="hot")
     # when: one address, 25 throwaway emails
     hoarder = [_order(client, product, f"throwaway{i}@mailinator.example", "203.0.113.66") for i in range(25)]
     # and 50 honest buyers, each from their own address
     honest = [_order(client, product, f"buyer{i}@example.com", f"198.51.100.{i + 1}") for i in range(50)]
     # then
-    assert [r.status_code for r in hoarder] == [201] * 3 + [409] * 22
-    error = hoarder[3].json()["error"]
+    assert [r.status_code for r in hoarder] == [201] * 10 + [409] * 15
+    error = hoarder[10].json()["error"]
     assert error["code"] == "TOO_MANY_UNPAID"
-    assert error["message"].startswith("You already have 3 unpaid orders. Pay one of them")
+    assert error["message"].startswith("Too many unpaid orders of this product come from your network right now.")
     assert [r.status_code for r in honest] == [201] * 50
-    assert Order.objects.filter(client_ip="203.0.113.66").count() == 3
+    assert Order.objects.filter(client_ip="203.0.113.66").count() == 10
+
+
+def test_sixty_buyers_behind_one_carrier_nat_each_get_their_order_and_each_is_still_capped(client, make_product):
+    # given: the production ceiling of 50 per address and product, 200 keys
+    product = make_product(keys=200)
+    nat = "100.64.0.1"
+    # when: 45 buyers behind one address each place an order, then one of them three more
+    placed = [_order(client, product, f"phone{i}@example.com", nat) for i in range(45)]
+    greedy = [_order(client, product, "phone0@example.com", nat) for _ in range(3)]
+    # then: every buyer got theirs; the greedy one is stopped at their own cap of 3, in their own words
+    assert [r.status_code for r in placed] == [201] * 45
+    assert [r.status_code for r in greedy] == [201, 201, 409]
+    assert greedy[2].json()["error"]["message"].startswith("You already have 3 unpaid orders.")
+    # and: the address's ceiling comes at 50, for other products nothing changes
+    more = [_order(client, product, f"late{i}@example.com", nat) for i in range(4)]
+    assert [r.status_code for r in more] == [201, 201, 201, 409]
+    assert _order(client, make_product(keys=1), "late9@example.com", nat).status_code == 201
+
+
+def test_the_address_ceiling_can_be_turned_off(client, make_product, settings):
+    settings.UNPAID_ORDERS_PER_ADDRESS = 0
+    product = make_product(keys=60)
+    codes = {_order(client, product, f"n{i}@example.com", "100.64.0.2").status_code for i in range(55)}
+    assert codes == {201}
 
 
 @pytest.mark.parametrize("variant", ["Shopper+2@Gmail.com", "s.h.o.p.p.e.r@googlemail.com", "shopper+x@example.org"])
