@@ -4,11 +4,13 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 from django.core.mail.backends.console import EmailBackend as ConsoleEmailBackend
 from django.template.loader import get_template
 
 from delivery.channels.base import DeliveryChannel, PermanentDeliveryError, SendBudgetSpent
+from delivery.channels.email_message import KeyEmail
+from delivery.channels.email_templates import templates_render
 from inventory.sealing import secret_mask
 from inventory.selectors import keys_for_order
 
@@ -31,7 +33,10 @@ class EmailChannel(DeliveryChannel):
     A batch goes over one connection, which the worker process keeps for the
     next batch. A message that meets an error is reported as failed (never
     assumed sent) and the connection is replaced before the next one, so a
-    broken connection costs one message a retry, not the batch.
+    broken connection costs one message a retry, not the batch. The
+    templates are rendered once per language and number of keys and filled
+    in per message (``email_templates``); the MIME message is written
+    straight to bytes (``email_message``).
     """
 
     def send(self, *, delivery, keys: list | None = None) -> str:
@@ -115,19 +120,18 @@ class _MaskedKey:
     secret: str
 
 
-def _message_build(delivery, keys: list, message_id: str, templates: dict, *,
-                   masked: bool = False) -> EmailMultiAlternatives:
+def _message_build(delivery, keys: list, message_id: str, templates: dict, *, masked: bool = False) -> KeyEmail:
     if masked:
         keys = [_MaskedKey(product=key.product, secret=secret_mask(key.secret)) for key in keys]
-    context = {"order": delivery.order, "keys": keys, "shop_name": settings.SHOP_NAME}
-    message = EmailMultiAlternatives(
-        subject=templates["subject"].render(context).strip(),
-        body=templates["text"].render(context),
+    rendered = templates_render(templates, order=delivery.order, keys=keys, shop_name=settings.SHOP_NAME)
+    message = KeyEmail(
+        subject=rendered["subject"].strip(),
+        body=rendered["text"],
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[delivery.recipient],
         headers={"Message-ID": message_id},
     )
-    message.attach_alternative(templates["html"].render(context), "text/html")
+    message.attach_alternative(rendered["html"], "text/html")
     return message
 
 

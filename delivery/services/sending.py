@@ -175,7 +175,7 @@ def deliveries_claim(*, delivery_ids: list[int]) -> list[Send]:
                     RETURNING id, attempts, resends""",
                 [now, now, list(delivery_ids), DeliveryStatus.PENDING, _lease_cutoff(now)],
             )
-            claimed = cursor.fetchall()
+            claimed = sorted(cursor.fetchall())  # oldest first: RETURNING has no order
         if not claimed:
             return []
         attempts = DeliveryAttempt.objects.bulk_create(
