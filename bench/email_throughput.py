@@ -22,8 +22,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--worker-class", default="")
+    parser.add_argument("--name", default="", help="the stack's database and Redis (bench/stack.py)")
+    parser.add_argument("--no-record", action="store_true", help="print the section, do not append it to RESULTS.md")
     args = parser.parse_args()
-    with Stack(web_workers=1, rq_workers=0, worker_class=args.worker_class) as stack:
+    with Stack(web_workers=1, rq_workers=0, worker_class=args.worker_class, name=args.name) as stack:
+        settings_text = stack.settings_text()
         stack.manage_script("bench/email_backlog.py", "--orders", str(args.orders))
         started = time.time()
         for n in range(args.workers):
@@ -42,12 +45,13 @@ def main() -> None:
         f"\n## email throughput — {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "",
         f"- machine: {machine()}; commit {commit()}",
         f"- command: `.venv/bin/python bench/email_throughput.py {' '.join(sys.argv[1:])}`",
+        f"- stack: {settings_text} (the web idles here)",
         f"- {len(arrivals):,} of {args.orders:,} key emails accepted by the SMTP sink in {span:.1f} s: "
         f"**{len(arrivals) / span:,.0f} emails/s** with {args.workers} workers"
         + (f" ({args.worker_class})" if args.worker_class else " (delivery.worker.SweepingWorker)")
         + f"; first email {arrivals[0] - started:.1f} s after the workers were started",
     ]
-    results_report(lines)
+    results_report(lines, record=not args.no_record)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,20 @@
 """Runs the production-shaped stack for benchmarks on this machine: gunicorn
-(several workers: sync, or gthread with ``web_threads``), RQ workers, the
-sweeper loop and a local SMTP sink, on a database and a Redis db of their own
-on the embedded servers, with DEBUG off."""
+with the image's command (Dockerfile's CMD: gthread workers, the redacting
+access log), RQ workers, the sweeper loop and a local SMTP sink, on a database
+and a Redis db of their own on the embedded servers, with DEBUG off and the
+settings' defaults (``DB_CONN_MAX_AGE`` 60, logging at INFO in JSON).
+
+A benchmark deviates from production only by saying so: ``Stack(web_workers=…,
+web_worker_class=…, conn_max_age=0, access_log=False)``; ``Stack.deviations``
+lists what differs, for the benchmark to print."""
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -80,30 +87,110 @@ def bench_env(*, smtp_port: int, web_port: int, extra: dict | None = None, name:
         # gateway's api.php is #22's.
         "EPAY_QUERY_BEFORE_CREDIT": "0",
         "SANDBOX_ENABLED": "0",
-        "LOG_LEVEL": "WARNING",
-        "DB_CONN_MAX_AGE": "60",
         **(extra or {}),
     }
 
 
+def image_web_command(*, bind: str, workers: int | None = None, worker_class: str | None = None,
+                      threads: int | None = None, access_log: bool = True) -> list[str]:
+    """The image's gunicorn command (the Dockerfile's last ``CMD exec gunicorn``
+    line, its ``${VAR:-default}`` at their defaults), bound to ``bind``; the
+    arguments given replace the image's, ``access_log=False`` drops its access log."""
+    line = next(line for line in reversed((BASE_DIR / "Dockerfile").read_text().splitlines())
+                if line.startswith("CMD exec gunicorn "))
+    line = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", line.removeprefix("CMD exec "))
+    argv = shlex.split(line)
+    if worker_class == "sync" and threads is None:
+        threads = 1  # gunicorn turns a sync worker with threads into a gthread one
+    options = {"--bind": bind, "--workers": workers, "--worker-class": worker_class, "--threads": threads}
+    out: list[str] = [PY, "-m", "gunicorn"]
+    words = iter(argv[1:])
+    for word in words:
+        if word in ("--access-logfile", "--logger-class") and not access_log:
+            next(words)
+            continue
+        out.append(word)
+        if word in options:
+            value = next(words)
+            out.append(str(options[word]) if options[word] is not None else value)
+    return out
+
+
+def image_web_defaults() -> dict[str, str]:
+    """The image's --workers, --worker-class and --threads."""
+    argv = image_web_command(bind="-")
+    return {name: argv[argv.index(name) + 1] for name in ("--workers", "--worker-class", "--threads")}
+
+
 class Stack:
-    def __init__(self, *, web_workers: int = 4, rq_workers: int = 2, smtp_fail_rate: float = 0.0,
-                 worker_class: str = "", extra_env: dict | None = None, web_worker_class: str = "sync",
-                 web_threads: int = 1, sweeper: bool = True, name: str = "", worker_nice: int = 0):
+    def __init__(self, *, web_workers: int | None = None, rq_workers: int = 2, smtp_fail_rate: float = 0.0,
+                 worker_class: str = "", extra_env: dict | None = None, web_worker_class: str | None = None,
+                 web_threads: int | None = None, sweeper: bool = True, name: str = "", worker_nice: int = WORKER_NICE,
+                 conn_max_age: int | None = None, access_log: bool = True, launcher: list[str] | None = None):
         """``worker_class``: the RQ worker class (empty: the settings' one);
-        ``web_worker_class``/``web_threads``: gunicorn's; ``sweeper=False``
-        starts no sweeper loop (it applies overdue notices and would compete
-        with what is being measured); ``name``: see ``bench_env``."""
+        ``web_workers``/``web_worker_class``/``web_threads``: gunicorn's (None:
+        the image's); ``sweeper=False`` starts no sweeper loop (it applies
+        overdue notices and would compete with what is being measured);
+        ``name``: see ``bench_env``; ``conn_max_age``: ``DB_CONN_MAX_AGE``
+        (None: the settings' default, 60); ``access_log=False``: no gunicorn
+        access log and the shop logging at WARNING (no ``shop.request`` line
+        per request), as benchmarks ran before issue 22; ``launcher``: the
+        interpreter's argv for the web, the workers and the sweeper (default:
+        this Python; bench/profile_flash.py puts its query counter there)."""
         self.web_port, self.smtp_port = free_port(), free_port()
-        self.env = bench_env(smtp_port=self.smtp_port, web_port=self.web_port, extra=extra_env, name=name)
-        self.web_workers, self.rq_workers = web_workers, rq_workers
+        extra = dict(extra_env or {})
+        if conn_max_age is not None:
+            extra["DB_CONN_MAX_AGE"] = str(conn_max_age)
+        if not access_log:
+            extra.setdefault("LOG_LEVEL", "WARNING")
+        self.env = bench_env(smtp_port=self.smtp_port, web_port=self.web_port, extra=extra, name=name)
+        self.name = name or "bench"
+        self.access_log = access_log
+        self.launcher = launcher or [PY]
+        self.web_command = image_web_command(bind=f"127.0.0.1:{self.web_port}", workers=web_workers,
+                                             worker_class=web_worker_class, threads=web_threads,
+                                             access_log=access_log)
+        self.web_workers, self.rq_workers = int(self._web_option("--workers")), rq_workers
         self.smtp_fail_rate = smtp_fail_rate
         self.worker_class = worker_class
-        self.web_worker_class, self.web_threads = web_worker_class, web_threads
+        self.web_worker_class, self.web_threads = self._web_option("--worker-class"), int(self._web_option("--threads"))
         self.sweeper = sweeper
         self.worker_nice = worker_nice
         self.sink_log = f"/tmp/kamidrop-sink-{os.getpid()}-{self.smtp_port}.jsonl"
         self.processes: dict[str, subprocess.Popen] = {}
+
+    def _web_option(self, name: str) -> str:
+        return self.web_command[self.web_command.index(name) + 1]
+
+    def deviations(self) -> list[str]:
+        """How this stack differs from the production defaults (the image's
+        command, the settings' defaults, compose's CPU weights)."""
+        image = image_web_defaults()
+        out = [f"gunicorn {name} {self._web_option(name)} (image: {value})" for name, value in image.items()
+               if self._web_option(name) != value]
+        if "DB_CONN_MAX_AGE" in self.env:
+            out.append(f"DB_CONN_MAX_AGE={self.env['DB_CONN_MAX_AGE']} (settings' default: 60)")
+        if not self.access_log:
+            out.append("no access log (gunicorn's off, LOG_LEVEL=WARNING)")
+        elif self.env.get("LOG_LEVEL", "INFO") != "INFO":
+            out.append(f"LOG_LEVEL={self.env['LOG_LEVEL']} (default INFO)")
+        if self.worker_nice != WORKER_NICE and self.rq_workers:
+            out.append(f"RQ workers at nice {self.worker_nice} (compose: cpu_shares "
+                       f"{NICE_WEIGHT[WORKER_NICE]}, nice {WORKER_NICE})")
+        return out
+
+    def settings_text(self) -> str:
+        """One line naming the web command's shape, DB_CONN_MAX_AGE, logging and the CPU weights."""
+        web = f"gunicorn {self.web_workers} {self.web_worker_class}"
+        if self.web_worker_class == "gthread":
+            web += f" × {self.web_threads}"
+        log = ("access log on (gunicorn's RedactingLogger + shop.request at INFO)" if self.access_log
+               else "no access log")
+        weights = (f"RQ workers at nice {self.worker_nice} (their session's CPU weight)" if self.worker_nice
+                   else "equal CPU weights")
+        deviations = self.deviations()
+        return (f"{web}, DB_CONN_MAX_AGE={self.env.get('DB_CONN_MAX_AGE', '60')}, {log}, {weights}; "
+                + ("production defaults" if not deviations else "deviating from production: " + "; ".join(deviations)))
 
     def manage(self, *args, check=True) -> subprocess.CompletedProcess:
         return subprocess.run([PY, "manage.py", *args], cwd=BASE_DIR, env=self.env, check=check,
@@ -116,14 +203,19 @@ class Stack:
         return result.stdout
 
     def start_process(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        # Logs are written as a container's are (to a file here): gunicorn's
+        # access log goes to stdout, the shop's lines to stderr.
+        log = open(self.log_path(name), "a")
         process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=open(f"/tmp/kamidrop-bench-{name}.log", "a"),
-                                   **kwargs)
+                                   stdout=log, stderr=log, **kwargs)
         self.processes[name] = process
         return process
 
+    def log_path(self, name: str) -> str:
+        return f"/tmp/kamidrop-bench-{self.name}-{name}.log"
+
     def start_worker(self, name: str) -> subprocess.Popen:
-        argv = [PY, "manage.py", "rqworker", "delivery", "payments", "default", "--with-scheduler"]
+        argv = [*self.launcher, "manage.py", "rqworker", "delivery", "payments", "default", "--with-scheduler"]
         if self.worker_class:
             argv += ["--worker-class", self.worker_class]
         if self.worker_nice:
@@ -150,16 +242,15 @@ class Stack:
     def __enter__(self) -> "Stack":
         self.manage("migrate", "-v", "0")
         open(self.sink_log, "w").close()
+        for old in Path("/tmp").glob(f"kamidrop-bench-{self.name}-*.log"):
+            old.unlink()
         self.start_process("smtp", [PY, "bench/smtp_sink.py", "--port", str(self.smtp_port), "--log", self.sink_log,
                                     "--fail-rate", str(self.smtp_fail_rate)])
-        self.start_process("web", [PY, "-m", "gunicorn", "shop.project.wsgi:application", "--workers",
-                                   str(self.web_workers), "--worker-class", self.web_worker_class,
-                                   "--threads", str(self.web_threads), "--bind", f"127.0.0.1:{self.web_port}",
-                                   "--backlog", "2048", "--timeout", "60"])
+        self.start_process("web", [*self.launcher, *self.web_command[1:]])
         for n in range(self.rq_workers):
             self.start_worker(f"worker{n}")
         if self.sweeper:
-            self.start_process("sweeper", [PY, "manage.py", "sweep", "--every",
+            self.start_process("sweeper", [*self.launcher, "manage.py", "sweep", "--every",
                                            self.env.get("SWEEP_INTERVAL_SECONDS", "60")])
         deadline = time.monotonic() + 60
         while True:
@@ -170,7 +261,7 @@ class Stack:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("the stack did not come up; see /tmp/kamidrop-bench-web.log")
+                raise RuntimeError(f"the stack did not come up; see {self.log_path('web')}")
             time.sleep(0.2)
         return self
 

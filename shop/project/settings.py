@@ -101,7 +101,7 @@ def _service_url(name: str, ensure) -> str:
 
 DATABASE_URL = _service_url("DATABASE_URL", embedded.postgres_ensure)
 DATABASES = {"default": database_from_url(DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0)
+DATABASES["default"].update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HEALTH_CHECKS=True)
 # The outermost writing service opens the transaction, not the request.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -242,17 +242,17 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 20)
 SHOP_NAME = env_str("SHOP_NAME", "Kamidrop")
 OTP_TOTP_ISSUER = SHOP_NAME  # the name an authenticator app lists the admin account under
 SHOP_CURRENCY = env_str("SHOP_CURRENCY", "CNY")
-# Minutes a checkout holds stock for the buyer to pay.
-ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)
-# Live unpaid orders one buyer (one address, device or mailbox) may hold: of
-# one product, and in all. Nobody hoards a hot product's stock.
+ORDER_HOLD_MINUTES = env_int("ORDER_HOLD_MINUTES", 15)  # a checkout holds its keys this long for the buyer to pay
+# Live unpaid orders one buyer (a mailbox, aliases folded, or a device) may
+# hold: of one product, and in all; and one address of one product (a carrier
+# NAT hides many buyers behind one; 0: no such ceiling). Nobody hoards stock.
 UNPAID_ORDERS_PER_PRODUCT = env_int("UNPAID_ORDERS_PER_PRODUCT", 3)
 UNPAID_ORDERS_MAX = env_int("UNPAID_ORDERS_MAX", 5)
+UNPAID_ORDERS_PER_ADDRESS = env_int("UNPAID_ORDERS_PER_ADDRESS", 50)
 
 # --- inventory ------------------------------------------------------------------
 
-# Bench only: 0 makes the key claim a plain FOR UPDATE, to measure what
-# SKIP LOCKED buys under contention (bench/flash_sale.py --claim both).
+# Bench only: 0 makes the key claim a plain FOR UPDATE (bench/flash_sale.py --claim both).
 INVENTORY_CLAIM_SKIP_LOCKED = env_bool("BENCH_CLAIM_SKIP_LOCKED", True)
 
 # --- key API ---
