@@ -15,7 +15,7 @@ paid → email latency, emails/s and peak memory, and appends them to
 bench/RESULTS.md.
 
 It runs with production's defaults (bench/stack.py: the image's gunicorn
-command with its access log, ``DB_CONN_MAX_AGE`` 0, compose's CPU weights);
+command with its access log, ``DB_CONN_MAX_AGE`` 60, compose's CPU weights);
 each flag that deviates is named in the report. ``--rate R --seconds S`` is
 the steady sale: R notifies a second for S seconds (R × S orders, a key each
 unless ``--keys`` says otherwise).

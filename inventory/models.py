@@ -89,6 +89,10 @@ class CardKey(models.Model):
     order_line = models.ForeignKey(
         "shop.OrderLine", on_delete=models.PROTECT, null=True, blank=True, related_name="card_keys"
     )
+    # A sale of a reusable product's key: the key it copies (same product, same
+    # sealed secret). The copy carries the order line; the key itself stays in
+    # stock for the next buyer.
+    source = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="copies")
     batch = models.ForeignKey(ImportBatch, on_delete=models.PROTECT, null=True, blank=True, related_name="keys")
     # Line of the import file the key came from: duplicate reports point at it.
     import_line = models.PositiveIntegerField(null=True, blank=True)
@@ -100,7 +104,12 @@ class CardKey(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["product", "fingerprint"], name="cardkey_unique_per_product"),
+            # Copies of a reusable key share its fingerprint: only stock keys are unique.
+            models.UniqueConstraint(fields=["product", "fingerprint"], condition=Q(source__isnull=True),
+                                    name="cardkey_unique_per_product"),
+            # A copy is always a sale: it never sits in stock.
+            models.CheckConstraint(condition=Q(source__isnull=True) | ~Q(status__in=["AVAILABLE", "HELD"]),
+                                   name="cardkey_copy_is_sold"),
             models.CheckConstraint(condition=Q(status__in=CardKeyStatus.values), name="cardkey_status_valid"),
             # A held, reserved or delivered key always names its order line; a
             # key in stock never does.
@@ -122,6 +131,9 @@ class CardKey(models.Model):
             ("export_cardkey", "Can export unsold card keys"),
         ]
         indexes = [
+            # Finding a key by its fingerprint, copies of reusable keys too (the
+            # unique constraint above covers stock keys only).
+            models.Index(fields=["product", "fingerprint"], name="cardkey_product_fp_idx"),
             # The claim reads only available keys of one product, oldest first,
             # ordered by ``id + 0``: an order the primary key cannot give. On
             # ``ORDER BY id`` the planner may walk the primary key and filter,

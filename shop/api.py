@@ -144,9 +144,11 @@ def _money(value) -> str:
 def _product_json(p: Product) -> dict:
     """One product as the API lists it: ``name`` in the request's language
     (Accept-Language; the other one when that side is empty), both sides as
-    ``name_en`` / ``name_zh``, and absolute picture URLs (null without one)."""
+    ``name_en`` / ``name_zh``, and absolute picture URLs (null without one).
+    ``stock`` is null for a reusable product without a sales cap (no limit)."""
     return {
-        "slug": p.slug, "name": p.display_name, "price": _money(p.price), "currency": p.currency, "stock": p.stock,
+        "slug": p.slug, "name": p.display_name, "kind": p.kind, "price": _money(p.price), "currency": p.currency,
+        "stock": None if p.stock_unlimited else p.stock,
         "name_en": p.name, "name_zh": p.name_zh, "sold": p.sold,
         "category": p.category.slug if p.category_id else None,
         "image": settings.SITE_URL + p.image.url if p.image else None,

@@ -3,12 +3,12 @@
 import re
 from dataclasses import dataclass
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus
 from inventory.selectors import keys_available_count, keys_for_order
-from shop.models import Category, Order, OrderEventType, OrderLine, OrderStatus, Product
+from shop.models import Category, Order, OrderEventType, OrderLine, OrderStatus, Product, ProductKind
 
 # What an order number looks like: ASCII letters and digits within the
 # column's 20 characters. The checkout draws 14 digits (_order_no_new); test
@@ -55,8 +55,38 @@ def product_holds(*, product):
 
 def product_stock(*, product) -> int:
     """What a new buyer can still get: keys in stock (held keys are not),
-    and those of lapsed holds."""
+    and those of lapsed holds. A reusable product: see ``reusable_left``
+    (no cap: ``max_per_order``, as much as one order may take)."""
+    if product.kind == ProductKind.REUSABLE:
+        left = reusable_left(products=[product])[product.pk]
+        return product.max_per_order if left is None else left
     return keys_available_count(product=product) + _lapsed_held([product.pk]).get(product.pk, 0)
+
+
+def reusable_left(*, products, clamp: bool = True) -> dict[int, int | None]:
+    """Sales left of each reusable product: 0 without a key in stock, None
+    (no limit) without a cap, else the cap less the sales made (copies not
+    voided) and those held by unpaid orders whose hold is live (below 0 when
+    over the cap, unless ``clamp``)."""
+    products = [p for p in products if p.kind == ProductKind.REUSABLE]
+    ids = [p.pk for p in products]
+    with_keys = set(CardKey.objects.filter(product_id__in=ids, source__isnull=True, status=CardKeyStatus.AVAILABLE)
+                    .values_list("product_id", flat=True).distinct()) if ids else set()
+    capped = [p.pk for p in products if p.sales_cap is not None and p.pk in with_keys]
+    sold = dict(CardKey.objects.filter(product_id__in=capped, source__isnull=False,
+                                       status__in=[CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED])
+                .values("product_id").annotate(n=Count("id")).values_list("product_id", "n")) if capped else {}
+    pending = dict(OrderLine.objects.filter(product_id__in=capped, order__status=OrderStatus.PENDING_PAYMENT,
+                                            order__hold_expires_at__gt=timezone.now())
+                   .values("product_id").annotate(n=Sum("quantity")).values_list("product_id", "n")) if capped else {}
+    left: dict[int, int | None] = {}
+    for p in products:
+        if p.pk not in with_keys or p.sales_cap is None:
+            left[p.pk] = 0 if p.pk not in with_keys else None
+            continue
+        n = p.sales_cap - sold.get(p.pk, 0) - (pending.get(p.pk) or 0)
+        left[p.pk] = max(0, n) if clamp else n
+    return left
 
 
 def _key_counts(product_ids: list[int]) -> dict[int, tuple[int, int]]:
@@ -81,8 +111,9 @@ def product_sold(*, product) -> int:
 def products_for_sale(*, query: str = "") -> list[Product]:
     """The active products by name (those whose name, English or Chinese,
     contains ``query`` in any case, when given), each with ``stock`` (what a
-    new buyer can get) and ``sold`` (keys delivered): three queries, however
-    many products."""
+    new buyer can get; ``stock_unlimited`` for a reusable product without a
+    cap) and ``sold`` (keys delivered): three queries, however many products
+    (three more when some are reusable)."""
     products = Product.objects.filter(active=True).select_related("category").order_by("name", "id")
     if query := query.strip():
         products = products.filter(Q(name__icontains=query) | Q(name_zh__icontains=query))
@@ -91,9 +122,14 @@ def products_for_sale(*, query: str = "") -> list[Product]:
         return []
     counts = _key_counts([p.pk for p in products])
     lapsed = _lapsed_held([p.pk for p in products])
+    reusable = reusable_left(products=products)
     for product in products:
         available, product.sold = counts.get(product.pk, (0, 0))
         product.stock = available + lapsed.get(product.pk, 0)
+        # A reusable product without a cap: no number to show, as much as one order may take.
+        product.stock_unlimited = product.pk in reusable and reusable[product.pk] is None
+        if product.pk in reusable:
+            product.stock = product.max_per_order if product.stock_unlimited else reusable[product.pk]
     return products
 
 

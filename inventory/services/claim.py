@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus, KeyAuditEvent
 from inventory.services.holds import keys_unhold
+from inventory.services.reusable import keys_copy, reusable_stock_lock
 
 
 class KeysUnavailable(Exception):
@@ -72,20 +73,30 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
     nothing and leaving the free keys, and those held for it, to the
     requests after it (exactly as one claim after another would); then one
     UPDATE moves the dealt keys and writes their audit rows (SOLD, and
-    DELIVERED for revealed ones), checking the affected rows.
+    DELIVERED for revealed ones), checking the affected rows. A line of a
+    reusable product gets copies of its stock keys instead (``reusable.py``).
     """
+    reusable = reusable_stock_lock(product_ids={line.product_id for request in requests for line in request.lines})
     held = _keys_lock_held(line_ids=[line.line_id for request in requests for line in request.lines])
     wanted: dict[int, int] = defaultdict(int)
     for request in requests:
         for line in request.lines:
-            wanted[line.product_id] += max(0, line.quantity - len(held.get(line.line_id, ())))
+            if line.product_id not in reusable:
+                wanted[line.product_id] += max(0, line.quantity - len(held.get(line.line_id, ())))
     free = _keys_lock_free(wanted=wanted)
-    outcomes, dealt, unheld = [], [], []  # dealt: (key id, line, reveal)
+    outcomes, dealt, unheld, copies = [], [], [], []  # dealt: (key id, line, reveal)
     for request in requests:
         left = {product_id: len(ids) for product_id, ids in free.items()}
         need = {line.line_id: max(0, line.quantity - len(held.get(line.line_id, ()))) for line in request.lines}
         short = None
         for line in request.lines:
+            if line.product_id in reusable:
+                stock = reusable[line.product_id]
+                if not stock.can_sell(line.quantity):
+                    short = (line.quantity, min(stock.left, line.quantity) if stock.keys and stock.left is not None
+                             else 0)
+                    break
+                continue
             if left[line.product_id] < need[line.line_id]:
                 short = (line.quantity, left[line.product_id] + len(held.get(line.line_id, ())))
                 break
@@ -93,12 +104,19 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
         if short is not None:
             outcomes.append(ClaimOutcome(keys={}, short=short))
             for line in request.lines:  # its held keys are free again, for the requests after it
+                if line.product_id in reusable:
+                    continue
                 returned = held.pop(line.line_id, [])
                 unheld += returned
                 free[line.product_id] = sorted(free[line.product_id] + returned)
             continue
         taking: dict[int, list[int]] = {}
         for line in request.lines:
+            if line.product_id in reusable:
+                taking[line.line_id] = []  # filled once the copies exist
+                copies += [(key_id, line.line_id, request.reveal, line.detail)
+                           for key_id in reusable[line.product_id].sell(line.quantity)]
+                continue
             own = held.get(line.line_id, [])[:line.quantity]
             taking[line.line_id] = own + free[line.product_id][:need[line.line_id]]
             del free[line.product_id][:need[line.line_id]]
@@ -106,6 +124,9 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
         outcomes.append(ClaimOutcome(keys=taking))
     _keys_deal(dealt=dealt, actor=actor)
     keys_unhold(key_ids=set(unheld) - {key_id for key_id, _, _ in dealt})
+    taken = {line_id: keys for outcome in outcomes for line_id, keys in outcome.keys.items()}
+    for line_id, key_ids in keys_copy(copies=copies, actor=actor).items():
+        taken[line_id].extend(key_ids)
     return outcomes
 
 
@@ -231,10 +252,20 @@ def keys_mark_delivered(*, line, actor: str = "system") -> int:
 
 def keys_release(*, line, actor: str = "system") -> int:
     """Return the line's RESERVED keys to stock (reject, refund). Call inside a
-    transaction. Delivered keys are never released: the buyer has seen them."""
-    return _keys_move(line=line, sets="status = %s, order_line_id = NULL, reserved_at = NULL",
-                      set_params=[CardKeyStatus.AVAILABLE], action=KeyAuditEvent.Action.RELEASED, actor=actor,
-                      now=timezone.now())
+    transaction. Delivered keys are never released: the buyer has seen them.
+    A copy of a reusable key is voided instead (the sale is undone; its key
+    never left stock)."""
+    now = timezone.now()
+    return _keys_move(
+        line=line,
+        sets="status = CASE WHEN source_id IS NULL THEN %s ELSE %s END,"
+             " order_line_id = CASE WHEN source_id IS NULL THEN NULL ELSE order_line_id END,"
+             " reserved_at = CASE WHEN source_id IS NULL THEN NULL ELSE reserved_at END,"
+             " voided_at = CASE WHEN source_id IS NULL THEN voided_at ELSE %s END,"
+             " void_reason = CASE WHEN source_id IS NULL THEN void_reason ELSE %s END",
+        set_params=[CardKeyStatus.AVAILABLE, CardKeyStatus.VOID, now, "sale of a reusable key undone"],
+        action=KeyAuditEvent.Action.RELEASED, actor=actor, now=now,
+    )
 
 
 def _keys_move(*, line, sets: str, set_params: list, action: str, actor: str, now) -> int:

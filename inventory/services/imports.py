@@ -152,7 +152,7 @@ def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str,
             FROM unnest(%s::int[], %s::bytea[], %s::text[], %s::text[])
                  WITH ORDINALITY AS s(line, sealed, fingerprint, loose, n)
             ORDER BY s.n
-            ON CONFLICT (product_id, fingerprint) DO NOTHING
+            ON CONFLICT (product_id, fingerprint) WHERE source_id IS NULL DO NOTHING
             RETURNING fingerprint
             """,
             [
@@ -181,7 +181,7 @@ def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str,
             return
         cursor.execute(
             f"SELECT fingerprint, batch_id, import_line, status FROM {table} "
-            "WHERE product_id = %s AND fingerprint = ANY(%s)",
+            "WHERE product_id = %s AND fingerprint = ANY(%s) AND source_id IS NULL",
             [product_id, list({fp for _, fp in losers})],
         )
         first = {fp: (batch, line, status) for fp, batch, line, status in cursor.fetchall()}

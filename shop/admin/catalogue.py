@@ -9,10 +9,10 @@ from django.db.models import Count, Q
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from inventory.models import CardKeyStatus
+from inventory.models import CardKey, CardKeyStatus
 from shop.images import image_check as product_image_check
 from shop.images import product_image_apply
-from shop.models import Category, Coupon, Product, QuantityTier
+from shop.models import Category, Coupon, Product, ProductKind, QuantityTier
 from shop.services import coupon_code_normalise
 
 
@@ -36,20 +36,38 @@ class ProductAdminForm(forms.ModelForm):
             image.seek(0)
         return image
 
+    def clean(self):
+        cleaned = super().clean()
+        kind, cap = cleaned.get("kind"), cleaned.get("sales_cap")
+        if cap is not None and kind != ProductKind.REUSABLE:
+            self.add_error("sales_cap", _("A sales cap is for reusable keys only."))
+        # The kind decides what a sold key is (the key itself or a copy of
+        # it): once a key was sold, changing it would change past sales.
+        if (self.instance.pk and "kind" in self.changed_data
+                and CardKey.objects.filter(product_id=self.instance.pk, order_line__isnull=False).exists()):
+            self.add_error("kind", _("Keys of this product were sold: its kind can no longer change. "
+                                     "Create a new product instead."))
+        return cleaned
+
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
     inlines = (QuantityTierInline,)
-    list_display = ("name", "name_zh", "slug", "category", "price", "currency", "active", "max_per_order",
+    list_display = ("name", "name_zh", "slug", "category", "kind", "price", "currency", "active", "max_per_order",
                     "available_keys")
-    list_filter = ("active", "category")
+    list_filter = ("active", "kind", "category")
     search_fields = ("name", "name_zh", "slug")
     list_select_related = ("category",)
     prepopulated_fields: ClassVar[dict] = {"slug": ("name",)}
     readonly_fields = ("available_keys", "image_preview")
     fieldsets = (
         (_("Basics"), {"fields": ("name", "slug", "category", "price", "currency", "active", "available_keys")}),
+        (_("Keys"), {
+            "fields": ("kind", "sales_cap"),
+            "description": _("Unique: each key is sold once. Reusable: every buyer gets the same key (or one of "
+                             "the few in stock), e.g. a shared account; a cap limits how many sales in all."),
+        }),
         (_("Content in English"), {
             "fields": ("description", "usage_notes"),
             "description": _("Markdown: **bold**, *italic*, lists, [links](https://…), ### headings. "

@@ -5,7 +5,7 @@ catalogue, orders, buyer (what buyers leave behind), profile (notice, contact, F
 """
 
 from shop.models.buyer import KeyReport, KeyReportStatus, KeyReveal, LookupLink, SignInLink, StockAlertRequest  # noqa: F401
-from shop.models.catalogue import Category, Coupon, CouponKind, Product, QuantityTier  # noqa: F401
+from shop.models.catalogue import Category, Coupon, CouponKind, Product, ProductKind, QuantityTier  # noqa: F401
 from shop.models.localised import LocalisedText  # noqa: F401
 from shop.models.orders import Order, OrderEvent, OrderEventType, OrderLine, OrderStatus  # noqa: F401
 from shop.models.profile import (  # noqa: F401

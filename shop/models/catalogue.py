@@ -28,6 +28,14 @@ class Category(models.Model):
         return _localised_either(self, "name")[0]
 
 
+class ProductKind(models.TextChoices):
+    # Each key is sold once (game cards, licence keys).
+    UNIQUE = "unique", "Unique keys: each key sold once"
+    # The same key (or one of a few) handed to every buyer: a shared account,
+    # a download code. Each sale is a copy of it on the buyer's order line.
+    REUSABLE = "reusable", "Reusable keys: every buyer gets the same key"
+
+
 class Product(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     name = models.CharField(max_length=200)
@@ -40,6 +48,10 @@ class Product(models.Model):
     auto_replacements_per_order = models.PositiveIntegerField(
         default=0, help_text="Keys a buyer may replace by themselves per order (report a problem); 0: staff decide.",
     )
+    kind = models.CharField(max_length=10, choices=ProductKind.choices, default=ProductKind.UNIQUE)
+    sales_cap = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Reusable keys: how many sales in all (each key handed over counts); empty: no limit.")
     price = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="CNY")
     active = models.BooleanField(default=True)
@@ -68,6 +80,9 @@ class Product(models.Model):
             models.CheckConstraint(condition=Q(price__gte=Decimal("0.01")), name="product_price_positive"),
             models.CheckConstraint(condition=Q(max_per_order__gte=1), name="product_max_per_order_positive"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="product_currency_iso"),
+            models.CheckConstraint(condition=Q(kind__in=ProductKind.values), name="product_kind_valid"),
+            models.CheckConstraint(condition=Q(sales_cap__isnull=True) | Q(kind=ProductKind.REUSABLE),
+                                   name="product_sales_cap_reusable_only"),
         ]
 
     def __str__(self):

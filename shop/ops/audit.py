@@ -22,7 +22,7 @@ from delivery.services import deliveries_with_live_job
 from inventory import sealing
 from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
-from shop.models import Order, OrderLine, OrderStatus
+from shop.models import Order, OrderLine, OrderStatus, Product, ProductKind
 
 # Keys an order owns (one set aside at checkout, CardKeyStatus.HELD, is not its yet).
 OWNED = (CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED)
@@ -48,10 +48,11 @@ class AuditResult:
 
 def audit_key_single_line() -> list[str]:
     """1. No key on two order lines (a same fingerprint sold on two lines, across
-    products too), and no line holding more keys than its quantity."""
+    products too), and no line holding more keys than its quantity. Copies of
+    a reusable key share its fingerprint by design: check 7 watches them."""
     offending = []
     shared = (
-        CardKey.objects.filter(status__in=OWNED).values("fingerprint")
+        CardKey.objects.filter(status__in=OWNED, source__isnull=True).values("fingerprint")
         .annotate(lines=Count("order_line", distinct=True)).filter(lines__gt=1).values_list("fingerprint", flat=True)
     )
     keys = CardKey.objects.filter(status__in=OWNED, fingerprint__in=list(shared)).order_by("id")
@@ -214,6 +215,23 @@ def _plaintext_columns_holding(*, patterns: list[str]) -> list[str]:
     return found
 
 
+def audit_reusable_copies() -> list[str]:
+    """7. Only a reusable product's key is handed to more than one buyer: every
+    copy is of a key in stock of its own product, sealed the same; a unique
+    product has no copies; a reusable product sold no more than its cap."""
+    copies = CardKey.objects.filter(source__isnull=False)
+    wrong = copies.filter(
+        ~Q(product_id=F("source__product_id")) | ~Q(product__kind=ProductKind.REUSABLE)
+        | ~Q(fingerprint=F("source__fingerprint")) | ~Q(secret_sealed=F("source__secret_sealed"))
+        | Q(source__source__isnull=False) | Q(source__order_line__isnull=False)
+    ).order_by("id")
+    offending = [f"key:{pk}" for pk in wrong.values_list("pk", flat=True)]
+    over = Product.objects.filter(sales_cap__isnull=False).annotate(
+        sales=Count("card_keys", filter=Q(card_keys__source__isnull=False, card_keys__status__in=OWNED)),
+    ).filter(sales__gt=F("sales_cap")).order_by("id")
+    return offending + [f"product:{pk}" for pk in over.values_list("pk", flat=True)]
+
+
 CHECKS = [
     (1, "no key on more than one order line, no line over its quantity", audit_key_single_line),
     (2, "every line of a paid order has exactly its keys, only unpaid ones hold keys aside",
@@ -222,6 +240,8 @@ CHECKS = [
     (4, "duplicate/forged/mismatched callbacks changed nothing", audit_callbacks_applied_once),
     (5, "every successful payment maps to a paid order", audit_payments_not_lost),
     (6, "no plaintext key in the database", audit_no_plaintext),
+    (7, "a key goes to many buyers only as copies of a reusable product's key, within its cap",
+     audit_reusable_copies),
 ]
 
 

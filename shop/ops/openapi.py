@@ -198,11 +198,16 @@ DOCUMENT = {
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "ref": {"type": "string"},
                                "fields": {"type": "array", "items": {"type": "string"}}},
             }}},
-            "Product": {"type": "object", "required": ["slug", "name", "price", "currency", "stock"], "properties": {
+            "Product": {"type": "object", "required": ["slug", "name", "kind", "price", "currency", "stock"],
+                        "properties": {
                 "slug": {"type": "string"},
+                "kind": {"type": "string", "enum": ["unique", "reusable"],
+                         "description": "unique: each key is sold once; reusable: every buyer gets the same key"},
                 "name": {"type": "string", "description": "In the request's language (Accept-Language: en or "
                                                           "zh-Hans), the other one when that is empty"},
-                "price": {"type": "string"}, "currency": {"type": "string"}, "stock": {"type": "integer"},
+                "price": {"type": "string"}, "currency": {"type": "string"},
+                "stock": {"type": "integer", "nullable": True,
+                          "description": "Keys a new buyer can get; null: no limit (a reusable product without a cap)"},
                 "name_en": {"type": "string"}, "name_zh": {"type": "string", "description": "Empty when not set"},
                 "sold": {"type": "integer", "description": "Keys delivered to buyers"},
                 "category": {"type": "string", "nullable": True, "description": "The category's slug"},

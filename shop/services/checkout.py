@@ -21,6 +21,7 @@ from django.utils.translation import get_language
 
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
+from inventory.selectors import keys_available_count
 from inventory.services import keys_hold, keys_holds_release
 from riskctl.identity import BuyerContext, email_normalise, phone_normalise
 from riskctl.services import (
@@ -37,8 +38,9 @@ from shop.models import (
     OrderLine,
     OrderStatus,
     Product,
+    ProductKind,
 )
-from shop.selectors import product_holds
+from shop.selectors import product_holds, reusable_left
 from shop.services.events import event_created, events_save
 
 logger = logging.getLogger(__name__)
@@ -251,7 +253,10 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
 def _stock_hold(*, line: OrderLine, product: Product, now: datetime) -> None:
     """Hold the line's keys; when too few are free, put lapsed holds back in
     stock and try once more. Raises OUT_OF_STOCK (the caller's transaction
-    rolls the order back)."""
+    rolls the order back). A reusable product holds no key: its line counts
+    against the sales cap while the hold is live (``_reusable_hold``)."""
+    if product.kind == ProductKind.REUSABLE:
+        return _reusable_hold(line=line, product=product)
     hold = functools.partial(keys_hold, line_id=line.pk, product_id=product.pk, quantity=line.quantity)
     free = hold()
     if free < line.quantity and _holds_lapsed_release(product_id=product.pk, now=now):
@@ -259,6 +264,21 @@ def _stock_hold(*, line: OrderLine, product: Product, now: datetime) -> None:
     if free == line.quantity:
         return
     raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, free), field="quantity")
+
+
+def _reusable_hold(*, line: OrderLine, product: Product) -> None:
+    """A reusable product sells while it has a key in stock and, with a cap,
+    sales left: counted after a transaction-level lock on the product's cap
+    (safe behind PgBouncer), so two checkouts cannot both take the last sale."""
+    if product.sales_cap is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"kamidrop-cap:{product.pk}"])
+    if not keys_available_count(product=product):
+        raise CheckoutError(code="OUT_OF_STOCK", message=_out_of_stock_message(product, 0), field="quantity")
+    left = reusable_left(products=[product], clamp=False)[product.pk]  # this line's order counts itself
+    if left is not None and left < 0:
+        raise CheckoutError(code="OUT_OF_STOCK", field="quantity",
+                            message=_out_of_stock_message(product, max(0, left + line.quantity)))
 
 
 def _holds_lapsed_release(*, product_id: int, now: datetime) -> int:

@@ -113,6 +113,7 @@ def product_detail(request, slug: str):
     context = {
         "product": product, "form": form, "error": error, "quote": quote,
         "stock": this.stock if this else product_stock(product=product),
+        "stock_unlimited": getattr(this, "stock_unlimited", False),
         "sold": this.sold if this else product_sold(product=product),
         "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
         "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",

@@ -39,6 +39,7 @@ def _product_post(**extra) -> dict:
         "name": "Game Card", "slug": "game-card", "price": "10.00", "currency": "CNY", "active": "on",
         "description": "", "usage_notes": "", "name_zh": "游戏卡", "description_zh": "", "usage_notes_zh": "",
         "deliver_by_email": "on", "auto_replacements_per_order": "0", "max_per_order": "10", "hold_minutes": "",
+        "kind": "unique", "sales_cap": "",
         "tiers-TOTAL_FORMS": "0", "tiers-INITIAL_FORMS": "0", "tiers-MIN_NUM_FORMS": "0",
         "tiers-MAX_NUM_FORMS": "1000", **extra,
     }
