@@ -326,6 +326,9 @@ RQ = {"WORKER_CLASS": "delivery.worker.SweepingWorker"}
 # Seconds between sweeps (re-enqueue lost deliveries, expire unpaid orders,
 # fill orders waiting for stock, alert on stuck orders).
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60)
+# Seconds the sweeper's lease (which sweeper leads) lasts past each renewal; a
+# dead leader is replaced within it. `sweep --every N` uses at least 3 × N.
+SWEEP_LEASE_SECONDS = env_int("SWEEP_LEASE_SECONDS", 60)
 # A PENDING delivery older than this with no live job is re-enqueued.
 SWEEP_ORPHAN_AFTER_SECONDS = env_int("SWEEP_ORPHAN_AFTER_SECONDS", 120)
 # Paid orders not delivered after this many minutes alert the owner.
