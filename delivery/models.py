@@ -112,6 +112,27 @@ class SweepRun(models.Model):
         return f"{self.name} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
+class Lease(models.Model):
+    """Leadership of a single-runner job (the sweeper) among processes on any
+    number of machines: whoever holds the row until ``expires_at`` leads.
+
+    A row, not a session-level advisory lock: behind PgBouncer's transaction
+    pooling a session lock stays on whichever server connection the statement
+    happened to use, where the next statement may not run and another client
+    may inherit it. Taken and renewed by one statement on the database's clock
+    (``delivery.services.leases``); a holder that dies without releasing it
+    stops leading when it expires.
+    """
+
+    name = models.CharField(max_length=40, primary_key=True)
+    holder = models.CharField(max_length=200)
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} held by {self.holder} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
 class AlertKind(models.TextChoices):
     LOW_STOCK = "LOW_STOCK", "Low stock"
     DEAD_LETTER = "DEAD_LETTER", "Delivery failed for good"

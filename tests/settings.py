@@ -30,7 +30,9 @@ def _with_db(url: str, db: int) -> str:
 
 
 REDIS_URL = _with_db(REDIS_URL, TEST_REDIS_DB)
-RQ_QUEUES = {name: {**config, "URL": REDIS_URL} for name, config in RQ_QUEUES.items()}
+# Through a Sentinel (REDIS_SENTINELS set) a queue names its database as DB, not in a URL.
+RQ_QUEUES = {name: {**config, **({"DB": TEST_REDIS_DB} if "SENTINELS" in config else {"URL": REDIS_URL})}
+             for name, config in RQ_QUEUES.items()}
 # The payment applier runs in the request that woke it (same code, same job,
 # no worker): a test sees the order paid when the notify returns. The queued
 # path itself is tested with ASYNC switched back on (tests/payments/test_inbox.py).

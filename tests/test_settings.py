@@ -66,3 +66,18 @@ def test_hsts_is_on_by_default_behind_a_tls_proxy(tmp_path):
     direct = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
                             timeout=60)
     assert (behind.stdout.strip(), direct.stdout.strip()) == ("31536000", "0")
+
+
+def test_production_settings_with_a_redis_sentinel_need_no_redis_url(tmp_path):
+    # when: Redis is reached through Sentinel (REDIS_URL, naming a server, is left out)
+    code = "import shop.project.settings as s; print(s.REDIS_URL, s.RQ_QUEUES['default']['MASTER_NAME'])"
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    env.update({**PRODUCTION, "KAMIDROP_DATA_DIR": str(tmp_path), "REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379",
+                "REDIS_SENTINEL_MASTER": "shop"})
+    del env["REDIS_URL"]
+    result = subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                            text=True, timeout=60)
+    # then
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["redis://shop/0", "shop"]
+    assert not (tmp_path / "redis").exists()

@@ -10,9 +10,11 @@ and the sweeper's rescues.
 - ``outbox``: writing the delivery rows, enqueueing their send jobs, resends;
 - ``sending``: claim, transmit, record (the batch and the single send), retries and dead letters;
 - ``orphans``: the sweeper's part: live-job checks and re-enqueueing lost deliveries;
-- ``runs``: the record of each periodic run.
+- ``runs``: the record of each periodic run;
+- ``leases``: which process leads a single-runner job (the sweeper).
 """
 
+from delivery.services.leases import lease_hold, lease_holder_new, lease_release  # noqa: F401
 from delivery.services.orphans import (  # noqa: F401
     SWEEP_BATCH,
     deliveries_requeue_orphans,

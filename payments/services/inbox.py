@@ -40,7 +40,7 @@ from payments.services.confirm import (
 )
 from payments.services.notice_paths import CallbackOutcome, event_reject
 from payments.services.paid_path import notices_apply
-from shop.project.redis_breaker import redis_client
+from shop.project.redis_breaker import redis_client_for
 
 logger = logging.getLogger(__name__)
 
@@ -121,17 +121,13 @@ _DELETE_IF_EQUAL = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.c
 
 
 def _apply_redis() -> redis.Redis:
-    """The payments queue's Redis client, one per process and URL: django-rq
-    builds a new client (and a new connection) per call, which cost the
-    notify endpoint more than its own INSERT."""
-    return _redis_client(django_rq.settings.QUEUES[APPLY_QUEUE]["URL"])
-
-
-def _redis_client(url: str) -> redis.Redis:
-    """Connects within REDIS_CONNECT_TIMEOUT, through the server's breaker: a
-    Redis that drops packets costs the first notify one connect timeout, the
-    ones after it nothing until the breaker tries again."""
-    return redis_client(url, socket_timeout=5)
+    """The payments queue's Redis client, one per process and connection
+    config: django-rq builds a new client (and a new connection) per call,
+    which cost the notify endpoint more than its own INSERT. It connects
+    within REDIS_CONNECT_TIMEOUT, through the server's breaker: a Redis that
+    drops packets costs the first notify one connect timeout, the ones after
+    it nothing until the breaker tries again."""
+    return redis_client_for(django_rq.settings.QUEUES[APPLY_QUEUE], socket_timeout=5)
 
 
 def payment_notices_drain(*, budget_seconds: float | None = None, job_id: str | None = None) -> int:

@@ -5,11 +5,11 @@ from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from redis import Redis
 from rq import Queue
 
 from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
 from shop.access import site_id
+from shop.project.redis_breaker import redis_probe_client
 
 # /healthz is unhealthy once the sweeper's last run is this many intervals old.
 SWEEP_OVERDUE_INTERVALS = 5
@@ -29,7 +29,7 @@ def healthz(request):
         healthy = False
     try:
         # A connection of its own with short timeouts: a hung Redis must not hang the monitor.
-        redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        redis = redis_probe_client(timeout=2)
         redis.ping()
         checks["redis"] = "ok"
         checks["queues"] = {name: Queue(name, connection=redis).count for name in settings.RQ_QUEUES}

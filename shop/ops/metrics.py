@@ -18,7 +18,6 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from redis import Redis
 from rq import Queue
 
 from delivery.models import Delivery
@@ -26,6 +25,7 @@ from delivery.selectors import delivery_oldest_pending_at, sweep_last_run
 from payments.models import PaymentEvent
 from riskctl.identity import client_ip
 from shop.models import Order, OrderStatus
+from shop.project.redis_breaker import redis_probe_client
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upper bounds (seconds) of the paid → delivered histogram buckets.
@@ -98,7 +98,7 @@ def metrics_render() -> str:
         out.sample("kamidrop_payment_callbacks_total", n, provider=provider, outcome=outcome)
 
     try:
-        redis = Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+        redis = redis_probe_client(timeout=2)
         depths = {name: Queue(name, connection=redis).count for name in settings.RQ_QUEUES}
     except Exception:  # noqa: BLE001 — reported as redis_up 0, the scrape still succeeds
         depths = None

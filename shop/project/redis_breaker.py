@@ -12,8 +12,10 @@ failure opens it for another window. Connections already open are not
 affected: the breaker only guards the TCP (or Unix socket) connect.
 
 Wired in one place, the connection classes; every Redis client the project
-builds uses them: ``redis_client`` (the payments inbox, the RQ queues through
-``BreakerQueue``) and the counter cache (``BreakerConnectionPool`` in CACHES).
+builds uses them: ``redis_client_for`` (the payments inbox, the RQ queues
+through ``BreakerQueue``) and the counter cache (``BreakerConnectionPool`` in
+CACHES), and their Sentinel versions (shop/project/redis_sentinel.py), where
+the breaker guards each address: every sentinel, the master.
 The state is per process and shared by its threads (gunicorn gthread).
 """
 
@@ -157,17 +159,43 @@ def redis_client(url: str, *, socket_timeout: float | None = None) -> redis.Redi
     return redis.Redis(connection_pool=pool)
 
 
+def redis_client_for(config: dict, *, socket_timeout: float | None = None) -> redis.Redis:
+    """The shared client of a django-rq connection config (an RQ_QUEUES
+    entry): its ``URL``, or the master its ``SENTINELS`` name
+    (shop/project/redis_sentinel.py), through the breaker either way."""
+    if "SENTINELS" in config and "URL" not in config:
+        from shop.project.redis_sentinel import sentinel_client
+
+        return sentinel_client(config, socket_connect_timeout=settings.REDIS_CONNECT_TIMEOUT,
+                               socket_timeout=socket_timeout)
+    return redis_client(config["URL"], socket_timeout=socket_timeout)
+
+
+def redis_probe_client(*, timeout: float) -> redis.Redis:
+    """A client of its own (no shared pool, no breaker) with ``timeout`` on
+    connects and reads, for monitors (/healthz, /metrics): a hung Redis must
+    not hang them, and they must see Redis itself, not a breaker's memory."""
+    if settings.REDIS_SENTINELS:
+        from shop.project.redis_sentinel import sentinel_probe_client
+
+        return sentinel_probe_client(url=settings.REDIS_URL, sentinels=settings.REDIS_SENTINELS,
+                                     service_name=settings.REDIS_SENTINEL_MASTER,
+                                     sentinel_password=settings.REDIS_SENTINEL_PASSWORD, timeout=timeout)
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout)
+
+
 class BreakerQueue(DjangoRQ):
     """The RQ queue class of RQ_QUEUES: django-rq builds a fresh client per
-    ``get_queue`` from the URL alone (no connection options); this one
-    uses the shared ``redis_client`` of the queue's URL instead (same URL,
-    no read timeout, as django-rq's), unless the caller passed a breaker
-    client of its own (the payments inbox)."""
+    ``get_queue`` from the config alone (no connection options); this one
+    uses the shared ``redis_client_for`` the queue's config instead (no read
+    timeout, as django-rq's), unless the caller passed a breaker client of
+    its own (the payments inbox)."""
 
     def __init__(self, name="default", default_timeout=None, connection=None, **kwargs):
         from django_rq.settings import QUEUES
 
         pool = getattr(connection, "connection_pool", None)
-        if not isinstance(pool, BreakerConnectionPool) and "URL" in QUEUES.get(name, {}):
-            connection = redis_client(QUEUES[name]["URL"])
+        through_breaker = issubclass(getattr(pool, "connection_class", object), _BreakerMixin)
+        if not through_breaker and name in QUEUES:
+            connection = redis_client_for(QUEUES[name])
         super().__init__(name, default_timeout=default_timeout, connection=connection, **kwargs)

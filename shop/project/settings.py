@@ -21,6 +21,7 @@ from shop.project import embedded
 from shop.project.components import INSTALLED_APPS, MIDDLEWARE, SERVER_TO_SERVER_PATHS  # noqa: F401
 from shop.project.envconfig import database_from_url, email_from_url, env_bool, env_int, env_list, env_str
 from shop.project.logging_config import logging_config
+from shop.project.redis_config import redis_settings
 from shop.project.security import CONTENT_SECURITY_POLICY  # noqa: F401
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -106,35 +107,9 @@ DATABASES["default"].update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HE
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = _service_url("REDIS_URL", embedded.redis_ensure)
-# Seconds to wait for a TCP connect to Redis (it is on the LAN), and how long an
-# unreachable Redis is then not tried again (shop/project/redis_breaker.py).
-REDIS_CONNECT_TIMEOUT = float(os.environ.get("REDIS_CONNECT_TIMEOUT", "0.25"))
-REDIS_BREAKER_SECONDS = float(os.environ.get("REDIS_BREAKER_SECONDS", "5"))
-
-# Holds only counters (rate limits, the key guard): with Redis unreachable
-# they fail open, within a second, rather than answer 500 (shop/project/counter_cache.py says why).
-CACHES = {
-    "default": {
-        "BACKEND": "shop.project.counter_cache.CounterCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "kamidrop",
-        "OPTIONS": {
-            "pool_class": "shop.project.redis_breaker.BreakerConnectionPool",
-            "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
-            "socket_timeout": 1,
-        },
-    }
-}
-
-# Every queue a job may be enqueued on must be named here: django-rq silently
-# drops commit-aware enqueues to unknown queues.
-_RQ_QUEUE_CLASS = "shop.project.redis_breaker.BreakerQueue"  # a client per URL, via the breaker
-RQ_QUEUES = {
-    "payments": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 180, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
-    "default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
-    "delivery": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 60, "QUEUE_CLASS": _RQ_QUEUE_CLASS},
-}
+# Redis (queues, the cache's counters, the breakers' timeouts): one server at REDIS_URL,
+# or the master Redis Sentinel names (REDIS_SENTINELS); shop/project/redis_config.py.
+globals().update(redis_settings(service_url=lambda: _service_url("REDIS_URL", embedded.redis_ensure)))
 
 # --- auth, i18n, static -------------------------------------------------------
 
@@ -351,6 +326,9 @@ RQ = {"WORKER_CLASS": "delivery.worker.SweepingWorker"}
 # Seconds between sweeps (re-enqueue lost deliveries, expire unpaid orders,
 # fill orders waiting for stock, alert on stuck orders).
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60)
+# Seconds the sweeper's lease (which sweeper leads) lasts past each renewal; a
+# dead leader is replaced within it. `sweep --every N` uses at least 3 × N.
+SWEEP_LEASE_SECONDS = env_int("SWEEP_LEASE_SECONDS", 60)
 # A PENDING delivery older than this with no live job is re-enqueued.
 SWEEP_ORPHAN_AFTER_SECONDS = env_int("SWEEP_ORPHAN_AFTER_SECONDS", 120)
 # Paid orders not delivered after this many minutes alert the owner.

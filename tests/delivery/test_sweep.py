@@ -5,21 +5,19 @@ from datetime import timedelta
 from io import StringIO
 
 import django_rq
-import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 
-from delivery.models import AlertKind, Delivery, DeliveryStatus, OwnerAlert, SweepRun
-from delivery.services import deliveries_with_live_job
+from delivery.models import AlertKind, Delivery, DeliveryStatus, Lease, OwnerAlert, SweepRun
+from delivery.services import deliveries_with_live_job, lease_hold
 from delivery.worker import SWEEP_JOB_ID, SweepingWorker, sweep_periodic_register
 from inventory.services import keys_import
 from shop.models import Order, OrderEventType, OrderStatus
-from shop.ops.sweep import SWEEP_LOCK
+from shop.ops.sweep import SWEEP_LEASE
 from tests.delivery.conftest import email_of
 
 pytestmark = pytest.mark.django_db
@@ -150,20 +148,26 @@ def test_sweep_records_its_last_run():
     assert run.finished_at >= run.started_at
 
 
-def test_a_sweep_started_while_another_runs_does_nothing(make_product, make_unpaid_order):
-    # given: another sweeper (another connection) holds the advisory lock, and there is work to do
+def test_a_sweep_started_while_another_leads_does_nothing(make_product, make_unpaid_order):
+    # given: another sweeper (another machine) holds the sweep lease, and there is work to do
     order = make_unpaid_order(product=make_product(keys=1))
     Order.objects.filter(pk=order.pk).update(hold_expires_at=timezone.now() - timedelta(seconds=1))
-    db = connection.settings_dict
-    with psycopg.connect(host=db["HOST"], port=db["PORT"] or None, dbname=db["NAME"], user=db["USER"]) as other:
-        assert other.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [SWEEP_LOCK]).fetchone() == (True,)
-        # when
-        out = _sweep()
+    assert lease_hold(name=SWEEP_LEASE, holder="other-machine:1:abcd", seconds=60)
+    # when
+    out = _sweep()
     # then
-    assert out == "another sweep is running; nothing done"
+    assert out == "another sweeper holds the lease; nothing done"
     order.refresh_from_db()
     assert order.status == OrderStatus.PENDING_PAYMENT
     assert SweepRun.objects.count() == 0
+    assert Lease.objects.get(name=SWEEP_LEASE).holder == "other-machine:1:abcd"
+
+
+def test_a_one_off_sweep_gives_the_lease_back(make_product, make_unpaid_order):
+    # when
+    _sweep()
+    # then: the next sweeper, whoever it is, leads at once
+    assert lease_hold(name=SWEEP_LEASE, holder="next-machine:1:abcd", seconds=60)
 
 
 def test_periodic_sweep_is_registered_once_and_repeats(run_worker, settings):
@@ -342,4 +346,5 @@ def test_the_scheduled_sweep_applies_a_payment_notice_whose_wake_up_was_lost(cli
     # then
     order.refresh_from_db()
     assert (before, order.status) == (OrderStatus.PENDING_PAYMENT, OrderStatus.FULFILLING)
-    assert result == {"ran": True, "applied": 1, "requeued": 0, "expired": 0, "filled": 0, "stuck": 0}
+    assert result == {"ran": True, "applied": 1, "requeued": 0, "expired": 0, "filled": 0, "stuck": 0,
+                      "lost_lease": False}
