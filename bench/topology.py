@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlencode, urlsplit
@@ -196,24 +197,29 @@ def buyer_address(i: int) -> str:
     return f"127.0.{i // 250}.{i % 250 + 2}"
 
 
-def traffic_run(topology: Topology, *, checkouts: int) -> dict:
-    """Checkouts from distinct addresses, one paid by a signed notify, through HAProxy; the checks' inputs."""
+def traffic_run(topology: Topology, *, checkouts: int, concurrency: int = 8) -> dict:
+    """Checkouts from distinct addresses (``concurrency`` at a time), one paid by a signed notify, through
+    HAProxy; the checks' inputs."""
     import psycopg
 
     topology.manage_script("bench/checkout.py", "--setup", "--keys", str(checkouts))
-    orders, refused = [], []
-    started = time.perf_counter()
-    for i in range(checkouts):
-        status, body = topology.request(
+
+    def checkout(i: int) -> tuple[int, bytes]:
+        return topology.request(
             "POST", "/api/v1/orders", source=buyer_address(i),
             body=json.dumps({"product": SLUG, "quantity": 1, "email": f"buyer{i}@example.com", "provider": "epay",
                              "device_id": f"topologydev{i:09d}"}).encode(),
             # What a client writes here is not believed: HAProxy appends the address it sees.
             headers={"Content-Type": "application/json", "X-Forwarded-For": f"203.0.113.{i % 250 + 1}"})
-        if status == 201:
-            orders.append({**json.loads(body), "source": buyer_address(i)})
-        else:
-            refused.append((status, body[:200].decode(errors="replace")))
+
+    orders, refused = [], []
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:  # as many as the two gunicorns' threads
+        for i, (status, body) in enumerate(pool.map(checkout, range(checkouts))):
+            if status == 201:
+                orders.append({**json.loads(body), "source": buyer_address(i)})
+            else:
+                refused.append((status, body[:200].decode(errors="replace")))
     checkout_s = time.perf_counter() - started
     with psycopg.connect(topology.direct_url, autocommit=True) as conn:
         seen = dict(conn.execute("SELECT order_no, host(client_ip) FROM shop_order").fetchall())
