@@ -25,7 +25,7 @@ def _import_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
     env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run([sys.executable, "-c", "import shop.project.settings"], cwd=BASE_DIR, env=env,
+    return subprocess.run([sys.executable, "-c", "import shop.project.settings"], check=False, cwd=BASE_DIR, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -61,10 +61,10 @@ def test_hsts_is_on_by_default_behind_a_tls_proxy(tmp_path):
     code = "import shop.project.settings as s; print(s.SECURE_HSTS_SECONDS)"
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, "KAMIDROP_DATA_DIR": str(tmp_path)})
-    behind = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env={**env, "BEHIND_TLS_PROXY": "1"},
-                            capture_output=True, text=True, timeout=60)
-    direct = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
-                            timeout=60)
+    behind = subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR,
+                            env={**env, "BEHIND_TLS_PROXY": "1"}, capture_output=True, text=True, timeout=60)
+    direct = subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                            text=True, timeout=60)
     assert (behind.stdout.strip(), direct.stdout.strip()) == ("31536000", "0")
 
 
@@ -74,8 +74,8 @@ def _database_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
             "'conn_max_age': d['CONN_MAX_AGE'], 'atomic': d['ATOMIC_REQUESTS']}))")
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DB_POOLER"}
     env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
-    return subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_off(tmp_path):
