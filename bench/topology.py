@@ -158,7 +158,19 @@ class Topology(Stack):
         lb = self.start_process("lb", [binary("haproxy"), "-db", "-f", str(HAPROXY_DIR / "haproxy.cfg"),
                                        "-f", str(self._haproxy_servers())])
         port_wait(self.lb_port, process=lb, log=self.log_path("lb"))
+        # Until HAProxy's own health check passed on every web (a Host Django refuses would fail it).
+        deadline = time.monotonic() + 20
+        while not all(self.health_checks_passed().values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"HAProxy's health checks did not pass on every web: {self.health_checks_passed()}")
+            time.sleep(0.2)
         return self
+
+    def health_checks_passed(self) -> dict[str, int]:
+        """Per web, the health checks (HAProxy's: GET /healthz?scope=replica) it answered 200."""
+        return {f"web{n}": len(re.findall(r'"GET /healthz\?scope=replica HTTP/1\.1" 200 ',
+                                          Path(self.log_path(f"web{n}")).read_text()))
+                for n in range(len(self.web_ports))}
 
     def __exit__(self, *exc) -> None:
         """Stops every process, and the Redis server and database bench/stack.py made for this run."""
@@ -253,7 +265,7 @@ def traffic_run(topology: Topology, *, checkouts: int, concurrency: int = 8) -> 
         "client_ips": {o["order_no"]: seen.get(o["order_no"]) for o in orders},
         "notify": notify and (notify[0], notify[1].decode(errors="replace")), "paid": paid and paid["order_no"],
         "key": key, "emailed": len(emailed), "audit": (audit.returncode, (audit.stdout + audit.stderr).strip()),
-        "served": served, "pool_mode": [p["pool_mode"] for p in pools],
+        "served": served, "health_checks": topology.health_checks_passed(), "pool_mode": [p["pool_mode"] for p in pools],
         "transactions": sum(int(s["total_xact_count"]) for s in stats),
         "clients": len(clients), "servers": len(servers),
     }
@@ -277,6 +289,8 @@ def verdict(run: dict) -> list[str]:
         problems.append(f"audit: {run['audit'][1][-500:]}")
     if sum(run["served"].values()) != len(run["orders"]) or not all(run["served"].values()):
         problems.append(f"checkouts not spread over every web: {run['served']}")
+    if not all(run["health_checks"].values()):
+        problems.append(f"HAProxy's health checks answered 200: {run['health_checks']}")
     if run["pool_mode"] != ["transaction"]:
         problems.append(f"PgBouncer's pool mode: {run['pool_mode']}")
     if not run["servers"] < run["clients"]:
@@ -292,7 +306,8 @@ def report(args, run: dict, problems: list[str]) -> list[str]:
         f"({args.web_workers} gthread worker each) → PgBouncer (transaction, pool {PGBOUNCER_POOL_SIZE}) → "
         f"PostgreSQL; {args.rq_workers} RQ workers"),
         (f"- {len(run['orders'])} of {run['checkouts']} checkouts from distinct addresses in {run['checkout_s']:.1f} s, "
-        f"served {run['served']}; every order carries its buyer's address: "
+        f"served {run['served']} (health checks answered 200: {run['health_checks']}); every order carries its "
+        "buyer's address: "
         f"{'yes' if not any('address' in p for p in problems) else 'NO'}"),
         (f"- notify {run['notify']}; order {run['paid']} {run['key'] and run['key']['status']}, "
         f"{len((run['key'] or {}).get('keys', []))} key shown, {run['emailed']} email; audit exit {run['audit'][0]}"),
