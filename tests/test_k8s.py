@@ -103,6 +103,10 @@ def test_web_is_a_deployment_behind_a_service_probed_on_healthz_for_a_replica():
     assert service["selector"] == resources()[("Deployment", "kamidrop-web")]["spec"]["selector"]["matchLabels"]
     assert service["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     assert resources()[("Deployment", "kamidrop-web")]["spec"]["replicas"] >= 2
+    # a stopping pod is taken out of the Service before gunicorn stops listening
+    assert web["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert pod_spec("kamidrop-web")["terminationGracePeriodSeconds"] >= 5 + 30
+    assert resources()[("PodDisruptionBudget", "kamidrop-web")]["spec"]["maxUnavailable"] == 1
 
 
 def test_worker_and_sweeper_run_what_compose_runs_and_one_sweeper_at_a_time():
