@@ -133,6 +133,13 @@ class Topology(Stack):
         return path
 
     def __enter__(self) -> Self:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__(None, None, None)  # nothing started is left running
+            raise
+
+    def _start(self) -> Self:
         # As compose's migrate service: straight to PostgreSQL.
         subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=BASE_DIR, check=True, capture_output=True,
                        env={**self.env, "DATABASE_URL": self.direct_url, "DB_POOLER": ""})
@@ -181,6 +188,7 @@ class Topology(Stack):
         super().__exit__(*exc)
         shutil.rmtree(self.dir, ignore_errors=True)
         embedded.redis_stop(root=BENCH_REDIS_ROOT / self.name)
+        shutil.rmtree(BENCH_REDIS_ROOT / self.name, ignore_errors=True)
         with psycopg.connect(self.direct_url.replace(f"/{self.database}?", "/postgres?"), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
 
