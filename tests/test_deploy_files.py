@@ -26,8 +26,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DOCKERFILE = BASE_DIR / "Dockerfile"
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
-# The settings module and the sibling modules it reads the payment gateways' and Redis's variables from.
-SETTINGS_FILES = [BASE_DIR / "shop" / "project" / name for name in ("settings.py", "gateways.py", "redis_config.py")]
+# The settings module and the sibling modules it reads the payment gateways', the database's and Redis's variables from.
+SETTINGS_FILES = [BASE_DIR / "shop" / "project" / name
+                  for name in ("settings.py", "gateways.py", "database_config.py", "redis_config.py")]
 
 # Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
 # image's command, not by the settings.
@@ -104,7 +105,7 @@ def compose() -> dict:
 def compose_command() -> list[str] | None:
     """`docker compose` or `docker-compose`, whichever is installed, else None."""
     docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+    if docker and subprocess.run([docker, "compose", "version"], check=False, capture_output=True).returncode == 0:
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
@@ -176,7 +177,8 @@ def test_dockerfile_command_configures_gthread_workers(overrides, expected):
     env.update(overrides, DJANGO_SETTINGS_MODULE="tests.settings")
     command = dockerfile_gunicorn_command(bind="127.0.0.1:8000", gunicorn="--print-config")
     # when
-    result = subprocess.run(["sh", "-c", command], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(["sh", "-c", command], check=False, cwd=BASE_DIR, env=env, capture_output=True, text=True,
+                            timeout=120)
     # then
     assert result.returncode == 0, result.stderr
     config = {name.strip(): value.strip() for name, _, value in
@@ -202,7 +204,7 @@ def test_dockerfile_command_serves_several_requests_over_one_kept_alive_connecti
     env = {k: v for k, v in os.environ.items() if k not in {"WEB_CONCURRENCY", "WEB_THREADS"}}
     database_url = urlsplit(settings.DATABASE_URL)._replace(path=f"/{db_connection.settings_dict['NAME']}")
     env.update(DJANGO_SETTINGS_MODULE="tests.settings", WEB_CONCURRENCY="1", DATABASE_URL=urlunsplit(database_url))
-    log = open(tmp_path / "gunicorn.log", "w")
+    log = open(tmp_path / "gunicorn.log", "w")  # noqa: SIM115 - closed in the finally below
     server = subprocess.Popen(["sh", "-c", dockerfile_gunicorn_command(bind=f"127.0.0.1:{port}")], cwd=BASE_DIR,
                               env=env, stdout=log, stderr=log, start_new_session=True)
     try:
@@ -261,7 +263,7 @@ def test_dockerfile_collectstatic_step_imports_settings_without_servers(tmp_path
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     # when
-    result = subprocess.run(["sh", "-c", step + " --dry-run"], cwd=BASE_DIR, env=env,
+    result = subprocess.run(["sh", "-c", step + " --dry-run"], check=False, cwd=BASE_DIR, env=env,
                             capture_output=True, text=True, timeout=120)
     # then
     assert result.returncode == 0, result.stderr
@@ -277,7 +279,8 @@ def test_healthcheck_command_passes_with_the_first_allowed_host(live_server, set
 
     def healthcheck(allowed_hosts: str) -> int:
         env = {**os.environ, "ALLOWED_HOSTS": allowed_hosts}
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30).returncode
+        return subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True,
+                              timeout=30).returncode
 
     # when / then: the Host header is the first allowed host, leading dot and all
     assert healthcheck("shop.example.com,www.example.com") == 0
@@ -288,12 +291,30 @@ def test_healthcheck_command_passes_with_the_first_allowed_host(live_server, set
 
 # --- docker-compose.yml -----------------------------------------------------------
 
+APP_SERVICES = ("migrate", "web", "worker", "sweeper")
+COMPOSE_DATABASE = "${POSTGRES_USER:-kamidrop}:${POSTGRES_PASSWORD:-kamidrop}@{host}:5432/${POSTGRES_DB:-kamidrop}"
+HAPROXY_DIR = BASE_DIR / "deploy" / "haproxy"
+
+
+def compose_schema_check(path: Path) -> subprocess.CompletedProcess:
+    """check-jsonschema against the Compose Specification's JSON schema, the copy
+    check-jsonschema ships (vendored from the compose-spec project, Apache-2.0): offline."""
+    return subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
+                           "vendor.compose-spec", str(path)], check=False, capture_output=True, text=True, timeout=120)
+
+
+def haproxy_lines(name: str = "haproxy.cfg") -> list[str]:
+    """The configuration's lines, stripped, comments and blank lines dropped."""
+    lines = (line.strip() for line in (HAPROXY_DIR / name).read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
 
 def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "sweeper"}
+    assert set(services) == {"postgres", "pgbouncer", "redis", "migrate", "lb", "web", "worker", "sweeper"}
     postgres, redis = services["postgres"], services["redis"]
     assert postgres["image"] == "postgres:16"
+    assert postgres["command"] == ["postgres", "-c", "timezone=UTC"]  # Django's: no connection needs to SET it
     assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
     assert postgres["healthcheck"]["test"][0] == "CMD-SHELL"
     assert postgres["healthcheck"]["test"][1].startswith("pg_isready ")
@@ -304,23 +325,43 @@ def test_compose_runs_postgres_16_and_redis_7_with_append_only_file():
     assert set(compose()["volumes"]) == {"postgres-data", "redis-data", "media-data"}
 
 
-def test_compose_app_services_use_the_image_and_the_compose_servers():
+def test_compose_app_services_use_the_image_and_reach_postgres_through_pgbouncer():
     services = compose()["services"]
-    for name in ("migrate", "web", "worker", "sweeper"):
+    for name in APP_SERVICES:
         service = services[name]
         assert service["build"] == ".", name
         assert service["env_file"] == ".env", name
         environment = service["environment"]
-        assert environment["DATABASE_URL"] == (
-            "postgres://${POSTGRES_USER:-kamidrop}:${POSTGRES_PASSWORD:-kamidrop}@postgres:5432/${POSTGRES_DB:-kamidrop}"
-        ), name
         assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+        if name == "migrate":  # migrations straight to PostgreSQL, not through the pool
+            assert environment["DATABASE_URL"] == "postgres://" + COMPOSE_DATABASE.replace("{host}", "postgres")
+            assert environment["DB_POOLER"] == ""
+        else:
+            assert environment["DATABASE_URL"] == "postgres://" + COMPOSE_DATABASE.replace("{host}", "pgbouncer"), name
+            assert environment["DB_POOLER"] == "transaction", name
     postgres_env = services["postgres"]["environment"]
     assert postgres_env == {
         "POSTGRES_DB": "${POSTGRES_DB:-kamidrop}",
         "POSTGRES_USER": "${POSTGRES_USER:-kamidrop}",
         "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:-kamidrop}",
     }
+
+
+def test_compose_pgbouncer_pools_transactions_in_front_of_postgres_as_the_topology_run_does():
+    from bench.topology import PGBOUNCER
+
+    pgbouncer = compose()["services"]["pgbouncer"]
+    environment = pgbouncer["environment"]
+    # the image is pinned, and configured from these variables by its entrypoint
+    assert re.fullmatch(r"edoburu/pgbouncer:v1\.\d+\.\d+-p\d+", pgbouncer["image"])
+    assert environment["POOL_MODE"] == PGBOUNCER["pool_mode"] == "transaction"
+    assert environment["AUTH_TYPE"] == PGBOUNCER["auth_type"]
+    assert environment["MAX_CLIENT_CONN"] == PGBOUNCER["max_client_conn"]
+    assert (environment["DB_HOST"], environment["DB_PORT"]) == ("postgres", "5432")
+    assert (environment["DB_NAME"], environment["DB_USER"], environment["DB_PASSWORD"]) == (
+        "${POSTGRES_DB:-kamidrop}", "${POSTGRES_USER:-kamidrop}", "${POSTGRES_PASSWORD:-kamidrop}")
+    assert pgbouncer["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert pgbouncer["healthcheck"]["test"] == ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", "5432"]
 
 
 def test_compose_migrates_once_before_web_and_worker_start():
@@ -331,18 +372,86 @@ def test_compose_migrates_once_before_web_and_worker_start():
     assert services["migrate"]["depends_on"] == servers_healthy
     for name in ("web", "worker", "sweeper"):
         assert services[name]["depends_on"] == {
-            **servers_healthy, "migrate": {"condition": "service_completed_successfully"},
+            **servers_healthy, "pgbouncer": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
         }, name
         assert services[name]["restart"] == "unless-stopped", name
-    assert services["postgres"]["restart"] == "unless-stopped"
-    assert services["redis"]["restart"] == "unless-stopped"
+    for name in ("postgres", "pgbouncer", "redis", "lb"):
+        assert services[name]["restart"] == "unless-stopped", name
 
 
-def test_compose_web_serves_on_8000_with_the_image_healthcheck():
+def test_compose_web_publishes_no_port_and_keeps_the_image_healthcheck():
+    # `--scale web=N` would fail on a host port taken by the first replica
     web = compose()["services"]["web"]
     assert "command" not in web  # the image's gunicorn
-    assert web["ports"] == ["8000:8000"]
+    assert "ports" not in web and "container_name" not in web
     assert web["healthcheck"]["test"] == ["CMD", "python", "-c", dockerfile_healthcheck_code()]
+    scaled = [name for name, service in compose()["services"].items()
+              if name in ("web", "worker") and ("ports" in service or "container_name" in service)]
+    assert scaled == []
+
+
+def test_compose_balancer_publishes_8000_and_finds_every_web_replica_through_docker_dns():
+    lb = compose()["services"]["lb"]
+    assert lb["image"].startswith("haproxy:2.")
+    assert lb["ports"] == ["8000:8000"]
+    assert lb["volumes"] == ["./deploy/haproxy:/usr/local/etc/haproxy:ro"]
+    assert lb["command"] == ["haproxy", "-f", "/usr/local/etc/haproxy/haproxy.cfg",
+                             "-f", "/usr/local/etc/haproxy/web-compose.cfg"]
+    assert lb["environment"]["LB_BIND"] == ":8000"
+    assert lb["environment"]["ALLOWED_HOSTS"].startswith("${ALLOWED_HOSTS:?")
+    servers = haproxy_lines("web-compose.cfg")
+    assert "nameserver dns 127.0.0.11:53" in servers  # Docker's embedded DNS server
+    (template,) = [line for line in servers if line.startswith("server-template ")]
+    assert re.fullmatch(r"server-template web (\d+) web:8000 resolvers docker resolve-prefer ipv4 init-addr none",
+                        template)
+    assert int(template.split()[2]) >= 3
+
+
+def test_balancer_checks_healthz_and_sets_x_forwarded_for():
+    lines = haproxy_lines()
+    assert "option forwardfor" in lines
+    assert "option httpchk" in lines
+    (send,) = [line for line in lines if line.startswith("http-check send ")]
+    assert send.startswith("http-check send meth GET uri /healthz?scope=replica ver HTTP/1.1 hdr Host ")
+    assert "env(ALLOWED_HOSTS)" in send
+    assert "http-check expect status 200" in lines
+    assert any(line.startswith("default-server check ") for line in lines)
+    # the one path into the health check exists
+    from django.urls import resolve
+
+    assert resolve("/healthz").url_name == "healthz"
+    # only a failed connect is retried: a notify is never sent twice
+    assert not any(line.startswith("retry-on") for line in lines)
+
+
+def test_balancer_configuration_is_valid_for_haproxy_with_either_server_list(tmp_path):
+    # given: Debian's haproxy (installed when missing), as bench/topology.py runs it
+    from bench.topology import binary, debian_packages_ensure
+
+    debian_packages_ensure({"haproxy": "haproxy"})
+    loopback = tmp_path / "web-loopback.cfg"
+    loopback.write_text("backend web\n    server web0 127.0.0.1:1\n")
+    env = {**os.environ, "LB_BIND": "127.0.0.1:1", "ALLOWED_HOSTS": "shop.example.com"}
+    for servers in (HAPROXY_DIR / "web-compose.cfg", loopback):
+        # when
+        result = subprocess.run([binary("haproxy"), "-c", "-f", str(HAPROXY_DIR / "haproxy.cfg"), "-f", str(servers)],
+                                check=False, env=env, capture_output=True, text=True, timeout=60)
+        # then
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_apps_trust_x_forwarded_for_from_the_balancer_address_only():
+    import ipaddress
+
+    data = compose()
+    lb_address = data["services"]["lb"]["networks"]["default"]["ipv4_address"]
+    (subnet,) = [entry["subnet"] for entry in data["networks"]["default"]["ipam"]["config"]]
+    assert ipaddress.ip_address(lb_address) in ipaddress.ip_network(subnet)
+    for name in APP_SERVICES:
+        trusted = data["services"][name]["environment"]["TRUSTED_PROXIES"]
+        # the balancer, then what .env adds (a TLS proxy in front of it)
+        assert trusted == f"{lb_address},${{TRUSTED_PROXIES:-}}", name
 
 
 def test_compose_worker_runs_both_queues_with_the_scheduler():
@@ -355,24 +464,38 @@ def test_compose_file_is_valid(tmp_path):
     # given: the compose file beside a .env made from the example, as the
     # README says to run it
     data = compose()
-    assert set(data) - {"services", "volumes"} == {"x-app", "x-app-depends"}
+    assert set(data) - {"services", "volumes", "networks"} == {"x-app", "x-app-depends"}
     interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
-    assert interpolated == {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"}
+    assert interpolated == {"POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD", "ALLOWED_HOSTS", "TRUSTED_PROXIES"}
     assert interpolated <= set(env_example())
     for service in data["services"].values():
         assert set(service.get("depends_on", {})) <= set(data["services"])
+    schema = compose_schema_check(COMPOSE_FILE)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
     for name in ("Dockerfile", "docker-compose.yml"):
         shutil.copy(BASE_DIR / name, tmp_path / name)
+    shutil.copytree(HAPROXY_DIR, tmp_path / "deploy" / "haproxy")
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
     command = compose_command()
     if command is None:  # no compose binary on this machine: the checks above are all
         return
     # when
-    result = subprocess.run([*command, "-p", "kamidrop", "config", "-q"], cwd=tmp_path,
+    result = subprocess.run([*command, "-p", "kamidrop", "config", "-q"], check=False, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     # then
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
+
+
+def test_compose_schema_check_catches_a_misspelt_key(tmp_path):
+    # given: the compose file with one key misspelt
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("    stop_grace_period: 75s", "    stop_grace_perod: 75s"))
+    # when
+    result = compose_schema_check(broken)
+    # then
+    assert result.returncode == 1
+    assert "'stop_grace_perod' was unexpected" in result.stdout
 
 
 # --- .env.example --------------------------------------------------------------------
@@ -417,7 +540,7 @@ def _settings_subprocess(env_overrides: dict[str, str], tmp_path) -> subprocess.
         KAMIDROP_DATA_DIR=str(tmp_path / "data"),
         **env_overrides,
     )
-    return subprocess.run([sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env,
+    return subprocess.run([sys.executable, "manage.py", "check"], check=False, cwd=BASE_DIR, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -25,7 +25,7 @@ def _import_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
     env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run([sys.executable, "-c", "import shop.project.settings"], cwd=BASE_DIR, env=env,
+    return subprocess.run([sys.executable, "-c", "import shop.project.settings"], check=False, cwd=BASE_DIR, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -61,10 +61,10 @@ def test_hsts_is_on_by_default_behind_a_tls_proxy(tmp_path):
     code = "import shop.project.settings as s; print(s.SECURE_HSTS_SECONDS)"
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
     env.update({**PRODUCTION, "KAMIDROP_DATA_DIR": str(tmp_path)})
-    behind = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env={**env, "BEHIND_TLS_PROXY": "1"},
-                            capture_output=True, text=True, timeout=60)
-    direct = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True,
-                            timeout=60)
+    behind = subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR,
+                            env={**env, "BEHIND_TLS_PROXY": "1"}, capture_output=True, text=True, timeout=60)
+    direct = subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                            text=True, timeout=60)
     assert (behind.stdout.strip(), direct.stdout.strip()) == ("31536000", "0")
 
 
@@ -81,3 +81,37 @@ def test_production_settings_with_a_redis_sentinel_need_no_redis_url(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["redis://shop/0", "shop"]
     assert not (tmp_path / "redis").exists()
+
+
+def _database_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
+    code = ("import json, shop.project.settings as s; d = s.DATABASES['default']; "
+            "print(json.dumps({'cursors': d.get('DISABLE_SERVER_SIDE_CURSORS', False), 'options': d['OPTIONS'], "
+            "'conn_max_age': d['CONN_MAX_AGE'], 'atomic': d['ATOMIC_REQUESTS']}))")
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DB_POOLER"}
+    env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_off(tmp_path):
+    import json
+
+    # when: the apps behind PgBouncer in transaction mode, and straight on PostgreSQL
+    pooled = _database_settings(tmp_path, DB_POOLER="transaction")
+    direct = _database_settings(tmp_path)
+    # then
+    assert pooled.returncode == 0 and direct.returncode == 0, pooled.stderr + direct.stderr
+    assert json.loads(pooled.stdout) == {"cursors": True, "options": {"prepare_threshold": None},
+                                         "conn_max_age": 60, "atomic": False}
+    assert json.loads(direct.stdout) == {"cursors": False, "options": {}, "conn_max_age": 60, "atomic": False}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"DB_POOLER": "statement"}, "DB_POOLER must be one of ['', 'session', 'transaction'], got 'statement'"),
+    ({"DB_POOLER": "transaction", "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db?prepare_threshold=5"},
+     "DATABASE_URL asks for prepared statements (prepare_threshold), which DB_POOLER=transaction cannot carry"),
+])
+def test_settings_refuse_what_transaction_pooling_cannot_carry(tmp_path, overrides, message):
+    result = _database_settings(tmp_path, **overrides)
+    assert result.returncode == 1
+    assert f"ImproperlyConfigured: {message}" in result.stderr

@@ -19,7 +19,8 @@ from shop.project import embedded
 # Installed apps and middleware (shop/project/components.py) and the Content-Security-Policy
 # (shop/project/security.py) are static: they read no environment.
 from shop.project.components import INSTALLED_APPS, MIDDLEWARE, SERVER_TO_SERVER_PATHS  # noqa: F401
-from shop.project.envconfig import database_from_url, email_from_url, env_bool, env_int, env_list, env_str
+from shop.project.database_config import database_settings
+from shop.project.envconfig import email_from_url, env_bool, env_int, env_list, env_str
 from shop.project.logging_config import logging_config
 from shop.project.redis_config import redis_settings
 from shop.project.security import CONTENT_SECURITY_POLICY  # noqa: F401
@@ -101,10 +102,8 @@ def _service_url(name: str, ensure) -> str:
 
 
 DATABASE_URL = _service_url("DATABASE_URL", embedded.postgres_ensure)
-DATABASES = {"default": database_from_url(DATABASE_URL)}
-DATABASES["default"].update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HEALTH_CHECKS=True)
-# The outermost writing service opens the transaction, not the request.
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# DB_CONN_MAX_AGE, DB_POOLER (PgBouncer's transaction mode): shop/project/database_config.py.
+DATABASES = {"default": database_settings(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis (queues, the cache's counters, the breakers' timeouts): one server at REDIS_URL,

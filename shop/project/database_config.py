@@ -1,0 +1,46 @@
+"""The database connection settings (``DATABASES["default"]``) from ``DATABASE_URL``,
+``DB_CONN_MAX_AGE`` and ``DB_POOLER``.
+
+Behind PgBouncer in transaction mode (``DB_POOLER=transaction``) each
+transaction may run on another server connection, so nothing may outlive one:
+- no server-side cursors: ``QuerySet.iterator()`` outside a transaction
+  declares a ``WITH HOLD`` cursor, which the next transaction's server
+  connection does not have (Django's ``DISABLE_SERVER_SIDE_CURSORS``);
+- no prepared statements: psycopg prepares a query on the connection after
+  it ran a few times, and PgBouncer before 1.21 (Debian 12 ships 1.18) does not
+  carry them across server connections. Django already turns them off
+  (``prepare_threshold`` None); a ``DATABASE_URL`` asking for them is refused;
+- no session state: no ``SET`` (the time zone Django sets on a new connection
+  is one of the parameters PgBouncer itself carries over), no session advisory
+  lock, no ``LISTEN``, no temporary table. The code holds only
+  transaction-level advisory locks (``pg_advisory_xact_lock``).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from shop.project.envconfig import database_from_url, env_int, env_str
+
+POOLERS = {"": "none: the apps connect to PostgreSQL", "session": "PgBouncer in session mode",
+           "transaction": "PgBouncer in transaction mode"}
+
+
+def database_settings(url: str) -> dict:
+    """A ``DATABASES`` entry for ``url``, set up for the pooler ``DB_POOLER`` names."""
+    pooler = env_str("DB_POOLER", "").strip().lower()
+    if pooler not in POOLERS:
+        raise ImproperlyConfigured(f"DB_POOLER must be one of {sorted(POOLERS)}, got {pooler!r}")
+    config = database_from_url(url)
+    # A connection is kept between requests (DB_CONN_MAX_AGE seconds) and checked
+    # before reuse; behind PgBouncer it is a connection to PgBouncer, which is cheap.
+    config.update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HEALTH_CHECKS=True)
+    # The outermost writing service opens the transaction, not the request.
+    config["ATOMIC_REQUESTS"] = False
+    if pooler == "transaction":
+        if config["OPTIONS"].get("prepare_threshold") is not None:
+            raise ImproperlyConfigured("DATABASE_URL asks for prepared statements (prepare_threshold), "
+                                       "which DB_POOLER=transaction cannot carry")
+        config["OPTIONS"]["prepare_threshold"] = None
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+    return config
