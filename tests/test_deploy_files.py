@@ -26,8 +26,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DOCKERFILE = BASE_DIR / "Dockerfile"
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
-# The settings module and the sibling module it reads the payment gateways' variables from.
-SETTINGS_FILES = [BASE_DIR / "shop" / "project" / "settings.py", BASE_DIR / "shop" / "project" / "gateways.py"]
+# The settings module and the sibling modules it reads the payment gateways' and the exports' variables from.
+SETTINGS_FILES = [BASE_DIR / "shop" / "project" / name for name in ("settings.py", "gateways.py", "exports_config.py")]
 
 # Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
 # image's command, not by the settings.

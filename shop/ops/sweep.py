@@ -11,6 +11,7 @@ from django.utils import timezone
 from delivery import services as delivery_services
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
+from exports.services import exports_tidy
 from payments.services import payment_notices_apply_overdue
 from shop.services.fulfilment import order_fill_from_stock
 from shop.services.lifecycle import orders_expire_due
@@ -36,7 +37,8 @@ def sweep_run() -> SweepReport:
     Applies payment notices whose wake-up was lost (also while another sweep
     runs: the applier takes each notice once), then re-enqueues lost
     deliveries, expires unpaid orders, fills orders waiting for stock, settles
-    orders whose deliveries all went out, alerts on stuck orders, and records
+    orders whose deliveries all went out, alerts on stuck orders, deletes
+    export files past their hour and resumes stopped export jobs, and records
     the run. Each step is idempotent and works in its own short transactions;
     a PostgreSQL advisory lock makes a second sweeper that starts meanwhile
     return at once.
@@ -62,11 +64,12 @@ def sweep_run() -> SweepReport:
             ran=True, applied=applied, requeued=len(requeued), expired=orders_expire_due(),
             filled=order_fill_from_stock(), settled=orders_settle_delivered(), stuck=orders_stuck_alert(),
         )
+        exports = exports_tidy()
         delivery_services.sweep_run_record(
             name="sweep", started_at=started_at,
             result={
                 "requeued": report.requeued, "expired": report.expired, "filled": report.filled,
-                "settled": report.settled, "stuck": report.stuck,
+                "settled": report.settled, "stuck": report.stuck, "exports": exports,
             },
         )
         return report
