@@ -68,16 +68,17 @@ def export_state(export: Export) -> dict:
 def export_described(export: Export) -> str:
     """The export's filter in words, for its progress page."""
     filters = export.filters
-    start, end = filters.get("date_from") or "…", filters.get("date_to") or "…"
+    start, end = filters.get("date_from"), filters.get("date_to")
+    days = f"{start or '…'} – {end or '…'}" if start or end else _("any day")
     product = Product.objects.filter(pk=filters.get("product")).first() if filters.get("product") else None
-    parts = [str(product or _("all products"))]
+    parts = [str(product or _("All products"))]
     if export.kind == ExportKind.ORDERS:
         when = _("paid") if filters.get("date_field") == "paid" else _("placed")
         statuses = [str(OrderStatus(value).label) for value in filters.get("statuses", []) if value in OrderStatus.values]
-        parts += [f"{when} {start} – {end}", ", ".join(statuses) or _("every status"),
+        parts += [f"{when}: {days}", ", ".join(statuses) or _("every status"),
                   _("with the buyer's email") if filters.get("include_email") else _("without the buyer's email")]
     else:
-        parts += [_("sold keys") if filters.get("which") == SOLD else _("unsold keys"), f"{start} – {end}",
+        parts += [_("sold keys") if filters.get("which") == SOLD else _("unsold keys"), days,
                   _("keys in plaintext") if export.plaintext else _("keys masked")]
     return " · ".join(parts)
 

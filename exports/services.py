@@ -17,6 +17,7 @@ so a duplicate or resumed job changes nothing twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -25,12 +26,15 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone, translation
+from redis.exceptions import RedisError
 
 from exports.formats import WRITERS, XLSX_MAX_ROWS, ExportTooLarge
 from exports.models import Export, ExportFormat, ExportKind, ExportPart, ExportStatus
 from exports.selectors import export_columns, export_count, export_rows
 from inventory.models import KeyAuditEvent
 from inventory.services import keys_audit
+
+logger = logging.getLogger(__name__)
 
 QUEUE = "default"
 # Rows read and encoded together: what one fetch of the server-side cursor holds.
@@ -193,6 +197,13 @@ def exports_tidy(*, stalled_after_seconds: int = 120) -> dict:
     deleted, _ = ExportPart.objects.filter(export__in=done.values("pk")).delete()
     stalled = list(Export.objects.filter(status__in=LIVE, updated_at__lt=now - timedelta(seconds=stalled_after_seconds))
                    .values_list("pk", "position"))
+    resumed = 0
     for export_id, position in stalled:
-        export_enqueue(export_id=export_id, position=position)
-    return {"expired": expired, "parts_deleted": deleted, "resumed": len(stalled)}
+        try:
+            export_enqueue(export_id=export_id, position=position)
+        except RedisError:
+            # Redis is down: the next sweep tries again; the files above were tidied anyway.
+            logger.warning("export #%s: could not be resumed, Redis unreachable", export_id)
+            break
+        resumed += 1
+    return {"expired": expired, "parts_deleted": deleted, "resumed": resumed}

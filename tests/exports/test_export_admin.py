@@ -31,7 +31,7 @@ def test_progress_page_and_its_status_in_chinese(admin_client, admin_user):
     # then
     assert '<html lang="zh-hans"' in page
     assert "已写入 50 / 200 行" in page
-    assert "全部商品 · 未售卡密 · … – … · 卡密打码" in page
+    assert "全部商品 · 未售卡密 · 任何日期 · 卡密打码" in page
     assert "只能由您本人下载一次" in page
     assert 'value="下载"' in page
     assert (state["percent"], state["message"], state["status_label"]) == (25, "已写入 50 / 200 行", "正在生成")
@@ -81,3 +81,18 @@ def test_someone_elses_progress_page_is_not_found(admin_client, staff_client):
     # when / then: not even the owner of the shop sees another user's file
     assert admin_client.get(f"/admin/exports/export/{export.pk}/progress/").status_code == 404
     assert clerk.get(f"/admin/exports/export/{export.pk}/progress/").status_code == 200
+
+
+def test_progress_page_says_what_was_asked_for(admin_client, admin_user, make_product):
+    # given
+    product = make_product(name="Gift Card")
+    export = Export.objects.create(
+        user=admin_user, actor="staff:admin", kind="ORDERS", format="XLSX", status=ExportStatus.QUEUED, total=9,
+        filters={"date_field": "paid", "date_from": "2026-11-01", "date_to": None, "statuses": ["PAID", "DELIVERED"],
+                 "product": product.pk, "include_email": False},
+    )
+    # when
+    page = admin_client.get(f"/admin/exports/export/{export.pk}/progress/").content.decode()
+    # then
+    assert "Gift Card · paid: 2026-11-01 – … · Paid, Delivered · without the buyer&#x27;s email" in page
+    assert f"Export #{export.pk}: Orders, Excel (XLSX)" in page

@@ -180,3 +180,15 @@ def test_streaming_reads_the_rows_through_one_query_whatever_their_number(admin_
     assert few[0] == many[0]
     assert (few[1], many[1]) == (2 + 2, 2 + 4)
     assert Export.objects.order_by("id").last().rows == 18
+
+
+def test_an_xlsx_of_more_rows_than_a_sheet_holds_is_refused_before_anything_is_read(admin_client, orders,
+                                                                                   monkeypatch):
+    # given: a sheet that holds 3 rows (Excel's holds 1,048,575)
+    monkeypatch.setattr("exports.services.XLSX_MAX_ROWS", 3)
+    # when
+    response = admin_client.post(URL, _form(format="XLSX"))
+    # then
+    assert response.status_code == 200
+    assert "More rows than a spreadsheet holds: choose CSV, or a narrower filter." in response.content.decode()
+    assert Export.objects.count() == 0
