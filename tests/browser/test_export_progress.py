@@ -60,6 +60,13 @@ def test_export_progress_page(page, shop_url, settings, make_product, screenshot
         page.locator("#kd-language button[lang=zh-hans]").click()
         expect(page.locator("html")).to_have_attribute("lang", "zh-hans")
 
+    # the order export's form fits too (eight status boxes, dates)
+    page.goto(f"{shop_url}/admin/exports/export/new/orders/")
+    expect(page.locator("#id_statuses input")).to_have_count(8)
+    _fits(page)
+    screenshot(f"orders-form-{language}")
+    page.go_back()
+
     # when: "Export…" on the key list, then the form
     page.locator("#kd-export-link").click()
     expect(page.locator("#kd-export-form")).to_be_visible()

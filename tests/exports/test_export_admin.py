@@ -71,6 +71,8 @@ def test_the_audit_list_shows_every_export_and_deletes_none(admin_client, admin_
     assert 'href="/admin/exports/export/new/orders/"' in page
     assert "delete_selected" not in page
     assert admin_client.post(f"/admin/exports/export/{mine.pk}/delete/").status_code == 403
+    record = admin_client.get(f"/admin/exports/export/{mine.pk}/change/")
+    assert record.status_code == 200 and "staff:admin" in record.content.decode()
     assert Export.objects.count() == 2
 
 
