@@ -47,6 +47,7 @@ PLACES: dict[tuple[str, str], tuple[Section, str]] = {
     ("shop", "product"): (SALES, _("Products")),
     ("shop", "category"): (SALES, _("Categories")),
     ("shop", "coupon"): (SALES, _("Coupons")),
+    ("exports", "export"): (SALES, _("Exports")),
     ("inventory", "cardkey"): (STOCK, _("Card keys")),
     ("inventory", "importbatch"): (STOCK, _("Key imports")),
     ("inventory", "keypolicy"): (STOCK, _("Key policies")),

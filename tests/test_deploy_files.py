@@ -26,9 +26,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DOCKERFILE = BASE_DIR / "Dockerfile"
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 ENV_EXAMPLE = BASE_DIR / ".env.example"
-# The settings module and the sibling modules it reads the payment gateways', the database's and Redis's variables from.
+# The settings module and the sibling modules it reads the payment gateways', the database's, Redis's
+# and the exports' variables from.
 SETTINGS_FILES = [BASE_DIR / "shop" / "project" / name
-                  for name in ("settings.py", "gateways.py", "database_config.py", "redis_config.py")]
+                  for name in ("settings.py", "gateways.py", "database_config.py", "redis_config.py", "exports_config.py")]
 
 # Read by docker-compose.yml (the postgres service, DATABASE_URL) or by the
 # image's command, not by the settings.

@@ -1,12 +1,10 @@
 """Card keys: the masked list and a key's page, and the owner actions on selected keys
-(reveal, void, return to stock, replace on an order, export)."""
-
-import csv
-import io
+(reveal, void, return to stock, replace on an order). Exports (CSV, XLSX; masked, or
+plaintext with ``inventory.export_cardkey``) start from this list's "Export…" button:
+the ``exports`` app."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -42,7 +40,7 @@ class CardKeyAdmin(admin.ModelAdmin):
         "delivered_at", "voided_at", "void_reason",
     )
     readonly_fields = ("masked_secret", "order_link")
-    actions = ("reveal_keys", "void_available_keys", "unvoid_keys", "replace_on_order", "export_csv")
+    actions = ("reveal_keys", "void_available_keys", "unvoid_keys", "replace_on_order")
 
     def has_add_permission(self, request):
         return False
@@ -69,9 +67,6 @@ class CardKeyAdmin(admin.ModelAdmin):
 
     def has_replace_permission(self, request):
         return self._has(request, "replace")
-
-    def has_export_permission(self, request):
-        return self._has(request, "export")
 
     @admin.display(description="secret")
     def masked_secret(self, obj):
@@ -170,25 +165,3 @@ class CardKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"{replaced} keys replaced.", messages.SUCCESS)
         for problem in problems:
             self.message_user(request, problem, messages.ERROR)
-
-    @admin.action(description="Export selected unsold keys as CSV", permissions=["export"])
-    def export_csv(self, request, queryset):
-        keys = queryset.filter(status=CardKeyStatus.AVAILABLE).select_related("product").order_by("id")
-        ids = list(keys.values_list("pk", flat=True))
-        keys_audit(key_ids=ids, action=KeyAuditEvent.Action.EXPORTED, actor=_actor(request), ip=_ip(request))
-
-        def rows():
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(["id", "product", "key", "imported_at"])
-            for key in keys.iterator(chunk_size=1000):
-                writer.writerow([key.pk, key.product.slug, key.secret, key.created_at.isoformat()])
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-            yield buffer.getvalue()
-
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="unsold-keys.csv"'
-        response["Cache-Control"] = "no-store"
-        return response

@@ -18,6 +18,7 @@ from delivery import services as delivery_services
 from delivery.alerts import owner_alert_raise
 from delivery.models import AlertKind
 from delivery.services import lease_hold, lease_holder_new, lease_release
+from exports.services import exports_tidy
 from payments.services import payment_notices_apply_overdue
 from shop.services.fulfilment import order_fill_from_stock
 from shop.services.lifecycle import orders_expire_due
@@ -35,6 +36,7 @@ class SweepReport:
     filled: int = 0
     settled: int = 0
     stuck: int = 0
+    exports: dict | None = None  # export files expired and deleted, export jobs resumed
     # The lease was taken from this sweeper during the pass: the steps after it were not run.
     lost_lease: bool = False
 
@@ -57,6 +59,7 @@ _STEPS = (
     ("filled", order_fill_from_stock),
     ("settled", orders_settle_delivered),
     ("stuck", orders_stuck_alert),
+    ("exports", exports_tidy),
 )
 
 
@@ -67,7 +70,8 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
     leads: the applier takes each notice once). Then, if this sweeper holds
     the sweep lease or can take it: re-enqueues lost deliveries, expires
     unpaid orders, fills orders waiting for stock, settles orders whose
-    deliveries all went out, alerts on stuck orders, and records the run,
+    deliveries all went out, alerts on stuck orders, deletes export files
+    past their hour and resumes stopped export jobs, and records the run,
     renewing the lease before each step. A sweeper that cannot take it, or
     loses it midway, returns (``ran`` False, or ``lost_lease``).
 
@@ -95,7 +99,7 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
             name="sweep", started_at=started_at,
             result={
                 "requeued": report.requeued, "expired": report.expired, "filled": report.filled,
-                "settled": report.settled, "stuck": report.stuck,
+                "settled": report.settled, "stuck": report.stuck, "exports": report.exports,
             },
         )
         return report

@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "payments",
     "delivery",
     "riskctl",
+    "exports",  # admin exports of orders and keys (CSV, XLSX), and their audit
 ]
 
 MIDDLEWARE = [

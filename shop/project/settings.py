@@ -348,8 +348,8 @@ OWNER_ALERT_EMAILS = env_list("OWNER_ALERT_EMAILS", [])
 # Raising the same incident again within this many seconds is counted, not re-sent.
 OWNER_ALERT_DEDUPE_SECONDS = env_int("OWNER_ALERT_DEDUPE_SECONDS", 3600)
 
-# --- logging ----------------------------------------------------------------
-
+# --- exports from the admin: shop/project/exports_config.py ------------------
+from shop.project.exports_config import *  # noqa: E402,F403
 # --- observability ------------------------------------------------------------
 
 # /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" or

@@ -1,5 +1,6 @@
 """Owner actions on stock in the admin: import with a report, batch void,
-replace, export, reveal — permission-gated and audited, never a key in a list."""
+replace, reveal — permission-gated and audited, never a key in a list
+(exports: tests/exports/)."""
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -112,23 +113,6 @@ def test_replace_action_swaps_a_delivered_key(admin_client, client, make_product
     order.refresh_from_db()
     assert order.status == OrderStatus.FULFILLING
     assert order.events.filter(type=OrderEventType.KEY_REPLACED, actor="staff:admin").count() == 1
-
-
-def test_export_csv_streams_unsold_keys_only_and_audits(admin_client, make_product, make_unpaid_order, client,
-                                                        django_capture_on_commit_callbacks):
-    # given
-    product = make_product(keys=3, slug="gift")
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post(NOTIFY_URL, sandbox_notice(make_unpaid_order(product=product)))
-    ids = list(CardKey.objects.order_by("id").values_list("pk", flat=True))
-    # when
-    response = admin_client.post(CARDKEYS_URL, {"action": "export_csv", "_selected_action": ids})
-    # then
-    body = b"".join(response.streaming_content).decode()
-    assert response["Content-Type"] == "text/csv; charset=utf-8"
-    rows = [line.split(",")[:3] for line in body.strip().splitlines()]
-    assert rows == [["id", "product", "key"], [str(ids[1]), "gift", "GIFT-KEY-00001"], [str(ids[2]), "gift", "GIFT-KEY-00002"]]
-    assert sorted(KeyAuditEvent.objects.filter(action="EXPORTED").values_list("card_key_id", flat=True)) == ids[1:]
 
 
 def test_batch_void_action(admin_client, make_product):
