@@ -1,6 +1,7 @@
 """Bring a dujiaoka or acg-faka shop across: catalogue, coupons, keys, past orders."""
 
 import sys
+from zoneinfo import ZoneInfoNotFoundError
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -57,6 +58,8 @@ class Command(BaseCommand):
                                   dry_run=dry_run, progress=bars)
         except (DumpError, MysqlError) as exc:
             raise CommandError(f"{exc.code}: {exc}") from None
+        except ZoneInfoNotFoundError:
+            raise CommandError(f"TIMEZONE_UNKNOWN: no time zone named {source_timezone!r}") from None
         finally:
             bars.close()
         for line in summary.lines():

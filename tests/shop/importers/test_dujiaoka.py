@@ -11,7 +11,17 @@ from django.core.management import call_command
 
 from delivery.models import Delivery
 from inventory.models import CardKey, CardKeyStatus, ImportBatch, KeyAuditEvent
-from shop.models import Category, Coupon, CouponKind, ImportRecord, Order, OrderEvent, OrderStatus, Product, QuantityTier
+from shop.models import (
+    Category,
+    Coupon,
+    CouponKind,
+    ImportRecord,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    Product,
+    QuantityTier,
+)
 
 pytestmark = pytest.mark.django_db
 
