@@ -139,8 +139,8 @@ def coupons_import(*, ctx: ImportContext, coupons: Iterable[SourceCoupon]) -> No
                     )
             except IntegrityError:
                 tally.duplicates += 1
-                ctx.summary.note(f"coupon {source.id}: the code {code} is taken here already (codes are "
-                                 "upper-case here, so two codes differing only in case are one)")
+                ctx.summary.note(f"coupon {source.id}: the code {code} is taken here already "
+                                 "(codes are compared in upper case)")
                 continue
             if products:
                 coupon.products.set(products)

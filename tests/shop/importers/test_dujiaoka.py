@@ -85,9 +85,9 @@ def test_the_import_brings_the_catalogue_coupons_keys_and_past_orders(django_cap
         (5, Decimal("11.11")), (10, Decimal("15.56"))]
     assert row(output, "tiers") == [2, 0, 0, 1]
     assert "1 deleted in the source" in output and "price 0: a free product cannot be sold here" in output
-    # coupons: the fixed amount, its uses left, its products; a code differing only in case is a duplicate
-    assert row(output, "coupons") == [1, 0, 1, 3]
-    coupon = Coupon.objects.get()
+    # coupons: the fixed amount, its uses left, the products it is limited to (of those imported)
+    assert row(output, "coupons") == [2, 0, 0, 3]
+    coupon = Coupon.objects.get(code="SPRING-SALE")
     assert (coupon.code, coupon.kind, coupon.value, coupon.usage_limit, coupon.used_count) == (
         "SPRING-SALE", CouponKind.FIXED, Decimal("5.00"), 10, 0)
     assert list(coupon.products.all()) == [steam]
@@ -147,7 +147,7 @@ def test_running_it_again_changes_nothing(django_capture_on_commit_callbacks):
     assert counts() == before
     assert row(output, "categories") == [0, 2, 0, 1]
     assert row(output, "products") == [0, 2, 0, 2]
-    assert row(output, "coupons") == [0, 1, 1, 3]
+    assert row(output, "coupons") == [0, 2, 0, 3]
     assert row(output, "orders") == [0, 4, 0, 5]
     assert row(output, "keys") == [0, 5, 2, 4]
 
@@ -159,3 +159,15 @@ def test_the_audit_is_clean_after_an_import(django_capture_on_commit_callbacks):
     output = run_audit()
     # then
     assert "all invariants hold" in output
+
+
+def test_a_coupon_code_already_used_here_is_reported_as_a_duplicate(django_capture_on_commit_callbacks):
+    # given: the owner made a coupon of that name here already
+    mine = Coupon.objects.create(code="WELCOME", kind=CouponKind.PERCENT, value=Decimal(10))
+    # when
+    output = import_from(capture=django_capture_on_commit_callbacks)
+    # then: theirs is left alone, the other coupon comes across
+    assert row(output, "coupons") == [1, 0, 1, 3]
+    assert "coupon 3: the code WELCOME is taken here already" in output
+    mine.refresh_from_db()
+    assert (mine.kind, mine.value, Coupon.objects.count()) == (CouponKind.PERCENT, Decimal("10.00"), 2)
