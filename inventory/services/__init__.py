@@ -11,12 +11,14 @@ from inventory.services.claim import (  # noqa: F401
     keys_reserve,
     line_claim,
 )
+from inventory.services.history import keys_deliver_history  # noqa: F401
 from inventory.services.holds import keys_hold, keys_holds_release, keys_unhold  # noqa: F401
 from inventory.services.imports import (  # noqa: F401
     IMPORT_CHUNK,
     REPORT_ISSUES_MAX,
     ImportIssue,
     ImportReport,
+    import_batch_drop_if_empty,
     import_batch_void,
     key_entries,
     keys_import,

@@ -196,6 +196,14 @@ def _import_chunk(*, product_id: int, batch_id: int, chunk: list[tuple[int, str,
             report.note(ImportIssue(number, code, detail))
 
 
+def import_batch_drop_if_empty(*, batch_id: int) -> bool:
+    """Forget a batch that added no key (a re-run of an import that found
+    every key there already), so the list of imports shows only those that
+    did something. Returns whether it was dropped."""
+    dropped, _ = ImportBatch.objects.filter(pk=batch_id, added=0).exclude(keys__isnull=False).delete()
+    return bool(dropped)
+
+
 def import_batch_void(*, batch_id: int, actor: str, ip: str | None = None) -> int:
     """Void the batch's keys still in stock (sold ones stay sold); return how many."""
     with transaction.atomic():

@@ -75,6 +75,24 @@ def event_manual_completion(order, *, actor: str, method: str, trade_no: str, ve
     return _event(order, T.MANUAL_COMPLETION, actor, data)
 
 
+def events_imported(order, *, source: str, source_order: str, quantity: int, created_at, paid_at,
+                    delivered_at, contact: str = "") -> list[OrderEvent]:
+    """A past order brought across from another shop (``manage.py import_from``):
+    its placing, payment and delivery there, each at its own time. The data
+    names the shop and its order number; ``contact`` is what the buyer left
+    when it was not an email (a QQ or phone number)."""
+    actor = f"import:{source}"
+    data = {"imported_from": source, "source_order": source_order}
+    steps = [(T.CREATED, _with({**data, "quantity": quantity}, contact=contact), created_at),
+             (T.PAID, data, paid_at), (T.DELIVERED, data, delivered_at)]
+    events = []
+    for type, step_data, at in steps:
+        event = _event(order, type, actor, step_data)
+        event.at = at
+        events.append(event)
+    return events
+
+
 def event_expired(order, *, hold_expired_at) -> OrderEvent:
     return _event(order, T.EXPIRED, SYSTEM, {"hold_expired_at": hold_expired_at.isoformat()})
 

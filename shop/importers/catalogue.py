@@ -1,0 +1,170 @@
+"""Bringing the catalogue across: categories, products (with their wholesale
+tiers) and coupons. Each row is looked up in ImportRecord first: a re-run
+leaves what it brought before alone, even if the owner has edited it since."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+
+from shop.importers.context import ImportContext, live_targets, record_add, records_map, slug_free
+from shop.importers.pending_kinds import KIND_IMPORTERS
+from shop.importers.records import REMOTE, UNIQUE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
+from shop.models import Category, Coupon, CouponKind, ImportRecord, Product, QuantityTier
+
+E = ImportRecord.Entity
+CENT = Decimal("0.01")
+
+
+def categories_import(*, ctx: ImportContext, categories: Iterable[SourceCategory]) -> None:
+    tally = ctx.summary["categories"]
+    records = records_map(ctx=ctx, entity=E.CATEGORY)
+    with transaction.atomic():
+        for source in categories:
+            ctx.tick("categories")
+            if str(source.id) in records:
+                tally.already += 1
+                continue
+            if source.deleted:
+                tally.skip("deleted in the source")
+                continue
+            if not source.name:
+                tally.skip("no name")
+                continue
+            category = Category.objects.create(
+                slug=slug_free(model=Category, name=source.name, source_id=source.id, fallback="category"),
+                name=source.name[:100], name_zh=source.name[:100] if has_cjk(source.name) else "",
+                position=source.position,
+            )
+            record_add(ctx=ctx, entity=E.CATEGORY, source_id=source.id, target_id=category.pk)
+            tally.new += 1
+    ctx.categories = live_targets(records=records_map(ctx=ctx, entity=E.CATEGORY), model=Category)
+
+
+def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) -> None:
+    """Products of today's kind (unique keys) come across; the others go to
+    their kind's function (``pending_kinds``), which counts them."""
+    tally = ctx.summary["products"]
+    records = records_map(ctx=ctx, entity=E.PRODUCT)
+    with transaction.atomic():
+        for source in products:
+            ctx.tick("products")
+            if source.deleted:
+                tally.skip("deleted in the source")
+                continue
+            ctx.kinds[source.id] = source.kind
+            ctx.product_category[source.id] = source.category_id
+            if source.kind in KIND_IMPORTERS:
+                KIND_IMPORTERS[source.kind](summary=ctx.summary, entity="products")
+            elif source.kind == REMOTE:
+                tally.skip("supplied by another shop (共享/对接): it has no keys of its own")
+            elif str(source.id) in records:
+                tally.already += 1
+            elif source.kind == UNIQUE:
+                _product_create(ctx=ctx, source=source)
+    ctx.products = live_targets(records=records_map(ctx=ctx, entity=E.PRODUCT), model=Product)
+
+
+def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
+    tally = ctx.summary["products"]
+    if not source.name:
+        tally.skip("no name")
+        return
+    if source.price is None or source.price < CENT:
+        tally.skip("price 0: a free product cannot be sold here")
+        return
+    zh = has_cjk(source.name + source.description)
+    product = Product(
+        slug=slug_free(model=Product, name=source.name, source_id=source.id, fallback="product"),
+        name=source.name[:200], name_zh=source.name[:200] if has_cjk(source.name) else "",
+        description="" if zh else source.description, description_zh=source.description if zh else "",
+        usage_notes="" if zh else source.usage_notes, usage_notes_zh=source.usage_notes if zh else "",
+        category_id=ctx.categories.get(source.category_id) if source.category_id is not None else None,
+        price=source.price, currency=ctx.currency, active=source.active,
+    )
+    if source.max_per_order:
+        product.max_per_order = source.max_per_order
+    if source.created_at is not None:
+        product.created_at = source.created_at
+    product.save()
+    record_add(ctx=ctx, entity=E.PRODUCT, source_id=source.id, target_id=product.pk)
+    tally.new += 1
+    if source.has_variants:
+        ctx.summary.note(f"product {source.id} ({source.name}): brought with its base price; its variants "
+                         "(种类/SKU) are not imported yet: needs variants (issue 23 point 2)")
+    _tiers_create(ctx=ctx, product=product, tiers=source.tiers)
+
+
+def _tiers_create(*, ctx: ImportContext, product: Product, tiers: list[tuple[int, Decimal]]) -> None:
+    """A wholesale unit price there is a percentage off here, to the cent
+    (3.00 of 3.50 is 14.29 % off: 3.00 once rounded)."""
+    tally = ctx.summary["tiers"]
+    for quantity, unit in tiers:
+        percent = ((product.price - unit) * 100 / product.price).quantize(CENT)
+        if quantity < 2 or not Decimal(0) < percent < Decimal(100):
+            tally.skip("not a discount from 2 pieces on (from 1 piece, or not below the price)")
+            continue
+        _, created = QuantityTier.objects.get_or_create(product=product, min_quantity=quantity,
+                                                         defaults={"percent_off": percent})
+        if created:
+            tally.new += 1
+        else:
+            tally.skip("a second price for the same quantity")
+
+
+def coupons_import(*, ctx: ImportContext, coupons: Iterable[SourceCoupon]) -> None:
+    tally = ctx.summary["coupons"]
+    records = records_map(ctx=ctx, entity=E.COUPON)
+    with transaction.atomic():
+        for source in coupons:
+            ctx.tick("coupons")
+            if str(source.id) in records:
+                tally.already += 1
+                continue
+            problem, products = _coupon_problem(ctx=ctx, source=source)
+            if problem:
+                tally.skip(problem)
+                continue
+            code = source.code.upper()
+            try:
+                with transaction.atomic():
+                    coupon = Coupon.objects.create(
+                        code=code, kind=CouponKind.PERCENT if source.percent else CouponKind.FIXED, value=source.value,
+                        usage_limit=source.usage_limit, used_count=min(source.used_count, source.usage_limit or 0)
+                        if source.usage_limit is not None else source.used_count,
+                        expires_at=source.expires_at, active=source.active,
+                        **({"created_at": source.created_at} if source.created_at else {}),
+                    )
+            except IntegrityError:
+                tally.duplicates += 1
+                ctx.summary.note(f"coupon {source.id}: the code {code} is taken here already "
+                                 "(codes are compared in upper case)")
+                continue
+            if products:
+                coupon.products.set(products)
+            record_add(ctx=ctx, entity=E.COUPON, source_id=source.id, target_id=coupon.pk)
+            tally.new += 1
+    ctx.coupons = live_targets(records=records_map(ctx=ctx, entity=E.COUPON), model=Coupon)
+
+
+def _coupon_problem(*, ctx: ImportContext, source: SourceCoupon) -> tuple[str, list[int]]:
+    """Why the coupon cannot come across ("" if it can), and the products it is limited to here."""
+    if source.unusable:
+        return source.unusable, []
+    if not source.code:
+        return "no code", []
+    if len(source.code) > 40:
+        return "code longer than 40 characters", []
+    if source.value is None or source.value <= 0:
+        return "worth nothing (0 off)", []
+    if source.percent and source.value > 100:
+        return "more than 100 % off", []
+    if source.product_ids is None:
+        return "", []  # every product
+    wanted = set(source.product_ids) | {pid for pid, cat in ctx.product_category.items() if cat in source.category_ids}
+    products = sorted(ctx.products[pid] for pid in wanted if pid in ctx.products)
+    if not products:
+        return "limited to products that were not imported", []
+    return "", products

@@ -1,0 +1,97 @@
+"""The keys still for sale in the other shop, brought into stock here.
+
+They go through ``keys_import`` like any import: checked against the
+product's key format, sealed, fingerprinted, with every duplicate reported
+(within the source, of a key in stock here, or of a key sold on a past
+order: "already sold"). Each product's keys land in an import batch named
+after the source, and each key's ``import_line`` is its id there: a re-run
+skips the ids it finds in those batches (a key refused as a duplicate is not
+stored, so a re-run reports it again, still as a duplicate).
+
+Keys are read once, in the source's order, and handed over per product in
+slices, so memory stays flat however large the key table.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.db import transaction
+
+from inventory.models import CardKey
+from inventory.services import import_batch_drop_if_empty, keys_import
+from shop.importers.context import ImportContext
+from shop.importers.pending_kinds import KIND_IMPORTERS, variants_not_imported
+from shop.importers.records import REMOTE, SourceKey, is_readable
+from shop.models import Product
+
+SLICE = 20_000
+LINE_MAX = 2**31 - 1  # import_line is an int column
+
+
+def stock_batch_source(label: str) -> str:
+    return f"import_from {label}: keys for sale (line = key id there)"
+
+
+def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey]) -> None:
+    tally = ctx.summary["keys"]
+    pending: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    seen: dict[int, set[int]] = {}
+    for key in keys:
+        ctx.tick("keys")
+        kind = ctx.kinds.get(key.product_id)
+        if kind in KIND_IMPORTERS:
+            KIND_IMPORTERS[kind](summary=ctx.summary, entity="keys")
+        elif key.sold:
+            tally.skip("sold in the source (they come with their orders)")
+        elif key.variant:
+            variants_not_imported(summary=ctx.summary, entity="keys")
+        elif (problem := _key_problem(ctx=ctx, key=key, kind=kind)):
+            tally.skip(problem)
+        else:
+            product_id = ctx.products[key.product_id]
+            if product_id not in seen:
+                seen[product_id] = set(CardKey.objects.filter(
+                    product_id=product_id, batch__source=stock_batch_source(ctx.label)).values_list("import_line", flat=True))
+            if key.id in seen[product_id]:
+                tally.already += 1
+                continue
+            pending[product_id].append((key.id, key.text))
+            if len(pending[product_id]) >= SLICE:
+                _stock_add(ctx=ctx, product_id=product_id, entries=pending.pop(product_id))
+    for product_id, entries in pending.items():
+        _stock_add(ctx=ctx, product_id=product_id, entries=entries)
+
+
+def _key_problem(*, ctx: ImportContext, key: SourceKey, kind: str | None) -> str:
+    if key.unusable:
+        return key.unusable
+    if kind is None:
+        return "its product is not in the source (or was deleted there)"
+    if kind == REMOTE:
+        return "its product was supplied by another shop"
+    if key.product_id not in ctx.products:
+        return "its product was not imported (or was deleted here)"
+    if not key.text:
+        return "blank"
+    if not is_readable(key.text):
+        return "not UTF-8 text"
+    if not 0 < key.id <= LINE_MAX:
+        return "its id does not fit an import line"
+    return ""
+
+
+def _stock_add(*, ctx: ImportContext, product_id: int, entries: list[tuple[int, str]]) -> None:
+    tally = ctx.summary["keys"]
+    product = Product.objects.get(pk=product_id)
+    with transaction.atomic():
+        report = keys_import(product=product, entries=entries, source=stock_batch_source(ctx.label))
+        import_batch_drop_if_empty(batch_id=report.batch_id)
+    tally.new += report.added
+    tally.duplicates += report.duplicates
+    if report.invalid:
+        tally.skip("refused by the product's key format", report.invalid)
+    for issue in report.issues:
+        detail = issue.detail.replace("same key as line ", "same key as key id ")
+        ctx.summary.note(f"key id {issue.line} of {product.slug}: {issue.code} {detail}")
