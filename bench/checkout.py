@@ -170,7 +170,7 @@ def others_running(stack: Stack) -> set[str]:
     mine = {os.getpid(), *(process.pid for process in stack.processes.values())}
     found = set()
     for process in psutil.process_iter(["pid", "cmdline"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):  # it may end while being looked at
             argv = process.info["cmdline"] or []
             if process.info["pid"] in mine or os.getpgid(process.info["pid"]) in mine:
                 continue
