@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('shop', '0010_order_links'),
+        ('shop', '0011_reusable_keys'),
     ]
 
     operations = [
