@@ -48,22 +48,44 @@ def database_from_url(url: str) -> dict:
     """``postgres://user:pass@host:port/name?sslmode=require`` → a DATABASES entry.
 
     A unix socket directory may be given as ``?host=/path`` (libpq style), which
-    is what the embedded server reports.
+    is what the embedded server reports. Several hosts may be listed, as libpq
+    takes them (``postgres://u:p@db1:5432,db2:5432/shop?target_session_attrs=read-write``):
+    a connection tries them in turn and keeps the first that accepts writes, so
+    after a failover the apps find the new primary by themselves. HOST and PORT
+    are then libpq's comma-separated lists.
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = query.pop("host", None) or unquote(parts.hostname or "")
+    hosts, ports = _hosts_ports(parts.netloc.rpartition("@")[2])
+    host = query.pop("host", None) or ",".join(hosts)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": host,
-        "PORT": str(parts.port or ""),
+        "PORT": ",".join(ports) if any(ports) else "",
         "OPTIONS": query,
     }
+
+
+def _hosts_ports(hostlist: str) -> tuple[list[str], list[str]]:
+    """``db1:5432,[::1]:5433,db3`` → (["db1", "::1", "db3"], ["5432", "5433", ""]): an
+    empty port is libpq's default for that host."""
+    hosts, ports = [], []
+    for entry in hostlist.split(",") if hostlist else []:
+        if entry.startswith("["):  # [IPv6]:port
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = entry.partition(":")
+        if port and not port.isdigit():
+            raise ImproperlyConfigured(f"DATABASE_URL has a port that is not a number: {entry!r}")
+        hosts.append(unquote(host))
+        ports.append(port)
+    return hosts, ports
 
 
 def email_from_url(url: str) -> dict:
