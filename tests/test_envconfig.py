@@ -1,5 +1,9 @@
 """DATABASE_URL → DATABASES: one host, a socket directory, and the multi-host
-list a failover needs (libpq tries the hosts in turn)."""
+list a failover needs (libpq tries the hosts in turn, a dead one for one
+connect timeout)."""
+
+import socket
+import time
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -9,6 +13,11 @@ from django.db.backends.postgresql.base import DatabaseWrapper
 from shop.project.envconfig import database_from_url
 
 
+@pytest.fixture(autouse=True)
+def connect_timeout_unset(monkeypatch):
+    monkeypatch.delenv("DB_CONNECT_TIMEOUT", raising=False)
+
+
 def test_one_host_and_port():
     # when
     entry = database_from_url("postgres://shop:p%40ss@db.example.com:5433/kamidrop?sslmode=require")
@@ -16,7 +25,7 @@ def test_one_host_and_port():
     # then
     assert (entry["HOST"], entry["PORT"], entry["USER"], entry["PASSWORD"], entry["NAME"]) == (
         "db.example.com", "5433", "shop", "p@ss", "kamidrop")
-    assert entry["OPTIONS"] == {"sslmode": "require"}
+    assert entry["OPTIONS"] == {"sslmode": "require", "connect_timeout": "3"}
 
 
 def test_several_hosts_become_libpq_lists_and_the_session_attribute_is_kept():
@@ -28,7 +37,7 @@ def test_several_hosts_become_libpq_lists_and_the_session_attribute_is_kept():
     assert entry["HOST"] == "10.0.0.1,10.0.0.2,::1"
     assert entry["PORT"] == "5432,6432,5434"
     assert (entry["USER"], entry["PASSWORD"], entry["NAME"]) == ("shop", "pw", "kamidrop")
-    assert entry["OPTIONS"] == {"target_session_attrs": "read-write"}
+    assert entry["OPTIONS"] == {"target_session_attrs": "read-write", "connect_timeout": "3"}
 
 
 def test_hosts_without_ports_keep_libpq_defaults():
@@ -66,3 +75,53 @@ def test_django_connects_through_a_host_list_whose_first_host_is_down(tmp_path):
 
     # then
     assert row == (real["NAME"], False)
+
+
+def _blackhole() -> tuple[socket.socket, list[socket.socket]]:
+    """A TCP address that answers nothing, as a dead machine's: a listener
+    never accepting, its accept queue full, so the kernel drops the SYNs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    return listener, fillers
+
+
+def test_the_connect_timeout_defaults_to_three_seconds_and_the_url_may_say_otherwise(monkeypatch):
+    assert database_from_url("postgres://u@db1/shop")["OPTIONS"] == {"connect_timeout": "3"}
+    assert database_from_url("postgres://u@db1/shop?connect_timeout=10")["OPTIONS"] == {"connect_timeout": "10"}
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
+    assert database_from_url("postgres://u@db1/shop")["OPTIONS"] == {"connect_timeout": "2"}
+
+
+@pytest.mark.django_db
+def test_a_dead_first_host_costs_one_connect_timeout_not_the_kernels_two_minutes(monkeypatch):
+    # given: the first host drops packets (a dead machine), the second is the test database's server
+    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
+    listener, fillers = _blackhole()
+    real = connection.settings_dict
+    entry = database_from_url(f"postgres://{real['USER']}@127.0.0.1:{listener.getsockname()[1]}/{real['NAME']}")
+    settings_dict = {**real, "HOST": f"{entry['HOST']},{real['HOST']}",
+                     "PORT": f"{entry['PORT']},{real['PORT'] or 5432}", "OPTIONS": entry["OPTIONS"]}
+
+    # when
+    started = time.monotonic()
+    other = DatabaseWrapper(settings_dict, alias="dead_first")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            row = cursor.fetchone()
+    finally:
+        other.close()
+        for sock in (listener, *fillers):
+            sock.close()
+
+    # then: the second host answered after one timeout on the first
+    assert row == (real["NAME"],)
+    assert 2 <= time.monotonic() - started < 6

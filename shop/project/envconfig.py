@@ -53,11 +53,17 @@ def database_from_url(url: str) -> dict:
     a connection tries them in turn and keeps the first that accepts writes, so
     after a failover the apps find the new primary by themselves. HOST and PORT
     are then libpq's comma-separated lists.
+
+    ``connect_timeout`` defaults to ``DB_CONNECT_TIMEOUT`` (3 s), per host: a
+    dead machine whose address drops packets would otherwise hold every new
+    connection for the kernel's SYN retries (about two minutes) before the
+    next host in the list is tried, far past the failover's 15 s.
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    query.setdefault("connect_timeout", str(env_int("DB_CONNECT_TIMEOUT", 3)))
     hosts, ports = _hosts_ports(parts.netloc.rpartition("@")[2])
     host = query.pop("host", None) or ",".join(hosts)
     return {
