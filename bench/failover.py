@@ -187,7 +187,7 @@ def _after_the_sale(args, cluster, stack, old, dsn, order_nos, attempts, kill_at
     conn = psycopg.connect(dsn, autocommit=True)
     port = conn.execute("SELECT inet_server_port()").fetchone()[0]
     deadline = time.monotonic() + args.drain_timeout
-    seen = None
+    seen, logged = None, 0.0
     while time.monotonic() < deadline:  # the applier works through the stored notices, the workers send
         notices, deliveries, swept = conn.execute(
             "SELECT (SELECT count(*) FROM payments_paymentevent WHERE outcome = 'RECEIVED'), "
@@ -196,8 +196,8 @@ def _after_the_sale(args, cluster, stack, old, dsn, order_nos, attempts, kill_at
         swept_after = bool(swept and first_new_commit) and swept.timestamp() > first_new_commit
         if not notices and not deliveries and swept_after:
             break
-        if (notices, deliveries, swept_after) != seen:
-            seen = (notices, deliveries, swept_after)
+        if (notices, deliveries, swept_after) != seen and time.monotonic() - logged > 5:
+            seen, logged = (notices, deliveries, swept_after), time.monotonic()
             phase(f"waiting: {notices} notices to apply, {deliveries} deliveries pending, "
                   f"swept after the takeover {swept_after}")
         time.sleep(0.5)
@@ -342,9 +342,9 @@ def main() -> None:
             (f"  - {run['acknowledged']:,} acknowledged ({run['acknowledged_before_kill']:,} by the old primary), "
             f"{run['retried']:,} of them after a retry; {run['attempts']:,} attempts, replies {run['replies']}; "
             f"p99 {run['latency_p99']:.0f} ms"),
-            (f"  - orders {run['orders']}; emails sent {run['emails'][0]:,}/{run['emails'][1]:,} (sent twice: "
-            f"{run['duplicate_emails']}: accepted by SMTP in the gap, not marked SENT, sent again once the send "
-            f"lease lapsed); RQ workers alive "
+            (f"  - orders {run['orders']}; emails sent {run['emails'][0]:,}/{run['emails'][1]:,}, "
+            f"{run['duplicate_emails']} twice (sent in the gap, their SENT mark lost, sent again after the send "
+            f"lease); RQ workers alive "
             f"{run['workers_alive']}; sweeper: alive {run['sweeper_alive']}, {run['sweeper_failures']} failed "
             f"sweeps in the gap, swept after the takeover {run['swept_after']}; audit exit {run['audit'][0]} "
             f"{run['audit'][1]}"),
