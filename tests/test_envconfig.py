@@ -2,7 +2,10 @@
 list a failover needs (libpq tries the hosts in turn, a dead one for one
 connect timeout)."""
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,11 +14,7 @@ from django.db import connection
 from django.db.backends.postgresql.base import DatabaseWrapper
 
 from shop.project.envconfig import database_from_url
-
-
-@pytest.fixture(autouse=True)
-def connect_timeout_unset(monkeypatch):
-    monkeypatch.delenv("DB_CONNECT_TIMEOUT", raising=False)
+from tests.test_settings import BASE_DIR, PRODUCTION
 
 
 def test_one_host_and_port():
@@ -25,7 +24,7 @@ def test_one_host_and_port():
     # then
     assert (entry["HOST"], entry["PORT"], entry["USER"], entry["PASSWORD"], entry["NAME"]) == (
         "db.example.com", "5433", "shop", "p@ss", "kamidrop")
-    assert entry["OPTIONS"] == {"sslmode": "require", "connect_timeout": "3"}
+    assert entry["OPTIONS"] == {"sslmode": "require"}
 
 
 def test_several_hosts_become_libpq_lists_and_the_session_attribute_is_kept():
@@ -37,7 +36,7 @@ def test_several_hosts_become_libpq_lists_and_the_session_attribute_is_kept():
     assert entry["HOST"] == "10.0.0.1,10.0.0.2,::1"
     assert entry["PORT"] == "5432,6432,5434"
     assert (entry["USER"], entry["PASSWORD"], entry["NAME"]) == ("shop", "pw", "kamidrop")
-    assert entry["OPTIONS"] == {"target_session_attrs": "read-write", "connect_timeout": "3"}
+    assert entry["OPTIONS"] == {"target_session_attrs": "read-write"}
 
 
 def test_hosts_without_ports_keep_libpq_defaults():
@@ -93,20 +92,39 @@ def _blackhole() -> tuple[socket.socket, list[socket.socket]]:
     return listener, fillers
 
 
-def test_the_connect_timeout_defaults_to_three_seconds_and_the_url_may_say_otherwise(monkeypatch):
-    assert database_from_url("postgres://u@db1/shop")["OPTIONS"] == {"connect_timeout": "3"}
-    assert database_from_url("postgres://u@db1/shop?connect_timeout=10")["OPTIONS"] == {"connect_timeout": "10"}
-    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
-    assert database_from_url("postgres://u@db1/shop")["OPTIONS"] == {"connect_timeout": "2"}
+def test_the_connect_timeout_given_applies_unless_the_url_says_otherwise():
+    assert database_from_url("postgres://u@db1/shop", connect_timeout=3)["OPTIONS"] == {"connect_timeout": "3"}
+    assert database_from_url("postgres://u@db1/shop?connect_timeout=10", connect_timeout=3)["OPTIONS"] == {
+        "connect_timeout": "10"}
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "3"), ({"DB_CONNECT_TIMEOUT": "7"}, "7")])
+def test_the_settings_give_the_database_a_connect_timeout(tmp_path, env, expected):
+    # when: production settings with a host list
+    result = _settings_print('settings.DATABASES["default"]["OPTIONS"]["connect_timeout"]', tmp_path,
+                             DATABASE_URL="postgres://u:p@db1:5432,db2:5432/shop?target_session_attrs=read-write",
+                             **env)
+
+    # then
+    assert result.stdout.strip() == expected, result.stderr[-2000:]
+
+
+def _settings_print(expression: str, tmp_path, **overrides) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DB_CONNECT_TIMEOUT"}
+    env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path),
+                "DJANGO_SETTINGS_MODULE": "shop.project.settings"})
+    code = f"import django; django.setup(); from django.conf import settings; print({expression})"
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.mark.django_db
-def test_a_dead_first_host_costs_one_connect_timeout_not_the_kernels_two_minutes(monkeypatch):
+def test_a_dead_first_host_costs_one_connect_timeout_not_the_kernels_two_minutes():
     # given: the first host drops packets (a dead machine), the second is the test database's server
-    monkeypatch.setenv("DB_CONNECT_TIMEOUT", "2")
     listener, fillers = _blackhole()
     real = connection.settings_dict
-    entry = database_from_url(f"postgres://{real['USER']}@127.0.0.1:{listener.getsockname()[1]}/{real['NAME']}")
+    entry = database_from_url(f"postgres://{real['USER']}@127.0.0.1:{listener.getsockname()[1]}/{real['NAME']}",
+                              connect_timeout=2)
     settings_dict = {**real, "HOST": f"{entry['HOST']},{real['HOST']}",
                      "PORT": f"{entry['PORT']},{real['PORT'] or 5432}", "OPTIONS": entry["OPTIONS"]}
 

@@ -44,7 +44,7 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict:
+def database_from_url(url: str, *, connect_timeout: int | None = None) -> dict:
     """``postgres://user:pass@host:port/name?sslmode=require`` → a DATABASES entry.
 
     A unix socket directory may be given as ``?host=/path`` (libpq style), which
@@ -54,8 +54,9 @@ def database_from_url(url: str) -> dict:
     after a failover the apps find the new primary by themselves. HOST and PORT
     are then libpq's comma-separated lists.
 
-    ``connect_timeout`` defaults to ``DB_CONNECT_TIMEOUT`` (3 s), per host: a
-    dead machine whose address drops packets would otherwise hold every new
+    ``connect_timeout`` (seconds, per host; the settings pass
+    ``DB_CONNECT_TIMEOUT``, 3) applies unless the URL gives its own: a dead
+    machine whose address drops packets would otherwise hold every new
     connection for the kernel's SYN retries (about two minutes) before the
     next host in the list is tried, far past the failover's 15 s.
     """
@@ -63,7 +64,8 @@ def database_from_url(url: str) -> dict:
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    query.setdefault("connect_timeout", str(env_int("DB_CONNECT_TIMEOUT", 3)))
+    if connect_timeout is not None:
+        query.setdefault("connect_timeout", str(connect_timeout))
     hosts, ports = _hosts_ports(parts.netloc.rpartition("@")[2])
     host = query.pop("host", None) or ",".join(hosts)
     return {

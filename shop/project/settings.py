@@ -100,7 +100,7 @@ def _service_url(name: str, ensure) -> str:
 
 
 DATABASE_URL = _service_url("DATABASE_URL", embedded.postgres_ensure)
-DATABASES = {"default": database_from_url(DATABASE_URL)}
+DATABASES = {"default": database_from_url(DATABASE_URL, connect_timeout=env_int("DB_CONNECT_TIMEOUT", 3))}
 DATABASES["default"].update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HEALTH_CHECKS=True)
 # The outermost writing service opens the transaction, not the request.
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
