@@ -12,12 +12,19 @@ Every long-running worker makes sure the sweep job is on the schedule when it
 starts, so the sweeper runs wherever a worker runs (``make run``, compose)
 with no extra process. The job repeats itself through rq's ``Repeat``; the
 fixed job id keeps one schedule however many workers start.
+
+A job is to this process what a request is to the web's: Django's database
+connection is checked before it and dropped after it if it broke or aged
+(Django's ``close_old_connections`` around every request). Without it a
+connection that the database dropped (a failover, a restart) fails every job
+after it, for good: Django never reconnects an open connection by itself.
 """
 
 from datetime import timedelta
 
 import django_rq
 from django.conf import settings
+from django.db import connections
 from rq import Repeat, SimpleWorker
 from rq.job import JobStatus
 
@@ -50,3 +57,22 @@ class SweepingWorker(SimpleWorker):
         if not burst:
             sweep_periodic_register()
         return super().work(burst, *args, **kwargs)
+
+    def perform_job(self, job, queue) -> bool:
+        # As around a request: a dead or expired connection is closed before
+        # the job (the next query opens a new one, on whichever host accepts
+        # writes now) and after it, if the job broke it.
+        _connections_refresh()
+        try:
+            return super().perform_job(job, queue)
+        finally:
+            _connections_refresh()
+
+
+def _connections_refresh() -> None:
+    """``close_old_connections``, but leaving alone a connection inside a
+    transaction: one a caller opened around a burst worker (a test) is not the
+    worker's to close."""
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()

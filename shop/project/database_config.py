@@ -1,5 +1,5 @@
 """The database connection settings (``DATABASES["default"]``) from ``DATABASE_URL``,
-``DB_CONN_MAX_AGE`` and ``DB_POOLER``.
+``DB_CONN_MAX_AGE``, ``DB_CONNECT_TIMEOUT`` and ``DB_POOLER``.
 
 Behind PgBouncer in transaction mode (``DB_POOLER=transaction``) each
 transaction may run on another server connection, so nothing may outlive one:
@@ -31,7 +31,9 @@ def database_settings(url: str) -> dict:
     pooler = env_str("DB_POOLER", "").strip().lower()
     if pooler not in POOLERS:
         raise ImproperlyConfigured(f"DB_POOLER must be one of {sorted(POOLERS)}, got {pooler!r}")
-    config = database_from_url(url)
+    # Per host of a host list: a dead first host that drops packets must not hold
+    # every new connection for the kernel's SYN retries before the next is tried.
+    config = database_from_url(url, connect_timeout=env_int("DB_CONNECT_TIMEOUT", 3))
     # A connection is kept between requests (DB_CONN_MAX_AGE seconds) and checked
     # before reuse; behind PgBouncer it is a connection to PgBouncer, which is cheap.
     config.update(CONN_MAX_AGE=env_int("DB_CONN_MAX_AGE", 60), CONN_HEALTH_CHECKS=True)

@@ -44,26 +44,56 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def database_from_url(url: str) -> dict:
+def database_from_url(url: str, *, connect_timeout: int | None = None) -> dict:
     """``postgres://user:pass@host:port/name?sslmode=require`` → a DATABASES entry.
 
     A unix socket directory may be given as ``?host=/path`` (libpq style), which
-    is what the embedded server reports.
+    is what the embedded server reports. Several hosts may be listed, as libpq
+    takes them (``postgres://u:p@db1:5432,db2:5432/shop?target_session_attrs=read-write``):
+    a connection tries them in turn and keeps the first that accepts writes, so
+    after a failover the apps find the new primary by themselves. HOST and PORT
+    are then libpq's comma-separated lists.
+
+    ``connect_timeout`` (seconds, per host; the settings pass
+    ``DB_CONNECT_TIMEOUT``, 3) applies unless the URL gives its own: a dead
+    machine whose address drops packets would otherwise hold every new
+    connection for the kernel's SYN retries (about two minutes) before the
+    next host in the list is tried, far past the failover's 15 s.
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, got scheme {parts.scheme!r}")
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = query.pop("host", None) or unquote(parts.hostname or "")
+    if connect_timeout is not None:
+        query.setdefault("connect_timeout", str(connect_timeout))
+    hosts, ports = _hosts_ports(parts.netloc.rpartition("@")[2])
+    host = query.pop("host", None) or ",".join(hosts)
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": unquote(parts.path.lstrip("/")) or "postgres",
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": host,
-        "PORT": str(parts.port or ""),
+        "PORT": ",".join(ports) if any(ports) else "",
         "OPTIONS": query,
     }
+
+
+def _hosts_ports(hostlist: str) -> tuple[list[str], list[str]]:
+    """``db1:5432,[::1]:5433,db3`` → (["db1", "::1", "db3"], ["5432", "5433", ""]): an
+    empty port is libpq's default for that host."""
+    hosts, ports = [], []
+    for entry in hostlist.split(",") if hostlist else []:
+        if entry.startswith("["):  # [IPv6]:port
+            host, _, rest = entry[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = entry.partition(":")
+        if port and not port.isdigit():
+            raise ImproperlyConfigured(f"DATABASE_URL has a port that is not a number: {entry!r}")
+        hosts.append(unquote(host))
+        ports.append(port)
+    return hosts, ports
 
 
 def email_from_url(url: str) -> dict:

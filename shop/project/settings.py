@@ -102,7 +102,7 @@ def _service_url(name: str, ensure) -> str:
 
 
 DATABASE_URL = _service_url("DATABASE_URL", embedded.postgres_ensure)
-# DB_CONN_MAX_AGE, DB_POOLER (PgBouncer's transaction mode): shop/project/database_config.py.
+# DB_CONN_MAX_AGE, DB_CONNECT_TIMEOUT, DB_POOLER (PgBouncer's transaction mode): shop/project/database_config.py.
 DATABASES = {"default": database_settings(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
