@@ -64,8 +64,8 @@ def _fixture_teardown(self) -> None:
             or any(connections[alias].vendor != "postgresql" for alias in aliases)):
         return _django_fixture_teardown(self)
     for alias in aliases:
-        if tables_empty(alias):
-            emit_post_migrate_signal(0, False, alias)
+        tables_empty(alias)
+        emit_post_migrate_signal(0, False, alias)  # as the flush does: content types and permissions back
 
 
 def install() -> None:
