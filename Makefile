@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 export PORT
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench install migrate stop clean
 
@@ -28,10 +29,13 @@ run: install
 
 # The browser tests drive Debian's Chromium; install it when missing (root in CI),
 # with a small CJK font so the Chinese pages render (and their screenshots read).
+# TEST_WORKERS pytest-xdist workers (each with its own test database and Redis
+# db: tests/settings.py), handed tests one at a time as they free up (slow ones
+# first: tests/conftest.py); TEST_WORKERS=0 runs in one process.
 test: install
 	@test -x /usr/bin/chromium -a -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1 $(PYTEST_ARGS)
 
 # The flash-sale benchmark (gunicorn, RQ workers, SMTP sink, signed EPay
 # notifies); figures are appended to bench/RESULTS.md. Options: BENCH_ARGS.

@@ -19,6 +19,38 @@ from payments.providers.sandbox import sandbox_sign, sandbox_trade_no
 from shop.access import order_token_new
 from shop.models import Order, OrderEvent, OrderEventType, OrderLine, Product
 from shop.project.redis_breaker import breakers_reset
+from tests import db_teardown
+
+db_teardown.install()
+
+
+def _db_kind(item) -> int:
+    """pytest-django's order of a test: 0 in a rolled-back transaction, 1
+    transactional (its tables emptied after it), 2 no database."""
+    marker = item.get_closest_marker("django_db")
+    transactional = bool(marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")))
+    transactional = transactional or bool({"transactional_db", "live_server"} & set(item.fixturenames))
+    if transactional:
+        return 1
+    return 0 if marker or "db" in item.fixturenames else 2
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django has put them in Django's order
+def pytest_collection_modifyitems(items):
+    """Tests marked ``slow`` (several seconds each) go first, so that under
+    pytest-xdist (`make test`: two workers, ``--dist load``) no worker is
+    still running one when the other has nothing left to do.
+
+    Django's order stays: a test in a rolled-back transaction never runs
+    after a transactional one (whose flush takes away the rows migrations
+    seed, such as the default FAQ), so a slow test moves up only within its
+    kind; slow tests without a database (the benchmark smoke runs) go first
+    of all."""
+    def rank(item):
+        kind, slow = _db_kind(item), item.get_closest_marker("slow") is not None
+        return (-1, 0) if slow and kind == 2 else (kind, not slow)
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,34 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from shop.project.settings import *  # noqa: F401,F403
 from shop.project.settings import DATABASES, REDIS_URL, RQ_QUEUES
 
+
+def redis_db_for_worker(environ) -> int:
+    """KAMIDROP_TEST_REDIS_DB (default 9), plus N for pytest-xdist's worker gwN
+    (`make test` runs two): each worker flushes its own db before every test.
+    Redis has dbs 0–15 and `make run` uses 0, so a run with w workers needs a
+    base from 1 to 16 - w."""
+    base = int(environ.get("KAMIDROP_TEST_REDIS_DB", "9"))
+    worker = environ.get("PYTEST_XDIST_WORKER", "gw0")
+    db = base + int(worker.removeprefix("gw"))
+    if not 1 <= db <= 15:
+        workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        raise ImproperlyConfigured(
+            f"test worker {worker} would use Redis db {db} (KAMIDROP_TEST_REDIS_DB={base}): dbs 1-15 only, 0 is "
+            f"`make run`'s; with {workers} worker(s) choose a base from 1 to {16 - workers}"
+        )
+    return db
+
+
 # Two test runs at once on one machine (two engineers, two terminals) must not
 # share a database or a Redis db: KAMIDROP_TEST_DB / KAMIDROP_TEST_REDIS_DB
-# give a run its own.
-TEST_REDIS_DB = int(os.environ.get("KAMIDROP_TEST_REDIS_DB", "9"))
+# give a run its own. pytest-django adds the xdist worker's id to the
+# database's name (test_kd_gw0, test_kd_gw1), and redis_db_for_worker its number.
+TEST_REDIS_DB = redis_db_for_worker(os.environ)
 if os.environ.get("KAMIDROP_TEST_DB"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["KAMIDROP_TEST_DB"]}
 

@@ -13,6 +13,14 @@ from tests.browser.axe import axe_violations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+# The picture's natural width once it has loaded (0: it failed to). The QR is
+# loading="lazy": visible on screen, it may still be on its way.
+LOADED_WIDTH = """img => img.complete ? img.naturalWidth : new Promise(done => {
+  img.addEventListener('load', () => done(img.naturalWidth), {once: true});
+  img.addEventListener('error', () => done(0), {once: true});
+  setTimeout(() => done(-1), 15000);
+})"""
+
 TEXT = {
     "en": {"notice": "Welcome! Keys are delivered automatically", "close": "Close the notice", "copied": "Copied",
            "contact": "Contact"},
@@ -67,7 +75,7 @@ def test_notice_and_contact_channels_in_both_languages_and_widths(
     expect(section.locator("h2")).to_have_text(words["contact"])
     qr = section.locator(".wechat-qr img")
     expect(qr).to_be_visible()
-    assert qr.evaluate("img => img.complete && img.naturalWidth") > 0  # served by /media/
+    assert qr.evaluate(LOADED_WIDTH) > 0  # served by /media/
     audit("faq-contact")
     # a number is copied
     copy = section.locator(".contact-qq .copy-contact")

@@ -15,6 +15,7 @@ from rq.registry import ScheduledJobRegistry
 from delivery.models import Channel, Delivery, DeliveryStatus
 from delivery.sms.webhook import webhook_sign
 from shop.models import Order, OrderStatus
+from tests.fakes.base import SERVE_POLL
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +56,7 @@ def sms_gateway(settings):
     """A real HTTP server on loopback standing in for a local SMS gateway."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     server.received, server.answer = [], (200, b'{"id": "gw-1"}')
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs=SERVE_POLL, daemon=True)
     thread.start()
     settings.SMS_BACKEND = "delivery.sms.webhook.WebhookSmsBackend"
     settings.SMS_WEBHOOK_URL = f"http://127.0.0.1:{server.server_address[1]}/send"

@@ -16,6 +16,7 @@ from delivery.models import SweepRun
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_sweep_loop_sweeps_repeatedly_and_stops_on_sigterm():
     # given: the loop pointed at this test's database and Redis db

@@ -52,6 +52,7 @@ def _worker_env(smtp_port: int) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_worker_killed_mid_send_loses_nothing_and_duplicates_at_most_once(
     client, make_product, make_unpaid_order, smtp_server, settings, run_worker, tmp_path

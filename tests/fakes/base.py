@@ -13,6 +13,11 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# serve_forever's keyword arguments for every test HTTP server: its loop looks
+# for shutdown() every poll_interval (0.5 s by default, which every test
+# tearing a server down would wait out).
+SERVE_POLL = {"poll_interval": 0.05}
+
 
 class Request:
     def __init__(self, handler: BaseHTTPRequestHandler, body: bytes):
@@ -80,7 +85,7 @@ class FakeGateway:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs=SERVE_POLL, daemon=True)
         self.thread.start()
 
     def handle(self, request: Request) -> Reply:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
+pytestmark = pytest.mark.slow
 
 
 def _bench(*argv: str) -> str:

@@ -28,6 +28,7 @@ def _explain(sql: str) -> dict:
     return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("claim", ["one line", "a batch", "a checkout hold"])
 def test_a_claim_after_many_sales_reads_only_free_keys(claim, make_product, make_unpaid_order):
     # given: statistics taken while every key was free, then the oldest

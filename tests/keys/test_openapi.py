@@ -66,6 +66,7 @@ def APP(environ, start_response):
     return _DJANGO(environ, start_response)
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_api_never_answers_a_server_error(case, merchant_token):

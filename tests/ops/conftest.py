@@ -5,6 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.fakes.base import SERVE_POLL
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def http_receiver():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.received, server.answers = [], []
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs=SERVE_POLL, daemon=True)
     thread.start()
     yield server
     server.shutdown()

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
 from shop.models import OrderStatus
+from tests.fakes.base import SERVE_POLL
 from tests.payments.conftest import EPAY_KEY, EPAY_NOTIFY_URL, epay_notice
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +64,7 @@ class FakeEpayApi:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs=SERVE_POLL, daemon=True).start()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from shop.models import Order, OrderEvent
 from tests.conftest import NOTIFY_URL, sandbox_notice
 from tests.payments.conftest import EPAY_KEY, EPAY_NOTIFY_URL, epay_notice
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 STRIPE_URL = "/payments/stripe/webhook"
 WEBHOOK_SECRET = "whsec_test_fuzz"

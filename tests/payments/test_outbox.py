@@ -15,7 +15,7 @@ from shop.models import OrderStatus
 from shop.project import embedded
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture

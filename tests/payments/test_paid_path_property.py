@@ -164,6 +164,7 @@ def _apply_and_snapshot(*, event_ids: list[int], one_by_one: bool, orders: list[
     return state
 
 
+@pytest.mark.slow
 @examples(max_examples=60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(stock=stock_strategy, orders=orders_strategy, notices=notices_strategy)

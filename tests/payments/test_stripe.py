@@ -29,6 +29,7 @@ from payments.models import (
 from payments.services import checkout_start_payment, payment_notices_apply, payment_refund, payments_reconcile
 from shop.models import Order, OrderEvent, OrderEventType, OrderStatus
 from shop.ops.audit import audit_run
+from tests.fakes.base import SERVE_POLL
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +86,7 @@ class FakeStripeApi:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs=SERVE_POLL, daemon=True)
 
     @staticmethod
     def session(reference: str, payment_status: str) -> dict:

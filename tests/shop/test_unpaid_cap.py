@@ -24,6 +24,7 @@ def _order(client, product, email, ip, **extra):
                        content_type="application/json", REMOTE_ADDR=ip)
 
 
+@pytest.mark.slow
 def test_a_hoarder_is_stopped_at_the_address_ceiling_while_fifty_honest_buyers_check_out(client, make_product,
                                                                                          settings):
     # given: 80 keys, an address ceiling of 10
@@ -42,6 +43,7 @@ def test_a_hoarder_is_stopped_at_the_address_ceiling_while_fifty_honest_buyers_c
     assert Order.objects.filter(client_ip="203.0.113.66").count() == 10
 
 
+@pytest.mark.slow
 def test_sixty_buyers_behind_one_carrier_nat_each_get_their_order_and_each_is_still_capped(client, make_product):
     # given: the production ceiling of 50 per address and product, 200 keys
     product = make_product(keys=200)
