@@ -39,7 +39,9 @@ with psycopg.connect(os.environ["DATABASE_URL"]) as other:
 
 @pytest.fixture(scope="module")
 def topology():
-    name = f"topology_{os.environ.get('KAMIDROP_TEST_DB', 'test')}"
+    # a database of its own per run and per xdist worker: both workers may start
+    # this module's topology, and one's teardown must not drop the other's
+    name = f"topology_{os.environ.get('KAMIDROP_TEST_DB', 'test')}_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
     with Topology(name=name) as running:
         run = traffic_run(running, checkouts=8)
         yield running, run
