@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.postgres.aggregates import StringAgg
-from django.db.models import F, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Case, F, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -103,12 +103,15 @@ def _order_rows(filters: dict, queryset: QuerySet, limit: int | None, chunk_size
         .values("summary")
     )
     fields = ("pk", "order__order_no", "order__created_at", "order__paid_at", "order__delivered_at",
-              "order__status", "product__slug", "product__name", "quantity", "unit_price", "amount",
+              "order__status", "product__slug", "product_name", "quantity", "unit_price", "amount",
               "order__amount", "order__discount", "order__currency", "method", "trade_no", "order__email",
               "order__coupon_code", "delivery")
     rows = queryset.annotate(
         method=Subquery(payments.values("provider")[:1]), trade_no=Subquery(payments.values("external_id")[:1]),
         delivery=Subquery(deliveries),
+        # a variant by its product's name and its own: "Membership · 90 days"
+        product_name=Case(When(product__parent__isnull=True, then=F("product__name")),
+                          default=Concat("product__parent__name", Value(" · "), "product__name")),
     ).values_list(*fields)[:limit]
     email = bool(filters.get("include_email"))
     for pk, *values, email_value, coupon, delivery in rows.iterator(chunk_size=chunk_size):

@@ -95,8 +95,9 @@ class MethodConfig:
         payable = amount * (1 + self.fee_percent / 100) + self.fee_fixed
         return max(payable.quantize(CENT, rounding=ROUND_HALF_UP), CENT)
 
-    def offered_for(self, *, product_id: int | None, amount: Decimal | None) -> bool:
-        if self.product_ids is not None and product_id not in self.product_ids:
+    def offered_for(self, *, product_id: int | None, amount: Decimal | None, parent_id: int | None = None) -> bool:
+        """Offered for this product (or ``parent_id``, the product it is a variant of) and amount."""
+        if self.product_ids is not None and not {product_id, parent_id} & (set(self.product_ids) - {None}):
             return False
         if amount is not None and self.min_amount is not None and amount < self.min_amount:
             return False
@@ -252,11 +253,12 @@ def provider_get(method_id: str) -> PaymentProvider:
     return method_provider(method_id)
 
 
-def methods_offered(*, product_id: int | None, amount: Decimal | None) -> list[MethodConfig]:
-    """The methods a buyer may pick for this product and amount, in order."""
+def methods_offered(*, product_id: int | None, amount: Decimal | None,
+                    parent_id: int | None = None) -> list[MethodConfig]:
+    """The methods a buyer may pick for this product (a variant of ``parent_id``) and amount, in order."""
     offered = []
     for config in methods_all():
-        if not config.enabled or not config.offered_for(product_id=product_id, amount=amount):
+        if not config.enabled or not config.offered_for(product_id=product_id, amount=amount, parent_id=parent_id):
             continue
         try:
             if provider_for(config).enabled():

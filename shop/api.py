@@ -26,7 +26,7 @@ from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
 logger = logging.getLogger(__name__)
 
-_CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "OUT_OF_STOCK": 409, "TOO_MANY_UNPAID": 409}
+_CHECKOUT_STATUS = {"PRODUCT_NOT_FOUND": 404, "VARIANT_NOT_FOUND": 404, "OUT_OF_STOCK": 409, "TOO_MANY_UNPAID": 409}
 
 
 # Seconds a rate-limited client is told to wait (the limits are per minute or longer).
@@ -145,10 +145,16 @@ def _product_json(p: Product) -> dict:
     """One product as the API lists it: ``name`` in the request's language
     (Accept-Language; the other one when that side is empty), both sides as
     ``name_en`` / ``name_zh``, and absolute picture URLs (null without one).
-    ``stock`` is null for a reusable product without a sales cap (no limit)."""
+    ``stock`` is null for a reusable product without a sales cap (no limit).
+    A product with variants is ordered through one of ``variants`` (its
+    ``id``); its ``price`` is the cheapest one's and its ``stock`` theirs together."""
     return {
-        "slug": p.slug, "name": p.display_name, "kind": p.kind, "price": _money(p.price), "currency": p.currency,
-        "stock": None if p.stock_unlimited else p.stock,
+        "slug": p.slug, "name": p.display_name, "kind": p.kind, "price": _money(p.price_from),
+        "currency": p.currency, "stock": None if p.stock_unlimited else p.stock,
+        "variants": [{"id": v.pk, "name": v.variant_name, "name_en": v.name, "name_zh": v.name_zh, "kind": v.kind,
+                      "price": _money(v.price), "stock": None if v.stock_unlimited else v.stock,
+                      "max_per_order": v.max_per_order}
+                     for v in p.variants_for_sale],
         "name_en": p.name, "name_zh": p.name_zh, "sold": p.sold,
         "category": p.category.slug if p.category_id else None,
         "image": settings.SITE_URL + p.image.url if p.image else None,
@@ -184,6 +190,9 @@ def orders_create(request):
     for name in ("product", "email", "phone", "provider", "method", "device_id", "coupon"):
         if name in body and body[name] is not None and not isinstance(body[name], str):
             return api_error("FIELD_INVALID", f"{name} must be a string.", 400, fields=[name])
+    variant = body.get("variant")
+    if variant is not None and (isinstance(variant, bool) or not isinstance(variant, int)):
+        return api_error("FIELD_INVALID", "variant must be a variant's id (a whole number).", 400, fields=["variant"])
     try:
         started = checkout_start_payment(
             product_slug=body["product"],
@@ -195,6 +204,7 @@ def orders_create(request):
             device=device_id(request, body.get("device_id") or ""),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
             coupon=body.get("coupon") or "",
+            variant=variant,
         )
     except ProviderUnknown:
         return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment method, or not offered for this product "
@@ -243,16 +253,16 @@ def _pay_action(started) -> dict:
 @require_GET
 def payment_methods(request):
     """The payment methods a buyer may use, for a product when ``?product=`` is given."""
-    product_id = amount = None
+    product_id = amount = parent_id = None
     if slug := request.GET.get("product"):
         product = Product.objects.filter(slug=slug, active=True).first() if slug_re.fullmatch(slug) else None
         if product is None:
             return api_error("PRODUCT_NOT_FOUND", "No product with this slug.", 404, fields=["product"])
-        product_id, amount = product.pk, product.price
+        product_id, amount, parent_id = product.pk, product.price, product.parent_id
     return JsonResponse([
         {"id": m.id, "name": m.display_name, "provider": m.provider, "channel": m.channel, "icon": m.icon,
          "fee": m.fee_text}
-        for m in methods_offered(product_id=product_id, amount=amount)
+        for m in methods_offered(product_id=product_id, amount=amount, parent_id=parent_id)
     ], safe=False)
 
 

@@ -8,7 +8,16 @@ from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus
 from inventory.selectors import keys_available_count, keys_for_order
-from shop.models import Category, Order, OrderEventType, OrderLine, OrderStatus, Product, ProductKind
+from shop.models import (
+    Category,
+    Order,
+    OrderEventType,
+    OrderLine,
+    OrderStatus,
+    Product,
+    ProductKind,
+    QuantityTier,
+)
 
 # What an order number looks like: ASCII letters and digits within the
 # column's 20 characters. The checkout draws 14 digits (_order_no_new); test
@@ -56,7 +65,10 @@ def product_holds(*, product):
 def product_stock(*, product) -> int:
     """What a new buyer can still get: keys in stock (held keys are not),
     and those of lapsed holds. A reusable product: see ``reusable_left``
-    (no cap: ``max_per_order``, as much as one order may take)."""
+    (no cap: ``max_per_order``, as much as one order may take). A product
+    with variants: what its active variants have together."""
+    if options := list(Product.objects.filter(parent=product)):
+        return sum(product_stock(product=v) for v in options if v.active)
     if product.kind == ProductKind.REUSABLE:
         left = reusable_left(products=[product])[product.pk]
         return product.max_per_order if left is None else left
@@ -89,6 +101,15 @@ def reusable_left(*, products, clamp: bool = True) -> dict[int, int | None]:
     return left
 
 
+def product_tiers(*, product: Product) -> list[QuantityTier]:
+    """The wholesale tiers that price ``product``, fewest keys first: a
+    variant's own, or its product's when it has none (one query)."""
+    tiers = list(QuantityTier.objects.filter(product_id__in=[pk for pk in (product.pk, product.parent_id) if pk])
+                 .order_by("min_quantity"))
+    own = [t for t in tiers if t.product_id == product.pk]
+    return own or tiers
+
+
 def _key_counts(product_ids: list[int]) -> dict[int, tuple[int, int]]:
     """product id → (keys available, keys sold), in one aggregate query.
     Sold is delivered: a key reserved for an order under review or refunded
@@ -104,22 +125,55 @@ def _key_counts(product_ids: list[int]) -> dict[int, tuple[int, int]]:
 
 
 def product_sold(*, product) -> int:
-    """Keys of this product delivered to buyers (as ``products_for_sale`` counts them)."""
-    return CardKey.objects.filter(product=product, status=CardKeyStatus.DELIVERED).count()
+    """Keys of this product (or of its variants) delivered to buyers (as ``products_for_sale`` counts them)."""
+    return CardKey.objects.filter(Q(product=product) | Q(product__parent=product),
+                                  status=CardKeyStatus.DELIVERED).count()
 
 
 def products_for_sale(*, query: str = "") -> list[Product]:
-    """The active products by name (those whose name, English or Chinese,
-    contains ``query`` in any case, when given), each with ``stock`` (what a
-    new buyer can get; ``stock_unlimited`` for a reusable product without a
-    cap) and ``sold`` (keys delivered): three queries, however many products
-    (three more when some are reusable)."""
-    products = Product.objects.filter(active=True).select_related("category").order_by("name", "id")
+    """The active products by name (those whose name, English or Chinese, or
+    a variant's, contains ``query`` in any case, when given), each with
+    ``stock`` (what a new buyer can get; ``stock_unlimited`` for a reusable
+    product without a cap) and ``sold`` (keys delivered). A product with
+    variants has its active ones in ``variants`` (by price), each counted the
+    same way, and counts as their sum, priced ``price_from`` the cheapest; a
+    product without has ``variants`` empty. Four queries, however many
+    products (three more when some are reusable)."""
+    parents = Product.objects.filter(active=True, parent__isnull=True).select_related("category").order_by("name", "id")
     if query := query.strip():
-        products = products.filter(Q(name__icontains=query) | Q(name_zh__icontains=query))
-    products = list(products)
-    if not products:
+        named = Q(name__icontains=query) | Q(name_zh__icontains=query)
+        options = Product.objects.filter(named, active=True, parent__isnull=False).values("parent_id")
+        parents = parents.filter(named | Q(pk__in=options))
+    parents = list(parents)
+    if not parents:
         return []
+    by_id = {p.pk: p for p in parents}
+    # Every variant, active or not: a product whose variants are all off sells nothing.
+    every_variant = list(Product.objects.filter(parent_id__in=by_id).order_by("price", "id"))
+    grouped = {v.parent_id for v in every_variant}
+    variants = [v for v in every_variant if v.active]
+    for variant in variants:
+        variant.parent = by_id[variant.parent_id]
+    sold_alone = [p for p in parents if p.pk not in grouped]
+    _counts_set(sold_alone + variants)
+    for product in parents:
+        product.variants_for_sale = [v for v in variants if v.parent_id == product.pk]
+        product.price_from = product.price
+        product.has_variants = product.pk in grouped
+        if product.has_variants:
+            options = product.variants_for_sale
+            product.stock = sum(v.stock for v in options)
+            product.sold = sum(v.sold for v in options)
+            product.stock_unlimited = any(v.stock_unlimited for v in options)
+            product.price_from = min((v.price for v in options), default=product.price)
+    return parents
+
+
+def _counts_set(products: list[Product]) -> None:
+    """Set ``stock``, ``stock_unlimited`` and ``sold`` on each of ``products``
+    (none of which has variants): two queries, three more when some are reusable."""
+    if not products:
+        return
     counts = _key_counts([p.pk for p in products])
     lapsed = _lapsed_held([p.pk for p in products])
     reusable = reusable_left(products=products)
@@ -130,7 +184,6 @@ def products_for_sale(*, query: str = "") -> list[Product]:
         product.stock_unlimited = product.pk in reusable and reusable[product.pk] is None
         if product.pk in reusable:
             product.stock = product.max_per_order if product.stock_unlimited else reusable[product.pk]
-    return products
 
 
 def order_keys(*, order) -> list:

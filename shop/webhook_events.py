@@ -36,7 +36,7 @@ def product_low_stock_webhook_emit(*, product_id: int, threshold: int) -> list[i
     def data() -> dict:
         product = Product.objects.get(pk=product_id)
         return {
-            "product": product.slug, "name": product.name, "threshold": threshold,
+            "product": product.slug, "name": str(product), "threshold": threshold,
             "available": keys_available_count(product=product),
         }
 

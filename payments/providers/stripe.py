@@ -94,7 +94,7 @@ class StripeProvider(PaymentProvider):
                         "price_data": {
                             "currency": payment.currency.lower(),
                             "unit_amount": stripe_minor_units(payment.amount, payment.currency),
-                            "product_data": {"name": (line.product.name if line else settings.SHOP_NAME)[:200]},
+                            "product_data": {"name": (str(line.product) if line else settings.SHOP_NAME)[:200]},
                         },
                     }],
                     "metadata": {"reference": payment.reference},

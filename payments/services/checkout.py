@@ -57,9 +57,11 @@ def pay_url_for(*, payment: Payment, action: PayAction) -> str:
     return reverse("payments:pay", args=[payment.reference])
 
 
-def _method_offered(*, provider: PaymentProvider, product_id: int | None, amount) -> PaymentProvider:
-    """``provider`` if its method is offered for this product and amount; else ProviderUnknown."""
-    if not provider.config.offered_for(product_id=product_id, amount=amount):
+def _method_offered(*, provider: PaymentProvider, product_id: int | None, amount,
+                    parent_id: int | None = None) -> PaymentProvider:
+    """``provider`` if its method is offered for this product (a variant of
+    ``parent_id``) and amount; else ProviderUnknown."""
+    if not provider.config.offered_for(product_id=product_id, amount=amount, parent_id=parent_id):
         raise ProviderUnknown(provider.id)
     return provider
 
@@ -81,7 +83,7 @@ def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayA
 
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
-    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
+    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen method.
 
@@ -93,10 +95,11 @@ def checkout_start_payment(
     provider = method_provider(provider_id)  # unknown method: refused before the assessment
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
-        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password,
+        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password, variant=variant,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
-    _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount)
+    _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount,
+                    parent_id=ticket.product.parent_id)
     with transaction.atomic():
         placed: PlacedOrder = checkout_place_prepared(ticket=ticket)
         order = placed.order

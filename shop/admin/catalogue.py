@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -13,12 +14,37 @@ from inventory.models import CardKey, CardKeyStatus
 from shop.images import image_check as product_image_check
 from shop.images import product_image_apply
 from shop.models import Category, Coupon, Product, ProductKind, QuantityTier
-from shop.services import coupon_code_normalise
+from shop.services import coupon_code_normalise, product_variants_sync
 
 
 class QuantityTierInline(admin.TabularInline):
     model = QuantityTier
     extra = 0
+
+
+class VariantInline(admin.TabularInline):
+    """The options of a product (30, 90 or 365 days): each a product of its
+    own for stock, keys, limits and tiers (its change link), named and priced
+    here; category, currency, hold time and delivery come from the product."""
+
+    model = Product
+    fk_name = "parent"
+    fields = ("name", "name_zh", "price", "kind", "sales_cap", "max_per_order", "active", "available_keys")
+    readonly_fields = ("available_keys",)
+    extra = 0
+    show_change_link = True
+    verbose_name = _("variant")
+    verbose_name_plural = _("variants: the options buyers choose from (a product with variants sells only "
+                            "through them; give each its keys on its own page)")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            available_keys=Count("card_keys", filter=Q(card_keys__status=CardKeyStatus.AVAILABLE))).order_by(
+            "price", "id")
+
+    @admin.display(description=_("available keys"))
+    def available_keys(self, obj):
+        return getattr(obj, "available_keys", 0)
 
 
 class ProductAdminForm(forms.ModelForm):
@@ -53,16 +79,17 @@ class ProductAdminForm(forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    inlines = (QuantityTierInline,)
-    list_display = ("name", "name_zh", "slug", "category", "kind", "price", "currency", "active", "max_per_order",
-                    "available_keys")
-    list_filter = ("active", "kind", "category")
-    search_fields = ("name", "name_zh", "slug")
-    list_select_related = ("category",)
+    inlines = (QuantityTierInline, VariantInline)
+    list_display = ("name", "name_zh", "slug", "parent", "category", "kind", "price", "currency", "active",
+                    "max_per_order", "available_keys")
+    list_filter = ("active", "kind", "category", ("parent", admin.EmptyFieldListFilter))
+    search_fields = ("name", "name_zh", "slug", "parent__name")
+    list_select_related = ("category", "parent")
     prepopulated_fields: ClassVar[dict] = {"slug": ("name",)}
-    readonly_fields = ("available_keys", "image_preview")
+    readonly_fields = ("available_keys", "image_preview", "variant_of")
     fieldsets = (
-        (_("Basics"), {"fields": ("name", "slug", "category", "price", "currency", "active", "available_keys")}),
+        (_("Basics"), {"fields": ("name", "slug", "variant_of", "category", "price", "currency", "active",
+                                  "available_keys")}),
         (_("Keys"), {
             "fields": ("kind", "sales_cap"),
             "description": _("Unique: each key is sold once. Reusable: every buyer gets the same key (or one of "
@@ -87,6 +114,21 @@ class ProductAdmin(admin.ModelAdmin):
         if not obj or not obj.image_thumb:
             return _("No image: the shop shows a tile with the name's first letter.")
         return format_html('<img src="{}" alt="" width="240" height="180" class="product-thumb">', obj.thumb_url)
+
+    @admin.display(description=_("variant of"))
+    def variant_of(self, obj):
+        if obj is None or obj.parent_id is None:
+            return _("— (add variants at the bottom of this page to sell options of this product)")
+        return format_html('<a href="{}">{}</a>', reverse("admin:shop_product_change", args=[obj.parent_id]),
+                           obj.parent.name)
+
+    def get_inlines(self, request, obj):
+        # One level: a variant has tiers and keys of its own, not variants.
+        return (QuantityTierInline,) if obj is not None and obj.parent_id else self.inlines
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        product_variants_sync(product=form.instance)
 
     def save_model(self, request, obj, form, change):
         # The upload is stored scaled and under its hash (shop.images), never

@@ -232,7 +232,7 @@ class OrderPageActions:
             except KeysUnavailable:
                 return self._back(request, order, gettext(
                     "No key of %(product)s is in stock: nothing was changed, key #%(key)s is still the buyer's.")
-                    % {"product": old.product.name, "key": old.pk}, messages.ERROR)
+                    % {"product": str(old.product), "key": old.pk}, messages.ERROR)
             except (KeyActionRefused, KeyStateError, OrderTransitionError) as refused:
                 return self._back(request, order, gettext("Key #%(key)s was not replaced (%(code)s).")
                                   % {"key": old.pk, "code": refused.code}, messages.ERROR)

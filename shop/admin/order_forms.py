@@ -14,7 +14,7 @@ def _key_label(key: CardKey) -> str:
         masked = key.secret_masked
     except SealError:  # sealed under a retired encryption key: still replaceable
         masked = "••••"
-    return f"#{key.pk} · {key.product.name} · {masked}"
+    return f"#{key.pk} · {key.product} · {masked}"
 
 
 class ResendForm(forms.Form):

@@ -6,7 +6,15 @@ imports (what ``import_from`` brought across).
 """
 
 from shop.models.buyer import KeyReport, KeyReportStatus, KeyReveal, LookupLink, SignInLink, StockAlertRequest  # noqa: F401
-from shop.models.catalogue import Category, Coupon, CouponKind, Product, ProductKind, QuantityTier  # noqa: F401
+from shop.models.catalogue import (  # noqa: F401
+    VARIANT_INHERITED,
+    Category,
+    Coupon,
+    CouponKind,
+    Product,
+    ProductKind,
+    QuantityTier,
+)
 from shop.models.imports import ImportRecord  # noqa: F401
 from shop.models.localised import LocalisedText  # noqa: F401
 from shop.models.orders import Order, OrderEvent, OrderEventType, OrderLine, OrderStatus  # noqa: F401

@@ -3,10 +3,12 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Upper
 from django.utils import timezone
+from django.utils.text import slugify
 
 from shop.models.localised import _localised_either
 
@@ -37,7 +39,15 @@ class ProductKind(models.TextChoices):
 
 
 class Product(models.Model):
+    """A product for sale; or, with ``parent`` set, a variant of one (30, 90 or
+    365 days): a product of its own for checkout, holds, the claim, limits,
+    tiers and keys, listed only under its parent, whose page offers the choice.
+    A product with variants sells only through them."""
+
     slug = models.SlugField(max_length=80, unique=True)
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="variants",
+        help_text="Set on a variant: the product it is an option of (one level only).")
     name = models.CharField(max_length=200)
     name_zh = models.CharField(max_length=200, blank=True, help_text="Chinese (Simplified) name.")
     description = models.TextField(blank=True)
@@ -83,24 +93,49 @@ class Product(models.Model):
             models.CheckConstraint(condition=Q(kind__in=ProductKind.values), name="product_kind_valid"),
             models.CheckConstraint(condition=Q(sales_cap__isnull=True) | Q(kind=ProductKind.REUSABLE),
                                    name="product_sales_cap_reusable_only"),
+            models.CheckConstraint(condition=~Q(parent=F("pk")), name="product_not_own_variant"),
         ]
 
     def __str__(self):
-        return self.name
+        return f"{self.parent.name} · {self.name}" if self.parent_id else self.name
+
+    def clean(self):
+        super().clean()
+        if self.parent_id is None:
+            return
+        if self.parent.parent_id is not None:
+            raise ValidationError({"parent": "A variant cannot have variants: choose a product without a parent."})
+        if self.pk and self.variants.exists():
+            raise ValidationError({"parent": "This product has variants of its own, so it cannot be a variant."})
+
+    def save(self, *args, **kwargs):
+        if self.parent_id and not self.slug:
+            self.slug = variant_slug_new(parent=self.parent, name=self.name)
+        super().save(*args, **kwargs)
 
     # Shown in the buyer's language; when that side is empty, the other one
-    # (an owner who writes only Chinese still reaches English buyers).
+    # (an owner who writes only Chinese still reaches English buyers). A
+    # variant is named after its product ("Game Card · 90 days") and, where
+    # it has none of its own, shows its product's description and usage notes.
     @property
     def display_name(self) -> str:
+        own = _localised_either(self, "name")[0]
+        return f"{self.parent.display_name} · {own}" if self.parent_id else own
+
+    @property
+    def variant_name(self) -> str:
+        """A variant's own name ("90 days"), in the buyer's language."""
         return _localised_either(self, "name")[0]
 
     @property
     def display_description(self) -> str:
-        return _localised_either(self, "description")[0]
+        own = _localised_either(self, "description")[0]
+        return own or (self.parent.display_description if self.parent_id else "")
 
     @property
     def display_usage_notes(self) -> str:
-        return _localised_either(self, "usage_notes")[0]
+        own = _localised_either(self, "usage_notes")[0]
+        return own or (self.parent.display_usage_notes if self.parent_id else "")
 
     @property
     def initial(self) -> str:
@@ -115,6 +150,22 @@ class Product(models.Model):
     @property
     def thumb_url(self) -> str:
         return f"{settings.MEDIA_URL}{self.image_thumb}" if self.image_thumb else ""
+
+
+# What a variant takes from its product each time the product is saved in the
+# admin: it is sold, shown and delivered like its product.
+VARIANT_INHERITED = ("category", "currency", "hold_minutes", "deliver_by_email", "deliver_by_sms",
+                     "auto_replacements_per_order")
+
+
+def variant_slug_new(*, parent: Product, name: str) -> str:
+    """A free slug for a new variant: its product's, then its name's."""
+    base = f"{parent.slug}-{slugify(name)[:30] or 'option'}"[:74].rstrip("-")
+    slug, n = base, 1
+    while Product.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
 
 
 class QuantityTier(models.Model):

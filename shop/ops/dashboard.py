@@ -172,10 +172,13 @@ def dashboard_stats(*, now=None) -> dict:
     )
     thresholds = dict(KeyPolicy.objects.values_list("product_id", "low_stock_threshold"))
     stock_rows, low_stock = [], []
-    for product in Product.objects.filter(active=True).order_by("name", "id"):
+    # What is sold from keys: products without variants, and the variants (a
+    # product with variants has no keys of its own).
+    sold_from_keys = Product.objects.filter(active=True, variants__isnull=True).select_related("parent")
+    for product in sold_from_keys.order_by("name", "id"):
         n = available.get(product.pk, 0)
         low = n <= thresholds.get(product.pk, 0) or n == 0
-        stock_rows.append((product.name, n, _("%(n)s — low") % {"n": n} if low else str(n), low))
+        stock_rows.append((str(product), n, _("%(n)s — low") % {"n": n} if low else str(n), low))
         if low:
             low_stock.append({"product": product, "available": n})
 

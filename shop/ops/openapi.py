@@ -99,7 +99,11 @@ DOCUMENT = {
                             "A payment method id (GET /api/v1/payment-methods): the environment's sandbox, epay, "
                             "alipay, wechat, usdt, stripe, or one the owner added. Default: sandbox.")},
                         "method": {"type": "string", "maxLength": 20, "description": "Alias of provider."},
-                        "device_id": _string(64),
+                        "device_id": _string(64), "coupon": _string(40),
+                        "variant": {"type": "integer", "description": (
+                            "Required for a product with variants: the id of one of its variants "
+                            "(GET /api/v1/products). VARIANT_REQUIRED without it, VARIANT_NOT_FOUND (404) for an "
+                            "id that is not one of this product's variants for sale.")},
                     },
                     "required": ["product", "quantity", "email"],
                 }}}},
@@ -198,16 +202,30 @@ DOCUMENT = {
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "ref": {"type": "string"},
                                "fields": {"type": "array", "items": {"type": "string"}}},
             }}},
-            "Product": {"type": "object", "required": ["slug", "name", "kind", "price", "currency", "stock"],
+            "Variant": {"type": "object", "required": ["id", "name", "price", "stock"], "properties": {
+                "id": {"type": "integer", "description": "Order it as POST /api/v1/orders {product, variant: id}"},
+                "name": {"type": "string", "description": "The option's own name (\"90 days\"), in the request's "
+                                                          "language"},
+                "name_en": {"type": "string"}, "name_zh": {"type": "string"},
+                "kind": {"type": "string", "enum": ["unique", "reusable"]},
+                "price": {"type": "string"},
+                "stock": {"type": "integer", "nullable": True, "description": "As the product's stock"},
+                "max_per_order": {"type": "integer"}}},
+            "Product": {"type": "object", "required": ["slug", "name", "kind", "price", "currency", "stock",
+                                                       "variants"],
                         "properties": {
                 "slug": {"type": "string"},
                 "kind": {"type": "string", "enum": ["unique", "reusable"],
                          "description": "unique: each key is sold once; reusable: every buyer gets the same key"},
                 "name": {"type": "string", "description": "In the request's language (Accept-Language: en or "
                                                           "zh-Hans), the other one when that is empty"},
-                "price": {"type": "string"}, "currency": {"type": "string"},
+                "price": {"type": "string", "description": "With variants: the cheapest variant's"},
+                "currency": {"type": "string"},
                 "stock": {"type": "integer", "nullable": True,
-                          "description": "Keys a new buyer can get; null: no limit (a reusable product without a cap)"},
+                          "description": "Keys a new buyer can get; null: no limit (a reusable product without a "
+                                         "cap). With variants: theirs together"},
+                "variants": {"type": "array", "items": {"$ref": "#/components/schemas/Variant"},
+                             "description": "Empty for a product without variants; else it is ordered through one"},
                 "name_en": {"type": "string"}, "name_zh": {"type": "string", "description": "Empty when not set"},
                 "sold": {"type": "integer", "description": "Keys delivered to buyers"},
                 "category": {"type": "string", "nullable": True, "description": "The category's slug"},

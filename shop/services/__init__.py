@@ -55,3 +55,4 @@ from shop.services.settlement import (  # noqa: F401
     orders_settle_delivered,
     orders_stuck_alert,
 )
+from shop.services.variants import product_variants_sync, variant_chosen  # noqa: F401

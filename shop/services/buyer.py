@@ -189,11 +189,11 @@ def order_key_report(*, order_id: int, key_id: int, reason: str, ip: str | None)
             else:
                 report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
                                                   status=KeyReportStatus.REPLACED, replacement_key_id=new_id)
-                _key_report_alert(report=report, order=order, product_name=key.product.name)
+                _key_report_alert(report=report, order=order, product_name=str(key.product))
                 return report
         report = KeyReport.objects.create(order=order, card_key=key, reason=reason, ip=ip or None,
                                           status=KeyReportStatus.OPEN)
-        _key_report_alert(report=report, order=order, product_name=key.product.name)
+        _key_report_alert(report=report, order=order, product_name=str(key.product))
         events_save(event_key_reported(order, key=key.pk, report=report.pk))
         risk_event_for_order(kind=RiskEventKind.KEY_REPORTED, order_id=order.pk)
     return report

@@ -40,18 +40,12 @@ from shop.models import (
     Product,
     ProductKind,
 )
-from shop.selectors import product_holds, reusable_left
+from shop.selectors import product_holds, product_tiers, reusable_left
+from shop.services.errors import CheckoutError
 from shop.services.events import event_created, events_save
+from shop.services.variants import variant_chosen
 
 logger = logging.getLogger(__name__)
-
-
-class CheckoutError(Exception):
-    def __init__(self, *, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,9 @@ def coupon_code_normalise(code: str) -> str:
 
 def _coupon_usable(*, code: str, product: Product, now: datetime) -> Coupon:
     coupon = Coupon.objects.filter(code=code, active=True).first()
-    if coupon is None or (coupon.products.exists() and not coupon.products.filter(pk=product.pk).exists()):
+    # A coupon for a product is good for each of its variants too.
+    meant = [pk for pk in (product.pk, product.parent_id) if pk is not None]
+    if coupon is None or (coupon.products.exists() and not coupon.products.filter(pk__in=meant).exists()):
         raise CheckoutError(code="COUPON_INVALID", message="This coupon code is not valid for this product.",
                             field="coupon")
     if coupon.expires_at is not None and coupon.expires_at <= now:
@@ -114,7 +110,7 @@ def price_quote(*, product: Product, quantity: int, coupon_code: str = "", now: 
     Raises CheckoutError (COUPON_INVALID / COUPON_EXPIRED / COUPON_USED_UP)."""
     now = now or timezone.now()
     subtotal = _cents(product.price * quantity)
-    tier = product.tiers.filter(min_quantity__lte=quantity).order_by("-min_quantity").first()
+    tier = next((t for t in reversed(product_tiers(product=product)) if t.min_quantity <= quantity), None)
     tier_percent = tier.percent_off if tier else Decimal(0)
     tier_discount = _cents(subtotal * tier_percent / 100)
     after_tier = subtotal - tier_discount
@@ -169,7 +165,7 @@ class CheckoutTicket:
 
 def checkout_prepare(
     *, product_slug: str, quantity: int, email: str, phone: str = "", client_ip: str | None = None,
-    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
+    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
 ) -> CheckoutTicket:
     """Validate the input, price the order and assess the buyer, outside any
     transaction: the assessment is kept even when it refuses, so a blocked
@@ -182,9 +178,10 @@ def checkout_prepare(
         raise CheckoutError(code="EMAIL_INVALID", message="Enter a valid email address.", field="email") from None
     if phone and not phone.lstrip("+").isdigit():
         raise CheckoutError(code="PHONE_INVALID", message="A phone number has digits only.", field="phone")
-    product = Product.objects.filter(slug=product_slug, active=True).first()
-    if product is None:
+    product = Product.objects.filter(slug=product_slug, active=True).select_related("parent").first()
+    if product is None or product.parent_id is not None and not product.parent.active:
         raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
+    product = variant_chosen(product=product, variant=variant)
     if not isinstance(quantity, int) or not 1 <= quantity <= product.max_per_order:
         raise CheckoutError(
             code="QUANTITY_INVALID", message=f"Choose between 1 and {product.max_per_order}.", field="quantity",

@@ -196,8 +196,8 @@ def product_low_stock_check(*, product_id: int) -> bool:
     owner_alert_raise(
         kind=AlertKind.LOW_STOCK,
         dedupe_key=f"low-stock:{product_id}:{policy.low_stock_alerted_at.isoformat()}",
-        subject=f"Low stock: {product.name} is down to {policy.low_stock_threshold} keys or fewer",
-        body=f"Import more keys for {product.name} ({product.slug}).",
+        subject=f"Low stock: {product} is down to {policy.low_stock_threshold} keys or fewer",
+        body=f"Import more keys for {product} ({product.slug}).",
     )
     product_low_stock_webhook_emit(product_id=product_id, threshold=policy.low_stock_threshold)
     return True

@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
@@ -14,7 +15,7 @@ from shop.checkout_limits import checkout_limit_reached
 from shop.forms import CheckoutForm
 from shop.models import Product
 from shop.profile import contact_sentence
-from shop.selectors import product_sold, product_stock, products_for_sale, products_related
+from shop.selectors import product_sold, product_stock, product_tiers, products_for_sale, products_related
 from shop.services import CheckoutError, price_quote
 
 
@@ -32,6 +33,8 @@ def _checkout_error_message(exc: CheckoutError) -> str:
         "QUANTITY_INVALID": _("Choose a quantity this product allows (see the limit next to the quantity)."),
         "TOO_MANY_UNPAID": _("You already have unpaid orders waiting. Pay one of them (Find my order opens it), "
                              "or wait until its hold ends."),
+        "VARIANT_REQUIRED": _("Choose one of the options first."),
+        "VARIANT_NOT_FOUND": _("This option is no longer for sale. Choose another one."),
     }
     return known.get(exc.code, exc.message)
 
@@ -44,10 +47,27 @@ def _method_chosen(request, methods) -> str:
     return chosen
 
 
+def _variant_requested(request) -> int | None:
+    raw = request.POST.get("variant") or request.GET.get("variant") or ""
+    return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+
 def product_detail(request, slug: str):
-    product = get_object_or_404(Product, slug=slug, active=True)
-    form = CheckoutForm(request.POST or None, max_quantity=product.max_per_order)
-    methods = methods_offered(product_id=product.pk, amount=product.price)
+    """The product page. A product with variants offers them as links
+    (``?variant=id``, no script needed): the one chosen (else the first in
+    price order) sets the price, the stock, the quantity limit, the tiers and
+    the payment methods, and is what the form orders."""
+    product = get_object_or_404(Product.objects.select_related("parent"), slug=slug, active=True)
+    if product.parent_id is not None:  # a variant's own address: its product's page, with it chosen
+        get_object_or_404(Product, pk=product.parent_id, active=True)
+        return redirect(f"{reverse('shop:product', args=[product.parent.slug])}?variant={product.pk}")
+    every_variant = list(Product.objects.filter(parent=product).order_by("price", "id"))
+    variants = [v for v in every_variant if v.active]
+    requested = _variant_requested(request)
+    item = next((v for v in variants if v.pk == requested), variants[0] if variants else product)
+    item.parent = product if item.pk != product.pk else None
+    form = CheckoutForm(request.POST or None, max_quantity=item.max_per_order)
+    methods = methods_offered(product_id=item.pk, amount=item.price, parent_id=item.parent_id)
     error = None
     quote = None
     limited = None
@@ -64,11 +84,11 @@ def product_detail(request, slug: str):
         quantity = form.cleaned_data.get("quantity")
         if quantity:
             try:
-                quote = price_quote(product=product, quantity=quantity,
+                quote = price_quote(product=item, quantity=quantity,
                                     coupon_code=form.cleaned_data.get("coupon", ""))
             except CheckoutError as exc:
                 error = (exc.code, _checkout_error_message(exc))
-        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=product.max_per_order)
+        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=item.max_per_order)
         # The buyer's own password on their own page (sent no-store): checking
         # the price must not make them type it again. Only this re-render.
         form.fields["query_password"].widget.render_value = True
@@ -87,6 +107,8 @@ def product_detail(request, slug: str):
                 user_agent=request.META.get("HTTP_USER_AGENT", ""),
                 coupon=form.cleaned_data["coupon"],
                 query_password=form.cleaned_data["query_password"],
+                # what the buyer chose (an unknown one is refused), else the one shown
+                variant=requested if requested is not None else (item.pk if every_variant else None),
             )
         except CheckoutError as exc:
             error = (exc.code, _checkout_error_message(exc))
@@ -110,12 +132,14 @@ def product_detail(request, slug: str):
     # and the related products' (an inactive product is not in it: counted alone).
     listed = products_for_sale()
     this = next((p for p in listed if p.pk == product.pk), None)
+    counted = next((v for v in this.variants_for_sale if v.pk == item.pk), this) if this else None
     context = {
-        "product": product, "form": form, "error": error, "quote": quote,
-        "stock": this.stock if this else product_stock(product=product),
-        "stock_unlimited": getattr(this, "stock_unlimited", False),
+        "product": product, "item": item, "variants": this.variants_for_sale if this else [],
+        "grouped": bool(every_variant), "form": form, "error": error, "quote": quote,
+        "stock": counted.stock if counted else product_stock(product=item),
+        "stock_unlimited": getattr(counted, "stock_unlimited", False),
         "sold": this.sold if this else product_sold(product=product),
-        "tiers": product.tiers.order_by("min_quantity"), "methods": methods,
+        "tiers": product_tiers(product=item), "methods": methods,
         "method_chosen": request.POST.get("method", "") if request.method == "POST" else "",
         "related": products_related(product=product, listed=listed),
     }

@@ -48,7 +48,9 @@ def _pay_methods(order: Order, lines) -> list:
     """The methods an unpaid order can still be paid with (Pay now)."""
     if order.status != OrderStatus.PENDING_PAYMENT or _hold_over(order):
         return []
-    return methods_offered(product_id=lines[0].product_id if lines else None, amount=order.amount)
+    product = lines[0].product if lines else None
+    return methods_offered(product_id=product.pk if product else None, amount=order.amount,
+                           parent_id=product.parent_id if product else None)
 
 
 def _refund_explained(order: Order, events) -> str:

@@ -41,7 +41,9 @@ def _product_post(**extra) -> dict:
         "deliver_by_email": "on", "auto_replacements_per_order": "0", "max_per_order": "10", "hold_minutes": "",
         "kind": "unique", "sales_cap": "",
         "tiers-TOTAL_FORMS": "0", "tiers-INITIAL_FORMS": "0", "tiers-MIN_NUM_FORMS": "0",
-        "tiers-MAX_NUM_FORMS": "1000", **extra,
+        "tiers-MAX_NUM_FORMS": "1000",
+        "variants-TOTAL_FORMS": "0", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000", **extra,
     }
 
 
@@ -275,13 +277,15 @@ def test_demo_pictures_are_deterministic_and_every_demo_product_has_one(media_ro
     assert demo_picture(name="Gift Card", colours=("#000000", "#ffffff")) == demo_picture(
         name="Gift Card", colours=("#000000", "#ffffff"))
     # when: run twice
+    listed = Product.objects.filter(parent__isnull=True)  # a variant shows its product's picture and texts
     call_command("demo", stdout=io.StringIO())
-    names = dict(Product.objects.values_list("slug", "image"))
+    names = dict(listed.values_list("slug", "image"))
     files = sorted(p.name for p in (media_root / "products").iterdir())
     call_command("demo", stdout=io.StringIO())
     # then
     assert len(names) == len(DEMO_PRODUCTS) and all(names.values())
-    assert dict(Product.objects.values_list("slug", "image")) == names
+    assert dict(listed.values_list("slug", "image")) == names
     assert sorted(p.name for p in (media_root / "products").iterdir()) == files
     assert Category.objects.count() == len(DEMO_CATEGORIES) >= 4
-    assert all(p.name_zh and p.description_zh and p.category_id for p in Product.objects.all())
+    assert all(p.name_zh and p.description_zh and p.category_id for p in listed)
+    assert all(v.name_zh and v.category_id for v in Product.objects.filter(parent__isnull=False))

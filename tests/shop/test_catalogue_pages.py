@@ -439,11 +439,11 @@ def test_the_api_product_list_keeps_its_fields_and_adds_both_names_sales_and_pic
     # then
     assert en == [
         {"slug": "a-card", "name": "A card", "kind": "unique", "price": "12.50", "currency": "CNY", "stock": 2,
-         "name_en": "A card", "name_zh": "A 卡", "sold": 1, "category": "games",
+         "variants": [], "name_en": "A card", "name_zh": "A 卡", "sold": 1, "category": "games",
          "image": f"https://shop.example.com/media/{product.image.name}",
          "thumbnail": f"https://shop.example.com/media/{product.image_thumb}"},
         {"slug": "b-card", "name": "B card", "kind": "unique", "price": "10.00", "currency": "CNY", "stock": 0,
-         "name_en": "B card", "name_zh": "", "sold": 0, "category": None, "image": None, "thumbnail": None},
+         "variants": [], "name_en": "B card", "name_zh": "", "sold": 0, "category": None, "image": None, "thumbnail": None},
     ]
     assert [p["name"] for p in zh] == ["A 卡", "B card"]
     assert "Accept-Language" in client.get("/api/v1/products")["Vary"]
@@ -453,5 +453,5 @@ def test_the_openapi_product_schema_lists_the_new_fields():
     from shop.ops.openapi import DOCUMENT
 
     schema = DOCUMENT["components"]["schemas"]["Product"]
-    assert schema["required"] == ["slug", "name", "kind", "price", "currency", "stock"]
+    assert schema["required"] == ["slug", "name", "kind", "price", "currency", "stock", "variants"]
     assert {"name_en", "name_zh", "sold", "category", "image", "thumbnail"} <= set(schema["properties"])

@@ -24,18 +24,24 @@ def test_demo_is_idempotent_and_prints_a_random_admin_password():
     # when
     first = _run("demo")
     second = _run("demo")
-    # then: every demo product topped up to its stock (one is left sold out on purpose)
-    assert Product.objects.count() == len(DEMO_PRODUCTS)
-    for spec in DEMO_PRODUCTS:
-        product = Product.objects.get(slug=spec["slug"])
+    # then: every demo product (a product with variants: each variant) topped up
+    # to its stock (one is left sold out on purpose)
+    sold = [(spec["slug"], spec) for spec in DEMO_PRODUCTS if "variants" not in spec]
+    sold += [(f"{spec['slug']}-{v['slug']}", v) for spec in DEMO_PRODUCTS for v in spec.get("variants", [])]
+    assert Product.objects.count() == len(DEMO_PRODUCTS) + sum(len(s.get("variants", [])) for s in DEMO_PRODUCTS)
+    for slug, spec in sold:
+        product = Product.objects.get(slug=slug)
         expected = spec.get("stock", 25)
         assert CardKey.objects.filter(product=product, status=CardKeyStatus.AVAILABLE).count() == expected
+    # one product of each kind, and one with variants
+    assert set(Product.objects.values_list("kind", flat=True)) >= {"unique", "reusable"}
+    assert Product.objects.filter(slug="ai-chat-plus").get().variants.count() == 3
     assert get_user_model().objects.filter(is_superuser=True).count() == 1
     password = first.split("password ")[1].split(" ")[0]
     # django-axes (admin login throttling) needs the login request to authenticate.
     assert authenticate(RequestFactory().post("/admin/login/"), username="admin", password=password) is not None
     assert "user 'admin' exists" in second and "password " + password not in second
-    assert second.count("0 keys added, 25 available") == len([s for s in DEMO_PRODUCTS if "stock" not in s])
+    assert second.count("0 keys added, 25 available") == len([s for _, s in sold if "stock" not in s])
 
 
 def test_demo_admin_password_differs_each_time_it_is_created():

@@ -153,7 +153,7 @@ class AlipayProvider(PaymentProvider):
             raise ProviderUnreachable("CURRENCY_UNSUPPORTED", f"Alipay takes {CURRENCY}, not {payment.currency}")
         order = payment.order
         line = order.lines.select_related("product").order_by("id").first()
-        subject = (line.product.name if line else settings.SHOP_NAME).translate(SUBJECT_FORBIDDEN).strip()
+        subject = (str(line.product) if line else settings.SHOP_NAME).translate(SUBJECT_FORBIDDEN).strip()
         biz = {
             "out_trade_no": payment.reference,
             "total_amount": f"{payment.amount:.2f}",

@@ -157,7 +157,7 @@ class WechatPayProvider(PaymentProvider):
             raise ProviderUnreachable("CURRENCY_UNSUPPORTED", f"WeChat Pay Native takes {CURRENCY} only")
         order = payment.order
         line = order.lines.select_related("product").order_by("id").first()
-        name = (line.product.name if line else settings.SHOP_NAME) or settings.SHOP_NAME
+        name = (str(line.product) if line else settings.SHOP_NAME) or settings.SHOP_NAME
         # At most 127 bytes of UTF-8, cut on a character boundary.
         description = name.encode()[:DESCRIPTION_BYTES].decode("utf-8", "ignore")
         answer = self._request("POST", NATIVE_PATH, {

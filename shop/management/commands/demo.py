@@ -15,7 +15,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from inventory.selectors import keys_available_count
 from inventory.services import keys_import
 from shop.images import product_image_apply
-from shop.models import Category, Product
+from shop.models import Category, Product, ProductKind
 from shop.profile import demo_profile
 
 DEMO_CATEGORIES = [
@@ -154,6 +154,47 @@ DEMO_PRODUCTS = [
         "colours": ("#3f2a1d", "#a16207"),
         "stock": 0,  # sold out: how the shop shows it
     },
+    {
+        # Reusable keys (循环卡密): every buyer gets the same shared login.
+        "slug": "shared-cloud-login",
+        "category": "memberships",
+        "name": "Shared cloud drive login (1 month)",
+        "name_zh": "网盘共享账号（一个月）",
+        "description": "A shared **cloud drive** login for one month: everyone who buys gets the same account.\n\n"
+                       "Do not change the password; the login is renewed every month.",
+        "description_zh": "**网盘**共享账号一个月：每位买家拿到同一个账号。\n\n请勿修改密码；账号每月更新。",
+        "usage_notes": "Sign in with the login and password shown, on the web or in the app.",
+        "usage_notes_zh": "用显示的账号和密码在网页或 App 登录即可。",
+        "price": Decimal("5.00"),
+        "max_per_order": 1,
+        "kind": ProductKind.REUSABLE,
+        "sales_cap": 200,
+        "prefix": "CLOUD",
+        "colours": ("#0c4a6e", "#38bdf8"),
+        "stock": 1,
+    },
+    {
+        # Variants: one product, three durations, each with its own price and keys.
+        "slug": "ai-chat-plus",
+        "category": "memberships",
+        "name": "AI Chat Plus membership",
+        "name_zh": "AI 对话 Plus 会员",
+        "description": "**AI Chat Plus**: faster answers, longer chats and file uploads.\n\n"
+                       "Choose how long: 30, 90 or 365 days.",
+        "description_zh": "**AI 对话 Plus**：回答更快、对话更长、可上传文件。\n\n可选 30、90 或 365 天。",
+        "usage_notes": "Open **Settings → Membership → Redeem** and enter the code.",
+        "usage_notes_zh": "打开**设置 → 会员 → 兑换**，输入兑换码。",
+        "price": Decimal("29.00"),
+        "max_per_order": 5,
+        "prefix": "AIC",
+        "colours": ("#134e4a", "#14b8a6"),
+        "variants": [
+            {"slug": "30d", "name": "30 days", "name_zh": "30 天", "price": Decimal("29.00"), "max_per_order": 5},
+            {"slug": "90d", "name": "90 days", "name_zh": "90 天", "price": Decimal("79.00"), "max_per_order": 3},
+            {"slug": "365d", "name": "365 days", "name_zh": "365 天", "price": Decimal("279.00"),
+             "max_per_order": 1, "stock": 3},
+        ],
+    },
 ]
 # Top each demo product up to this many available keys (unless it says otherwise).
 DEMO_STOCK = 25
@@ -198,21 +239,33 @@ class Command(BaseCommand):
         for spec in DEMO_PRODUCTS:
             spec = dict(spec)
             prefix, colours, stock = spec.pop("prefix"), spec.pop("colours"), spec.pop("stock", DEMO_STOCK)
+            variants = spec.pop("variants", [])
             spec["category"] = categories[spec["category"]]
             with transaction.atomic():
                 product, created = Product.objects.get_or_create(slug=spec.pop("slug"), defaults=spec)
                 self._fill_blanks(product, spec, colours)
-            missing = stock - keys_available_count(product=product)
-            added = 0
-            if missing > 0:
-                entries = ((n, self._demo_key(prefix)) for n in range(1, missing + 1))
-                added = keys_import(product=product, entries=entries, source="manage.py demo").added
-            state = "created" if created else "exists"
-            available = keys_available_count(product=product)
-            self.stdout.write(f"{product.slug}: {state}, {added} keys added, {available} available")
+            if not variants:
+                self._stock_top_up(product, created=created, prefix=prefix, stock=stock)
+            for variant_spec in variants:
+                variant_spec = dict(variant_spec)
+                variant_stock = variant_spec.pop("stock", DEMO_STOCK)
+                slug = f"{product.slug}-{variant_spec.pop('slug')}"
+                variant, variant_created = Product.objects.get_or_create(slug=slug, defaults={
+                    **variant_spec, "parent": product, "category": product.category, "currency": product.currency})
+                self._stock_top_up(variant, created=variant_created, prefix=prefix, stock=variant_stock)
         demo_profile()
         self.stdout.write("notice, contact channels and FAQ: set")
         self._admin(admin_username)
+
+    def _stock_top_up(self, product: Product, *, created: bool, prefix: str, stock: int) -> None:
+        missing = stock - keys_available_count(product=product)
+        added = 0
+        if missing > 0:
+            entries = ((n, self._demo_key(prefix)) for n in range(1, missing + 1))
+            added = keys_import(product=product, entries=entries, source="manage.py demo").added
+        state = "created" if created else "exists"
+        available = keys_available_count(product=product)
+        self.stdout.write(f"{product.slug}: {state}, {added} keys added, {available} available")
 
     @staticmethod
     def _fill_blanks(product: Product, spec: dict, colours: tuple[str, str]) -> None:
