@@ -81,7 +81,7 @@ def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayA
 
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
-    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "",
+    device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", fields: dict | None = None,
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen method.
 
@@ -93,7 +93,7 @@ def checkout_start_payment(
     provider = method_provider(provider_id)  # unknown method: refused before the assessment
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
-        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password,
+        device=device, user_agent=user_agent, coupon=coupon, query_password=query_password, fields=fields,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
     _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount)

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from inventory.models import CardKey, CardKeyStatus
+from shop.admin.manual import ManualFieldInline
 from shop.images import image_check as product_image_check
 from shop.images import product_image_apply
 from shop.models import Category, Coupon, Product, ProductKind, QuantityTier
@@ -53,7 +54,7 @@ class ProductAdminForm(forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    inlines = (QuantityTierInline,)
+    inlines = (QuantityTierInline, ManualFieldInline)
     list_display = ("name", "name_zh", "slug", "category", "kind", "price", "currency", "active", "max_per_order",
                     "available_keys")
     list_filter = ("active", "kind", "category")
@@ -64,9 +65,11 @@ class ProductAdmin(admin.ModelAdmin):
     fieldsets = (
         (_("Basics"), {"fields": ("name", "slug", "category", "price", "currency", "active", "available_keys")}),
         (_("Keys"), {
-            "fields": ("kind", "sales_cap"),
+            "fields": ("kind", "sales_cap", "fulfil_within_minutes"),
             "description": _("Unique: each key is sold once. Reusable: every buyer gets the same key (or one of "
-                             "the few in stock), e.g. a shared account; a cap limits how many sales in all."),
+                             "the few in stock), e.g. a shared account; a cap limits how many sales in all. "
+                             "Manual: no keys; the buyer fills in the fields below and staff deliver by hand "
+                             "from the manual fulfilment queue, within the minutes set here."),
         }),
         (_("Content in English"), {
             "fields": ("description", "usage_notes"),
