@@ -4,10 +4,14 @@ and an owner alert, staff deliver by hand from the admin, and the content
 reaches the buyer as a key would (order page, email, resend); the audit
 knows the kind."""
 
+import base64
+import os
 from datetime import timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -308,3 +312,18 @@ def test_the_owner_defines_the_fields_on_the_product_page_and_finds_the_queue_on
         "manual", 15, "uid", "number")
     home = admin_client.get(reverse("admin:index")).content.decode()
     assert QUEUE_URL in home and "Manual fulfilment queue" in home
+
+
+def test_key_rotation_reseals_the_answers(manual_product, settings):
+    # given: an order's answers sealed under the old key
+    order = _place(manual_product)
+    old = settings.KEY_ENCRYPTION_KEYS[0]
+    settings.KEY_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(os.urandom(32)).decode(), old]
+    # when
+    out = StringIO()
+    call_command("rotate_keys", stdout=out)
+    # then: they open without the old key
+    assert "1 manual orders' answers re-sealed under the primary key" in out.getvalue()
+    settings.KEY_ENCRYPTION_KEYS = settings.KEY_ENCRYPTION_KEYS[:1]
+    assert manual_answers_read(order=order)[1]["value"] == "hunter2-secret"
+    assert _violations() == {}
