@@ -77,7 +77,9 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
     requests after it (exactly as one claim after another would); then one
     UPDATE moves the dealt keys and writes their audit rows (SOLD, and
     DELIVERED for revealed ones), checking the affected rows. A line of a
-    reusable product gets copies of its stock keys instead (``reusable.py``).
+    reusable product gets copies of its stock keys instead (``reusable.py``);
+    a line that does not take from stock (``LineClaim.from_stock``: a manual
+    product's, whose content staff entered) gets only the keys held for it.
     """
     reusable = reusable_stock_lock(product_ids={line.product_id for request in requests for line in request.lines})
     held = _keys_lock_held(line_ids=[line.line_id for request in requests for line in request.lines])
