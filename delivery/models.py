@@ -145,6 +145,8 @@ class AlertKind(models.TextChoices):
     RISK_BLOCK = "RISK_BLOCK", "Checkouts blocked by risk rules"
     ADMIN_LOCKOUT = "ADMIN_LOCKOUT", "Admin login locked out"
     KEY_REPORT = "KEY_REPORT", "Buyer reported a bad key"
+    MANUAL_QUEUE = "MANUAL_QUEUE", "Manual order waiting for staff"
+    MANUAL_OVERDUE = "MANUAL_OVERDUE", "Manual order overdue"
 
 
 class OwnerAlert(models.Model):

@@ -42,6 +42,7 @@ SECTIONS = (OVERVIEW, SALES, STOCK, RISK, DELIVERY, SETTINGS, OPS)
 # internals and third-party logs are for ops: they go to OPS.
 PLACES: dict[tuple[str, str], tuple[Section, str]] = {
     ("shop", "order"): (SALES, _("Orders")),
+    ("shop", "manualqueueorder"): (SALES, _("Manual fulfilment queue")),
     ("payments", "payment"): (SALES, _("Payments")),
     ("payments", "refund"): (SALES, _("Refunds")),
     ("shop", "product"): (SALES, _("Products")),

@@ -20,8 +20,8 @@ from riskctl.identity import client_ip, device_id
 from riskctl.services import CheckoutBlocked
 from shop.access import order_token_matches
 from shop.checkout_limits import checkout_limit_reached
-from shop.models import Order, Product
-from shop.selectors import order_by_number, order_keys, products_for_sale
+from shop.models import Order, Product, ProductKind
+from shop.selectors import manual_fields_by_product, order_by_number, order_keys, products_for_sale
 from shop.services import CheckoutError, ResendNotAllowed, order_resend
 
 logger = logging.getLogger(__name__)
@@ -141,11 +141,19 @@ def _money(value) -> str:
     return f"{value:.2f}"
 
 
-def _product_json(p: Product) -> dict:
+def _manual_field_json(f) -> dict:
+    return {"key": f.key, "label": f.display_label, "type": f.type, "required": f.required,
+            "choices": f.choice_list, "max_length": f.max_length,
+            "min": None if f.min_value is None else str(f.min_value),
+            "max": None if f.max_value is None else str(f.max_value), "help": f.display_help_text}
+
+
+def _product_json(p: Product, fields: list | None = None) -> dict:
     """One product as the API lists it: ``name`` in the request's language
     (Accept-Language; the other one when that side is empty), both sides as
     ``name_en`` / ``name_zh``, and absolute picture URLs (null without one).
-    ``stock`` is null for a reusable product without a sales cap (no limit).
+    ``stock`` is null for a reusable product without a sales cap and for a
+    manual product (no limit); ``fields``, a manual product's only: its questions.
     A product with variants is ordered through one of ``variants`` (its
     ``id``); its ``price`` is the cheapest one's and its ``stock`` theirs together."""
     return {
@@ -159,12 +167,15 @@ def _product_json(p: Product) -> dict:
         "category": p.category.slug if p.category_id else None,
         "image": settings.SITE_URL + p.image.url if p.image else None,
         "thumbnail": settings.SITE_URL + p.thumb_url if p.image_thumb else None,
+        **({"fields": [_manual_field_json(f) for f in fields or ()]} if p.kind == ProductKind.MANUAL else {}),
     }
 
 
 @require_GET
 def products(request):
-    response = JsonResponse([_product_json(p) for p in products_for_sale()], safe=False)
+    listed = products_for_sale()
+    fields = manual_fields_by_product(products=listed)
+    response = JsonResponse([_product_json(p, fields.get(p.pk)) for p in listed], safe=False)
     patch_vary_headers(response, ["Accept-Language"])  # ``name`` follows it
     return response
 
@@ -193,6 +204,8 @@ def orders_create(request):
     variant = body.get("variant")
     if variant is not None and (isinstance(variant, bool) or not isinstance(variant, int)):
         return api_error("FIELD_INVALID", "variant must be a variant's id (a whole number).", 400, fields=["variant"])
+    if body.get("fields") is not None and not isinstance(body["fields"], dict):
+        return api_error("FIELD_INVALID", "fields must be an object of answers by field key.", 400, fields=["fields"])
     try:
         started = checkout_start_payment(
             product_slug=body["product"],
@@ -205,6 +218,7 @@ def orders_create(request):
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
             coupon=body.get("coupon") or "",
             variant=variant,
+            fields=body.get("fields"),
         )
     except ProviderUnknown:
         return api_error("PROVIDER_UNKNOWN", "Unknown or disabled payment method, or not offered for this product "

@@ -25,13 +25,40 @@ class CheckoutForm(forms.Form):
         error_messages={"required": _("Please accept the terms to continue.")},
     )
 
-    def __init__(self, *args, max_quantity: int, **kwargs):
+    def __init__(self, *args, max_quantity: int, manual_fields=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["quantity"] = forms.IntegerField(
             label=_("Quantity"), min_value=1, max_value=max_quantity, initial=1,
             widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
         )
-        self.order_fields(["quantity", "email", "phone", "query_password", "coupon", "terms"])
+        # A manual product's questions, as ``field_<key>``. Checked by the
+        # checkout (shop.services.manual), as for the API: not required here.
+        self.manual_names = {}
+        for field in manual_fields:
+            name = f"field_{field.key}"
+            self.manual_names[field.key] = name
+            self.fields[name] = forms.CharField(
+                label=field.display_label, required=False, help_text=field.display_help_text,
+                max_length=field.max_length or MANUAL_ANSWER_MAX, widget=_manual_widget(field))
+        self.order_fields(["quantity", *self.manual_names.values(), "email", "phone", "query_password", "coupon",
+                           "terms"])
+
+    def manual_answers(self) -> dict:
+        """The answers by field key, as the checkout takes them."""
+        return {key: self.cleaned_data.get(name, "") for key, name in self.manual_names.items()}
+
+
+# The longest answer the page sends (shop.services.manual checks it again).
+MANUAL_ANSWER_MAX = 500
+
+
+def _manual_widget(field):
+    required = {"aria-required": "true"} if field.required else {}
+    if field.type == "select":
+        return forms.Select(choices=[("", "—"), *((c, c) for c in field.choice_list)], attrs=required)
+    if field.type == "number":
+        return forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off", **required})
+    return forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "off", "spellcheck": "false", **required})
 
 
 class LookupForm(forms.Form):

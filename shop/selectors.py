@@ -10,6 +10,7 @@ from inventory.models import CardKey, CardKeyStatus
 from inventory.selectors import keys_available_count, keys_for_order
 from shop.models import (
     Category,
+    ManualField,
     Order,
     OrderEventType,
     OrderLine,
@@ -65,8 +66,11 @@ def product_holds(*, product):
 def product_stock(*, product) -> int:
     """What a new buyer can still get: keys in stock (held keys are not),
     and those of lapsed holds. A reusable product: see ``reusable_left``
-    (no cap: ``max_per_order``, as much as one order may take). A product
-    with variants: what its active variants have together."""
+    (no cap: ``max_per_order``, as much as one order may take). A manual
+    product has no stock: as much as one order may take. A product with
+    variants: what its active variants have together."""
+    if product.kind == ProductKind.MANUAL:
+        return product.max_per_order
     if options := list(Product.objects.filter(parent=product)):
         return sum(product_stock(product=v) for v in options if v.active)
     if product.kind == ProductKind.REUSABLE:
@@ -184,6 +188,17 @@ def _counts_set(products: list[Product]) -> None:
         product.stock_unlimited = product.pk in reusable and reusable[product.pk] is None
         if product.pk in reusable:
             product.stock = product.max_per_order if product.stock_unlimited else reusable[product.pk]
+        if product.kind == ProductKind.MANUAL:  # staff deliver it: no stock to count
+            product.stock, product.stock_unlimited = product.max_per_order, True
+
+
+def manual_fields_by_product(*, products) -> dict[int, list[ManualField]]:
+    """product id → its manual fields in order, for the manual ones of ``products`` (one query)."""
+    ids = [p.pk for p in products if p.kind == ProductKind.MANUAL]
+    fields: dict[int, list[ManualField]] = {}
+    for field in ManualField.objects.filter(product_id__in=ids).order_by("position", "id") if ids else ():
+        fields.setdefault(field.product_id, []).append(field)
+    return fields
 
 
 def order_keys(*, order) -> list:
@@ -274,6 +289,7 @@ BUYER_EVENT_TYPES = (
     OrderEventType.STOCK_FILLED, OrderEventType.KEY_REPLACED, OrderEventType.KEY_REPORTED,
     OrderEventType.RESEND_REQUESTED, OrderEventType.REFUND_REQUESTED, OrderEventType.REFUNDED,
     OrderEventType.REVIEW_OPENED, OrderEventType.REVIEW_APPROVED, OrderEventType.REVIEW_REJECTED,
+    OrderEventType.MANUAL_QUEUED, OrderEventType.MANUAL_DELIVERED,
 )
 
 

@@ -17,7 +17,8 @@ DELIMITERS = {"newline": "\n", "comma": ",", "semicolon": ";", "tab": "\t"}
 
 
 class ImportForm(forms.Form):
-    product = forms.ModelChoiceField(queryset=Product.objects.order_by("name"))
+    # A manual product sells no stock: staff deliver it from the queue.
+    product = forms.ModelChoiceField(queryset=Product.objects.exclude(kind="manual").order_by("name"))
     keys = forms.CharField(widget=forms.Textarea(attrs={"rows": 12, "cols": 60}), required=False,
                            label="Paste keys")
     file = forms.FileField(required=False, help_text=".txt or .csv, UTF-8", label="…or upload a file")

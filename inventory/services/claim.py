@@ -41,6 +41,9 @@ class LineClaim:
     product_id: int
     quantity: int
     detail: str
+    # False: only keys held for this very line count (a manual product's
+    # content, entered by staff); nothing comes from stock.
+    from_stock: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,19 +77,21 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
     requests after it (exactly as one claim after another would); then one
     UPDATE moves the dealt keys and writes their audit rows (SOLD, and
     DELIVERED for revealed ones), checking the affected rows. A line of a
-    reusable product gets copies of its stock keys instead (``reusable.py``).
+    reusable product gets copies of its stock keys instead (``reusable.py``);
+    a line that does not take from stock (``LineClaim.from_stock``: a manual
+    product's, whose content staff entered) gets only the keys held for it.
     """
     reusable = reusable_stock_lock(product_ids={line.product_id for request in requests for line in request.lines})
     held = _keys_lock_held(line_ids=[line.line_id for request in requests for line in request.lines])
     wanted: dict[int, int] = defaultdict(int)
     for request in requests:
         for line in request.lines:
-            if line.product_id not in reusable:
+            if line.product_id not in reusable and line.from_stock:
                 wanted[line.product_id] += max(0, line.quantity - len(held.get(line.line_id, ())))
     free = _keys_lock_free(wanted=wanted)
     outcomes, dealt, unheld, copies = [], [], [], []  # dealt: (key id, line, reveal)
     for request in requests:
-        left = {product_id: len(ids) for product_id, ids in free.items()}
+        left = defaultdict(int, {product_id: len(ids) for product_id, ids in free.items()})
         need = {line.line_id: max(0, line.quantity - len(held.get(line.line_id, ()))) for line in request.lines}
         short = None
         for line in request.lines:
@@ -106,6 +111,8 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
             for line in request.lines:  # its held keys are free again, for the requests after it
                 if line.product_id in reusable:
                     continue
+                if not line.from_stock:  # its content stays held for it, for staff to deliver
+                    continue
                 returned = held.pop(line.line_id, [])
                 unheld += returned
                 free[line.product_id] = sorted(free[line.product_id] + returned)
@@ -118,8 +125,9 @@ def keys_claim(*, requests: list[ClaimRequest], actor: str = "system") -> list[C
                            for key_id in reusable[line.product_id].sell(line.quantity)]
                 continue
             own = held.get(line.line_id, [])[:line.quantity]
-            taking[line.line_id] = own + free[line.product_id][:need[line.line_id]]
-            del free[line.product_id][:need[line.line_id]]
+            taking[line.line_id] = own + free.get(line.product_id, [])[:need[line.line_id]]
+            if need[line.line_id]:
+                del free[line.product_id][:need[line.line_id]]
             dealt += [(key_id, line, request.reveal) for key_id in taking[line.line_id]]
         outcomes.append(ClaimOutcome(keys=taking))
     _keys_deal(dealt=dealt, actor=actor)
@@ -220,7 +228,7 @@ def _keys_deal(*, dealt: list[tuple[int, LineClaim, bool]], actor: str) -> None:
         raise RuntimeError(f"claimed {moved} of {len(dealt)} locked keys")
 
 
-def line_claim(line, *, quantity: int | None = None) -> LineClaim:
+def line_claim(line, *, quantity: int | None = None, from_stock: bool = True) -> LineClaim:
     """The claim of an ``OrderLine`` (all its keys, or ``quantity``)."""
     # The order number is already loaded wherever the paid flow passes a line
     # (it comes from ``order.lines``); the line id is the fallback.
@@ -229,7 +237,7 @@ def line_claim(line, *, quantity: int | None = None) -> LineClaim:
     else:
         detail = f"order line {line.pk}"
     return LineClaim(line_id=line.pk, product_id=line.product_id,
-                     quantity=line.quantity if quantity is None else quantity, detail=detail)
+                     quantity=line.quantity if quantity is None else quantity, detail=detail, from_stock=from_stock)
 
 
 def keys_reserve(*, line, quantity: int | None = None, actor: str = "system") -> list[int]:

@@ -84,6 +84,7 @@ def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayA
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
+    fields: dict | None = None,
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen method.
 
@@ -96,6 +97,7 @@ def checkout_start_payment(
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
         device=device, user_agent=user_agent, coupon=coupon, query_password=query_password, variant=variant,
+        fields=fields,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
     _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount,

@@ -6,4 +6,4 @@ deliveries and payments as read-only inlines. Importing the modules registers
 their ModelAdmins (Django's autodiscovery imports ``shop.admin``).
 """
 
-from shop.admin import buyers, catalogue, keys, orders, settings  # noqa: F401
+from shop.admin import buyers, catalogue, keys, manual, orders, settings  # noqa: F401

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from inventory.models import CardKey, CardKeyStatus
+from shop.admin.manual import ManualFieldInline
 from shop.images import image_check as product_image_check
 from shop.images import product_image_apply
 from shop.models import Category, Coupon, Product, ProductKind, QuantityTier
@@ -79,7 +80,7 @@ class ProductAdminForm(forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    inlines = (QuantityTierInline, VariantInline)
+    inlines = (QuantityTierInline, ManualFieldInline, VariantInline)
     list_display = ("name", "name_zh", "slug", "parent", "category", "kind", "price", "currency", "active",
                     "max_per_order", "available_keys")
     list_filter = ("active", "kind", "category", ("parent", admin.EmptyFieldListFilter))
@@ -91,9 +92,11 @@ class ProductAdmin(admin.ModelAdmin):
         (_("Basics"), {"fields": ("name", "slug", "variant_of", "category", "price", "currency", "active",
                                   "available_keys")}),
         (_("Keys"), {
-            "fields": ("kind", "sales_cap"),
+            "fields": ("kind", "sales_cap", "fulfil_within_minutes"),
             "description": _("Unique: each key is sold once. Reusable: every buyer gets the same key (or one of "
-                             "the few in stock), e.g. a shared account; a cap limits how many sales in all."),
+                             "the few in stock), e.g. a shared account; a cap limits how many sales in all. "
+                             "Manual: no keys; the buyer fills in the fields below and staff deliver by hand "
+                             "from the manual fulfilment queue, within the minutes set here."),
         }),
         (_("Content in English"), {
             "fields": ("description", "usage_notes"),
@@ -124,7 +127,7 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_inlines(self, request, obj):
         # One level: a variant has tiers and keys of its own, not variants.
-        return (QuantityTierInline,) if obj is not None and obj.parent_id else self.inlines
+        return (QuantityTierInline, ManualFieldInline) if obj is not None and obj.parent_id else self.inlines
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -36,6 +36,13 @@ class ProductKind(models.TextChoices):
     # The same key (or one of a few) handed to every buyer: a shared account,
     # a download code. Each sale is a copy of it on the buyer's order line.
     REUSABLE = "reusable", "Reusable keys: every buyer gets the same key"
+    # No keys (代充): the buyer fills in the fields the owner defines (a game
+    # account, a server), staff deliver by hand from the fulfilment queue.
+    MANUAL = "manual", "Manual: staff deliver by hand"
+
+
+# How long staff have to deliver a manual order when its product does not say.
+MANUAL_FULFIL_MINUTES_DEFAULT = 60
 
 
 class Product(models.Model):
@@ -62,6 +69,9 @@ class Product(models.Model):
     sales_cap = models.PositiveIntegerField(
         null=True, blank=True,
         help_text="Reusable keys: how many sales in all (each key handed over counts); empty: no limit.")
+    fulfil_within_minutes = models.PositiveIntegerField(
+        default=MANUAL_FULFIL_MINUTES_DEFAULT,
+        help_text="Manual products: minutes staff have to deliver a paid order (the queue's timer).")
     price = models.DecimalField(max_digits=12, decimal_places=2)
     currency = models.CharField(max_length=3, default="CNY")
     active = models.BooleanField(default=True)

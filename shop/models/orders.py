@@ -15,6 +15,8 @@ class OrderStatus(models.TextChoices):
     PAID = "PAID", _("Paid")
     IN_REVIEW = "IN_REVIEW", _("Being checked")
     AWAITING_STOCK = "AWAITING_STOCK", _("Paid, waiting for stock")
+    # A manual product's paid order, in the staff's fulfilment queue.
+    PREPARING = "PREPARING", _("Being prepared by the shop")
     FULFILLING = "FULFILLING", _("Delivering")
     DELIVERED = "DELIVERED", _("Delivered")
     EXPIRED = "EXPIRED", _("Expired (not paid)")
@@ -39,6 +41,8 @@ class Order(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     paid_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # A manual product's order in the staff's queue: when it should be delivered by.
+    fulfil_due_at = models.DateTimeField(null=True, blank=True)
     # Optional secret for the lookup page, hashed with Django's password hashers.
     query_password_hash = models.CharField(max_length=128, blank=True)
     coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, null=True, blank=True, related_name="orders")
@@ -126,6 +130,8 @@ class OrderEventType(models.TextChoices):
     REVIEW_REJECTED = "REVIEW_REJECTED", _("Review rejected")
     MANUAL_COMPLETION = "MANUAL_COMPLETION", _("Payment confirmed by the shop")
     LINKS_REVOKED = "LINKS_REVOKED", _("Order links revoked")
+    MANUAL_QUEUED = "MANUAL_QUEUED", _("Being prepared by the shop")
+    MANUAL_DELIVERED = "MANUAL_DELIVERED", _("Prepared by the shop")
 
 
 class OrderEvent(models.Model):

@@ -22,15 +22,18 @@ from delivery.services import deliveries_with_live_job
 from inventory import sealing
 from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
-from shop.models import Order, OrderLine, OrderStatus, Product, ProductKind
+from shop.models import ManualAnswers, Order, OrderLine, OrderStatus, Product, ProductKind
+from shop.services.manual import manual_answers_aad
 
 # Keys an order owns (one set aside at checkout, CardKeyStatus.HELD, is not its yet).
 OWNED = (CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED)
 # Orders whose every line must hold exactly its quantity of keys.
 KEYED_STATUSES = (OrderStatus.PAID, OrderStatus.IN_REVIEW, OrderStatus.FULFILLING, OrderStatus.DELIVERED)
 # Orders that must hold no key at all.
-KEYLESS_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED, OrderStatus.AWAITING_STOCK)
-PAID_OR_LATER = (*KEYED_STATUSES, OrderStatus.AWAITING_STOCK, OrderStatus.REFUNDED)
+KEYLESS_STATUSES = (OrderStatus.PENDING_PAYMENT, OrderStatus.EXPIRED, OrderStatus.AWAITING_STOCK,
+                    OrderStatus.PREPARING)
+PAID_OR_LATER = (*KEYED_STATUSES, OrderStatus.AWAITING_STOCK, OrderStatus.PREPARING, OrderStatus.REFUNDED)
+MANUAL = Q(product__kind=ProductKind.MANUAL)
 # How many delivered keys invariant 6 looks for in every text column.
 PLAINTEXT_SAMPLE = 200
 
@@ -69,11 +72,12 @@ def audit_lines_have_their_keys() -> list[str]:
     """2. Every line of a paid order holds exactly ``quantity`` keys (reserved
     counts: IN_REVIEW), unless the order waits for stock or was refunded; an
     unpaid or waiting order holds none. Keys set aside at checkout (HELD)
-    belong to unpaid orders only, at most ``quantity`` a line."""
+    belong to unpaid orders only, at most ``quantity`` a line. A manual
+    product's line holds its content instead: check 8."""
     lines = OrderLine.objects.annotate(held=Count("card_keys", filter=Q(card_keys__status__in=OWNED)),
                                        on_hold=Count("card_keys", filter=Q(card_keys__status=CardKeyStatus.HELD)))
     wrong = lines.filter(
-        (Q(order__status__in=KEYED_STATUSES) & ~Q(held=F("quantity")))
+        (Q(order__status__in=KEYED_STATUSES) & ~Q(held=F("quantity")) & ~MANUAL)
         | (Q(order__status__in=KEYLESS_STATUSES) & Q(held__gt=0))
         | (~Q(order__status=OrderStatus.PENDING_PAYMENT) & Q(on_hold__gt=0))
         | Q(on_hold__gt=F("quantity"))
@@ -232,6 +236,28 @@ def audit_reusable_copies() -> list[str]:
     return offending + [f"product:{pk}" for pk in over.values_list("pk", flat=True)]
 
 
+def audit_manual_orders() -> list[str]:
+    """8. A manual product's order: its content (one key a line, entered by
+    staff) once handed over, none before (paid, in review, in the queue);
+    never a key in stock (a manual product sells none); the buyer's answers
+    sealed (they open)."""
+    lines = OrderLine.objects.filter(MANUAL).annotate(
+        held=Count("card_keys", filter=Q(card_keys__status__in=OWNED)))
+    wrong = lines.filter(
+        (Q(order__status__in=Order.KEYS_VISIBLE) & ~Q(held=1))
+        | (Q(order__status__in=[OrderStatus.PAID, OrderStatus.IN_REVIEW, OrderStatus.PREPARING]) & Q(held__gt=0))
+    ).order_by("order_id").values_list("order_id", flat=True).distinct()
+    offending = [f"order:{pk}" for pk in wrong]
+    stocked = CardKey.objects.filter(product__kind=ProductKind.MANUAL, status=CardKeyStatus.AVAILABLE).order_by("id")
+    offending += [f"key:{pk}" for pk in stocked.values_list("pk", flat=True)]
+    for pk, line_id, sealed in ManualAnswers.objects.order_by("id").values_list("pk", "order_line_id", "answers_sealed"):
+        try:
+            sealing.blob_open(bytes(sealed), aad=manual_answers_aad(line_id))
+        except sealing.SealError:
+            offending.append(f"answers:{pk}")
+    return offending
+
+
 CHECKS = [
     (1, "no key on more than one order line, no line over its quantity", audit_key_single_line),
     (2, "every line of a paid order has exactly its keys, only unpaid ones hold keys aside",
@@ -242,6 +268,7 @@ CHECKS = [
     (6, "no plaintext key in the database", audit_no_plaintext),
     (7, "a key goes to many buyers only as copies of a reusable product's key, within its cap",
      audit_reusable_copies),
+    (8, "a manual order holds its content once delivered, none before; its answers are sealed", audit_manual_orders),
 ]
 
 

@@ -104,6 +104,14 @@ DOCUMENT = {
                             "Required for a product with variants: the id of one of its variants "
                             "(GET /api/v1/products). VARIANT_REQUIRED without it, VARIANT_NOT_FOUND (404) for an "
                             "id that is not one of this product's variants for sale.")},
+                        "fields": {"type": "object", "additionalProperties": {
+                            "oneOf": [{"type": "string"}, {"type": "number"}]},
+                                   "description": (
+                            "A manual product's answers, by field key (the product's fields in GET "
+                            "/api/v1/products), e.g. {\"account\": \"12345\", \"server\": \"Asia\"}. A missing "
+                            "required answer is FIELD_REQUIRED, a wrong one (too long, not a number, out of range, "
+                            "not one of the choices, an unknown key) FIELD_INVALID; the error's fields names it as "
+                            "fields.<key>. Ignored for other kinds. The answers are stored sealed.")},
                     },
                     "required": ["product", "quantity", "email"],
                 }}}},
@@ -207,7 +215,7 @@ DOCUMENT = {
                 "name": {"type": "string", "description": "The option's own name (\"90 days\"), in the request's "
                                                           "language"},
                 "name_en": {"type": "string"}, "name_zh": {"type": "string"},
-                "kind": {"type": "string", "enum": ["unique", "reusable"]},
+                "kind": {"type": "string", "enum": ["unique", "reusable", "manual"]},
                 "price": {"type": "string"},
                 "stock": {"type": "integer", "nullable": True, "description": "As the product's stock"},
                 "max_per_order": {"type": "integer"}}},
@@ -215,15 +223,19 @@ DOCUMENT = {
                                                        "variants"],
                         "properties": {
                 "slug": {"type": "string"},
-                "kind": {"type": "string", "enum": ["unique", "reusable"],
-                         "description": "unique: each key is sold once; reusable: every buyer gets the same key"},
+                "kind": {"type": "string", "enum": ["unique", "reusable", "manual"],
+                         "description": "unique: each key is sold once; reusable: every buyer gets the same key; "
+                                        "manual: no keys, the buyer answers the product's fields and staff "
+                                        "deliver by hand (the order is PREPARING meanwhile)"},
+                "fields": {"type": "array", "description": "A manual product's questions (only manual products have it)",
+                           "items": {"$ref": "#/components/schemas/ManualField"}},
                 "name": {"type": "string", "description": "In the request's language (Accept-Language: en or "
                                                           "zh-Hans), the other one when that is empty"},
                 "price": {"type": "string", "description": "With variants: the cheapest variant's"},
                 "currency": {"type": "string"},
                 "stock": {"type": "integer", "nullable": True,
                           "description": "Keys a new buyer can get; null: no limit (a reusable product without a "
-                                         "cap). With variants: theirs together"},
+                                         "cap, a manual product). With variants: theirs together"},
                 "variants": {"type": "array", "items": {"$ref": "#/components/schemas/Variant"},
                              "description": "Empty for a product without variants; else it is ordered through one"},
                 "name_en": {"type": "string"}, "name_zh": {"type": "string", "description": "Empty when not set"},
@@ -231,6 +243,15 @@ DOCUMENT = {
                 "category": {"type": "string", "nullable": True, "description": "The category's slug"},
                 "image": {"type": "string", "nullable": True, "description": "Absolute URL, at most 1200 px"},
                 "thumbnail": {"type": "string", "nullable": True, "description": "Absolute URL, 480×360"}}},
+            "ManualField": {"type": "object", "required": ["key", "label", "type", "required"], "properties": {
+                "key": {"type": "string", "description": "The name to send the answer under in POST /api/v1/orders"},
+                "label": {"type": "string", "description": "In the request's language"},
+                "type": {"type": "string", "enum": ["text", "number", "select"]},
+                "required": {"type": "boolean"},
+                "choices": {"type": "array", "items": {"type": "string"}, "description": "select: the answers allowed"},
+                "max_length": {"type": "integer", "nullable": True},
+                "min": {"type": "string", "nullable": True}, "max": {"type": "string", "nullable": True},
+                "help": {"type": "string"}}},
             "OrderCreated": {"type": "object", "required": ["order_no", "token", "status", "amount", "currency",
                                                             "pay_url"], "properties": {
                 "order_no": {"type": "string"}, "token": {"type": "string"}, "status": {"type": "string"},

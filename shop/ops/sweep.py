@@ -22,6 +22,7 @@ from exports.services import exports_tidy
 from payments.services import payment_notices_apply_overdue
 from shop.services.fulfilment import order_fill_from_stock
 from shop.services.lifecycle import orders_expire_due
+from shop.services.manual import manual_orders_overdue_alert
 from shop.services.settlement import orders_settle_delivered, orders_stuck_alert
 
 SWEEP_LEASE = "sweep"
@@ -36,6 +37,7 @@ class SweepReport:
     filled: int = 0
     settled: int = 0
     stuck: int = 0
+    overdue: int = 0  # manual orders past their due time in the staff's queue
     exports: dict | None = None  # export files expired and deleted, export jobs resumed
     # The lease was taken from this sweeper during the pass: the steps after it were not run.
     lost_lease: bool = False
@@ -59,6 +61,7 @@ _STEPS = (
     ("filled", order_fill_from_stock),
     ("settled", orders_settle_delivered),
     ("stuck", orders_stuck_alert),
+    ("overdue", manual_orders_overdue_alert),
     ("exports", exports_tidy),
 )
 
@@ -70,7 +73,8 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
     leads: the applier takes each notice once). Then, if this sweeper holds
     the sweep lease or can take it: re-enqueues lost deliveries, expires
     unpaid orders, fills orders waiting for stock, settles orders whose
-    deliveries all went out, alerts on stuck orders, deletes export files
+    deliveries all went out, alerts on stuck orders and on overdue manual
+    orders (once each), deletes export files
     past their hour and resumes stopped export jobs, and records the run,
     renewing the lease before each step. A sweeper that cannot take it, or
     loses it midway, returns (``ran`` False, or ``lost_lease``).
@@ -99,7 +103,8 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
             name="sweep", started_at=started_at,
             result={
                 "requeued": report.requeued, "expired": report.expired, "filled": report.filled,
-                "settled": report.settled, "stuck": report.stuck, "exports": report.exports,
+                "settled": report.settled, "stuck": report.stuck, "overdue": report.overdue,
+                "exports": report.exports,
             },
         )
         return report

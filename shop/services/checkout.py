@@ -41,8 +41,9 @@ from shop.models import (
     ProductKind,
 )
 from shop.selectors import product_holds, product_tiers, reusable_left
-from shop.services.errors import CheckoutError
+from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_created, events_save
+from shop.services.manual import manual_answers_clean, manual_answers_save
 from shop.services.variants import variant_chosen
 
 logger = logging.getLogger(__name__)
@@ -161,15 +162,20 @@ class CheckoutTicket:
     language: str = ""
     buyer_email: str = ""  # the email with its aliases folded away: the unpaid-orders cap counts by it
     device: str = ""
+    manual_answers: tuple = ()  # a manual product's answers, checked: ({key, label, value}, ...)
 
 
 def checkout_prepare(
     *, product_slug: str, quantity: int, email: str, phone: str = "", client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
+    fields: dict | None = None,
 ) -> CheckoutTicket:
     """Validate the input, price the order and assess the buyer, outside any
     transaction: the assessment is kept even when it refuses, so a blocked
-    buyer's reference (CheckoutBlocked.ref) can be looked up by staff."""
+    buyer's reference (CheckoutBlocked.ref) can be looked up by staff.
+    ``fields``: a manual product's answers by field key (FIELD_REQUIRED,
+    FIELD_INVALID)."""
+
     email = (email or "").strip()
     phone = (phone or "").strip()
     try:
@@ -189,6 +195,7 @@ def checkout_prepare(
     if query_password and len(query_password) < QUERY_PASSWORD_MIN_LENGTH:
         raise CheckoutError(code="QUERY_PASSWORD_SHORT", field="query_password",
                             message=f"A query password has at least {QUERY_PASSWORD_MIN_LENGTH} characters.")
+    answers = manual_answers_clean(product=product, answers=fields)
     quote = price_quote(product=product, quantity=quantity, coupon_code=coupon or "")
     buyer = BuyerContext(email=email_normalise(email), ip=client_ip or "", device=device,
                          phone=phone_normalise(phone) if phone else "", user_agent=user_agent[:300])
@@ -204,7 +211,7 @@ def checkout_prepare(
                           assessment=assessment, quote=quote,
                           query_password_hash=make_password(query_password) if query_password else "",
                           language=(get_language() or "")[:10], buyer_email=buyer_email_key(email),
-                          device=(device or "")[:64])
+                          device=(device or "")[:64], manual_answers=tuple(answers))
 
 
 def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
@@ -241,6 +248,8 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
         line = OrderLine.objects.create(order=order, product=product, quantity=quantity, unit_price=product.price,
                                         discount=quote.discount, amount=quote.amount)
         _stock_hold(line=line, product=product, now=now)
+        if ticket.manual_answers:
+            manual_answers_save(line=line, answers=list(ticket.manual_answers))
         events_save(event_created(order, quantity=quantity, discount=quote.discount, coupon=quote.coupon_code,
                                   tier_percent=quote.tier_percent))
         assessment_attach(assessment=ticket.assessment, order_id=order.pk, product_id=product.pk, quantity=quantity)
@@ -251,7 +260,10 @@ def _stock_hold(*, line: OrderLine, product: Product, now: datetime) -> None:
     """Hold the line's keys; when too few are free, put lapsed holds back in
     stock and try once more. Raises OUT_OF_STOCK (the caller's transaction
     rolls the order back). A reusable product holds no key: its line counts
-    against the sales cap while the hold is live (``_reusable_hold``)."""
+    against the sales cap while the hold is live (``_reusable_hold``); a
+    manual one has no stock at all (staff deliver it)."""
+    if product.kind == ProductKind.MANUAL:
+        return None
     if product.kind == ProductKind.REUSABLE:
         return _reusable_hold(line=line, product=product)
     hold = functools.partial(keys_hold, line_id=line.pk, product_id=product.pk, quantity=line.quantity)

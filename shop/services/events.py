@@ -132,6 +132,16 @@ def event_key_reported(order, *, key: int, report: int) -> OrderEvent:
     return _event(order, T.KEY_REPORTED, BUYER, {"key": key, "report": report})
 
 
+def event_manual_queued(order, *, due_at) -> OrderEvent:
+    """A paid manual order went to the staff's fulfilment queue."""
+    return _event(order, T.MANUAL_QUEUED, SYSTEM, {"due_at": due_at.isoformat()})
+
+
+def event_manual_delivered(order, *, actor: str, late: bool) -> OrderEvent:
+    """Staff entered the order's content (never in the event: it is sealed on the key)."""
+    return _event(order, T.MANUAL_DELIVERED, actor, {"late": late})
+
+
 # --- delivery -------------------------------------------------------------------
 
 

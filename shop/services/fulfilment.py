@@ -33,6 +33,7 @@ from shop.services.events import (
     events_save,
 )
 from shop.services.lifecycle import OrderTransitionError, orders_move
+from shop.services.manual import lines_manual, orders_queue_manual
 from shop.webhook_events import product_low_stock_webhook_emit
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,10 @@ def orders_fulfil(*, orders: list[Order], outbox: list[int] | None = None, asses
     provider reported a dispute before the payment), holds it for a human
     with its keys set aside, not revealed. An order gets all its keys or none:
     short of stock, a PAID order waits (AWAITING_STOCK; filled on restock,
-    oldest first), one already waiting keeps waiting. Otherwise the keys go
+    oldest first), one already waiting keeps waiting. A manual product's
+    order has no stock to claim: paid, it goes to the staff's queue
+    (PREPARING; IN_REVIEW first when held), and it is served here once staff
+    entered its content (``shop.services.manual``). Otherwise the keys go
     to the buyer's inbox (the order page) in this transaction and one outbox
     Delivery per other channel is written, to be sent after commit: enqueued
     after commit here, or, given an ``outbox`` list, left to the caller
@@ -83,12 +87,16 @@ def orders_fulfil(*, orders: list[Order], outbox: list[int] | None = None, asses
         if hold:
             held.add(order.pk)
     outcomes = inventory_services.keys_claim(requests=[
-        inventory_services.ClaimRequest(lines=[inventory_services.line_claim(line) for line in lines_of[order.pk]],
+        inventory_services.ClaimRequest(lines=[_line_claim(line) for line in lines_of[order.pk]],
                                         reveal=order.pk not in held)
         for order in orders
     ])
-    waiting, held_served, served = [], [], []
+    waiting, held_served, served, queued, reviewed = [], [], [], [], []
     for order, outcome in zip(orders, outcomes):
+        if outcome.short is not None and lines_manual(lines_of[order.pk]):
+            if order.status == S.PAID:  # no content yet: staff prepare it (after the review, if held)
+                (reviewed if order.pk in held else queued).append(order)
+            continue
         if outcome.short is not None:
             if order.status == S.PAID:
                 waiting.append(order)
@@ -101,6 +109,8 @@ def orders_fulfil(*, orders: list[Order], outbox: list[int] | None = None, asses
     if waiting:  # one line per batch: a sell-out in a flash sale is thousands of them
         logger.warning("%d orders awaiting stock: %s", len(waiting), ", ".join(order.order_no for order in waiting))
     orders_move(orders=waiting, source=[S.PAID], target=S.AWAITING_STOCK)
+    orders_move(orders=reviewed, source=[S.PAID], target=S.IN_REVIEW)
+    orders_queue_manual(orders=queued, lines_of=lines_of, source=S.PAID)
     for source in (S.PAID, S.AWAITING_STOCK):
         orders_move(orders=[o for o in held_served if o.status == source], source=[source], target=S.IN_REVIEW)
     events_save(*events)
@@ -154,6 +164,14 @@ def orders_hand_over(*, orders: list[Order], lines_of: dict[int, list] | None = 
         product_low_stock_check(product_id=product_id)
 
 
+def _line_claim(line) -> inventory_services.LineClaim:
+    """A manual product's line takes one key, its content, and only the one
+    staff entered for it (never stock); any other line its quantity of keys."""
+    if lines_manual([line]):
+        return inventory_services.line_claim(line, quantity=1, from_stock=False)
+    return inventory_services.line_claim(line)
+
+
 def _lines_of(orders: list[Order]) -> dict[int, list]:
     """The orders' lines with their products, by order id, in id order."""
     lines_of: dict[int, list] = defaultdict(list)
@@ -182,7 +200,9 @@ def order_review_approve(*, order_id: int, user=None, note: str = "") -> str:
         review_decide(order_id=order_id, outcome="APPROVED", user=user, note=note)
         actor = f"staff:{user.get_username()}" if user else SYSTEM
         events_save(event_review_decided(order, approved=True, actor=actor, note=note))
-        if order.status == S.IN_REVIEW:
+        if order.status == S.IN_REVIEW and lines_manual(lines := _lines_of([order])[order.pk]):
+            orders_queue_manual(orders=[order], lines_of={order.pk: lines}, source=S.IN_REVIEW)
+        elif order.status == S.IN_REVIEW:
             orders_hand_over(orders=[order])
     return order.status
 

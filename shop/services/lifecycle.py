@@ -5,7 +5,8 @@ conditional UPDATE. Paid, expired and refunded live here too.
     PENDING_PAYMENT → PAID → (IN_REVIEW →) FULFILLING → DELIVERED
     PENDING_PAYMENT → EXPIRED (→ PAID: a late payment is accepted)
     PAID / IN_REVIEW → AWAITING_STOCK → FULFILLING | IN_REVIEW (stock arrived)
-    PAID / IN_REVIEW / AWAITING_STOCK → REFUNDED
+    PAID / IN_REVIEW → PREPARING (a manual product: the staff's queue) → FULFILLING
+    PAID / IN_REVIEW / AWAITING_STOCK / PREPARING → REFUNDED
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 S = OrderStatus
 
 # An order may be refunded while its keys are not yet in the buyer's hands.
-REFUNDABLE_STATUSES = (S.PAID, S.IN_REVIEW, S.AWAITING_STOCK)
+REFUNDABLE_STATUSES = (S.PAID, S.IN_REVIEW, S.AWAITING_STOCK, S.PREPARING)
 
 # target → the statuses it may be reached from.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -46,7 +47,8 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     S.EXPIRED: (S.PENDING_PAYMENT,),
     S.IN_REVIEW: (S.PAID, S.AWAITING_STOCK),
     S.AWAITING_STOCK: (S.PAID, S.IN_REVIEW),
-    S.FULFILLING: (S.PAID, S.IN_REVIEW, S.AWAITING_STOCK),
+    S.PREPARING: (S.PAID, S.IN_REVIEW),
+    S.FULFILLING: (S.PAID, S.IN_REVIEW, S.AWAITING_STOCK, S.PREPARING),
     S.DELIVERED: (S.FULFILLING,),
     S.REFUNDED: REFUNDABLE_STATUSES,
 }
@@ -142,7 +144,7 @@ def orders_expire_due() -> int:
 
 
 def order_refund_begin(*, order: Order, actor: str, reason: str) -> int:
-    """PAID / IN_REVIEW / AWAITING_STOCK → REFUNDED: the order will deliver
+    """PAID / IN_REVIEW / AWAITING_STOCK / PREPARING → REFUNDED: the order will deliver
     nothing, its reserved keys go back to stock. Call inside a transaction
     holding the payment's and then the order's lock; the money itself is
     given back by payments (``payment_refund``). Returns the keys released."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shop.models import VARIANT_INHERITED, Product
-from shop.services.errors import CheckoutError
+from shop.services.checkout_errors import CheckoutError
 
 
 def variant_chosen(*, product: Product, variant: int | None) -> Product:

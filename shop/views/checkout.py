@@ -17,6 +17,7 @@ from shop.models import Product
 from shop.profile import contact_sentence
 from shop.selectors import product_sold, product_stock, product_tiers, products_for_sale, products_related
 from shop.services import CheckoutError, price_quote
+from shop.services.manual import ANSWER_MAX_LENGTH, ManualFieldError, manual_fields_of
 
 
 def _checkout_error_message(exc: CheckoutError) -> str:
@@ -37,6 +38,24 @@ def _checkout_error_message(exc: CheckoutError) -> str:
         "VARIANT_NOT_FOUND": _("This option is no longer for sale. Choose another one."),
     }
     return known.get(exc.code, exc.message)
+
+
+def _manual_field_message(exc: ManualFieldError) -> str:
+    """A manual product's answer refused, in the buyer's language, for beside its field."""
+    field = exc.manual_field
+    label = field.display_label if field else exc.key
+    limit = {"too_long": min(getattr(field, "max_length", None) or ANSWER_MAX_LENGTH, ANSWER_MAX_LENGTH),
+             "too_small": getattr(field, "min_value", None), "too_big": getattr(field, "max_value", None)}
+    messages_by_reason = {
+        "required": _("Fill in %(label)s."),
+        "too_long": _("%(label)s: at most %(n)s characters."),
+        "not_a_number": _("%(label)s: enter a number."),
+        "too_small": _("%(label)s: at least %(n)s."),
+        "too_big": _("%(label)s: at most %(n)s."),
+        "not_a_choice": _("%(label)s: choose one of the options."),
+    }
+    text = messages_by_reason.get(exc.reason, _("%(label)s: check this answer."))
+    return text % {"label": label, "n": limit.get(exc.reason)}
 
 
 def _method_chosen(request, methods) -> str:
@@ -66,7 +85,8 @@ def product_detail(request, slug: str):
     requested = _variant_requested(request)
     item = next((v for v in variants if v.pk == requested), variants[0] if variants else product)
     item.parent = product if item.pk != product.pk else None
-    form = CheckoutForm(request.POST or None, max_quantity=item.max_per_order)
+    manual_fields = manual_fields_of(product=item)
+    form = CheckoutForm(request.POST or None, max_quantity=item.max_per_order, manual_fields=manual_fields)
     methods = methods_offered(product_id=item.pk, amount=item.price, parent_id=item.parent_id)
     error = None
     quote = None
@@ -88,7 +108,8 @@ def product_detail(request, slug: str):
                                     coupon_code=form.cleaned_data.get("coupon", ""))
             except CheckoutError as exc:
                 error = (exc.code, _checkout_error_message(exc))
-        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=item.max_per_order)
+        form = CheckoutForm(initial={**request.POST.dict(), "terms": False}, max_quantity=item.max_per_order,
+                            manual_fields=manual_fields)
         # The buyer's own password on their own page (sent no-store): checking
         # the price must not make them type it again. Only this re-render.
         form.fields["query_password"].widget.render_value = True
@@ -109,7 +130,11 @@ def product_detail(request, slug: str):
                 query_password=form.cleaned_data["query_password"],
                 # what the buyer chose (an unknown one is refused), else the one shown
                 variant=requested if requested is not None else (item.pk if every_variant else None),
+                fields=form.manual_answers(),
             )
+        except ManualFieldError as exc:  # shown beside the field it is about
+            form.add_error(form.manual_names.get(exc.key), _manual_field_message(exc))
+            error = (exc.code, _("Check the answers marked below."))
         except CheckoutError as exc:
             error = (exc.code, _checkout_error_message(exc))
         except CheckoutBlocked as exc:

@@ -33,6 +33,7 @@ from shop.models import KeyReportStatus, Order, OrderEventType, OrderStatus
 from shop.profile import contact_sentence
 from shop.selectors import order_by_number, order_keys, order_timeline
 from shop.services import KeyActionRefused, ResendNotAllowed, order_key_report, order_keys_reveal, order_resend
+from shop.services.manual import lines_manual
 from shop.templatetags.shopfmt import money
 from shop.views.headers import ORDER_REFERRER_POLICY, RETRY_AFTER_SECONDS
 
@@ -93,6 +94,7 @@ def _order_context(order: Order) -> dict:
         "keys": keys,
         "open_reports": open_reports,
         "usage_products": [line.product for line in lines if line.product.display_usage_notes],
+        "manual": lines_manual(lines),
         "review_wait": settings.REVIEW_EXPECTED_WAIT,
         "activations": list(activations_for_order(order_id=order.pk)),
         "report_form": KeyReportForm(),

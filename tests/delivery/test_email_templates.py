@@ -11,6 +11,7 @@ from django.template import engines
 from django.template.loader import get_template, render_to_string
 from django.test.signals import template_rendered
 
+from delivery.channels import email_templates
 from delivery.channels.email import TEMPLATES
 from delivery.channels.email_templates import templates_render
 from delivery.services import deliveries_enqueue
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.django_db
 def renders():
     """How often each template file was rendered (Django's test hook on every render)."""
     counts: dict[str, int] = {}
+    # Skeletons built by earlier tests in this process would be reused: start
+    # from none, as a fresh worker does.
+    email_templates._skeletons.clear()
 
     def count(sender, template, context, **kwargs):
         if template.name:  # not the one-tag template of an order's link

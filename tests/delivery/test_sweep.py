@@ -144,7 +144,7 @@ def test_sweep_records_its_last_run():
     # then
     run = SweepRun.objects.get()
     assert run.name == "sweep"
-    assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "settled": 0, "stuck": 0,
+    assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "settled": 0, "stuck": 0, "overdue": 0,
                           "exports": {"expired": 0, "parts_deleted": 0, "resumed": 0}}
     assert run.finished_at >= run.started_at
 

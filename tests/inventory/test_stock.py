@@ -109,7 +109,8 @@ def test_rotation_reseals_under_the_new_key_and_old_key_can_then_go(make_product
     call_command("rotate_keys", "--batch-size", "2", stdout=out)
     # then
     assert out.getvalue().strip() == (
-        "3 of 3 keys re-sealed under the primary key\n0 payment methods' credentials re-sealed under the primary key")
+        "3 of 3 keys re-sealed under the primary key\n0 payment methods' credentials re-sealed under the primary key"
+        "\n0 manual orders' answers re-sealed under the primary key")
     settings.KEY_ENCRYPTION_KEYS = [new]
     assert sorted(k.secret for k in CardKey.objects.filter(product=product)) == [
         f"{product.slug.upper()}-KEY-{i:05d}" for i in range(3)

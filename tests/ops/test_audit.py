@@ -36,7 +36,7 @@ def test_audit_is_clean_after_a_delivered_order(delivered_order):
     code, output = run_audit()
     # then
     assert code == 0, output
-    assert output.count(" OK ") == 7
+    assert output.count(" OK ") == 8
     assert "all invariants hold" in output
 
 

@@ -41,7 +41,9 @@ def _product_post(**extra) -> dict:
         "deliver_by_email": "on", "auto_replacements_per_order": "0", "max_per_order": "10", "hold_minutes": "",
         "kind": "unique", "sales_cap": "",
         "tiers-TOTAL_FORMS": "0", "tiers-INITIAL_FORMS": "0", "tiers-MIN_NUM_FORMS": "0",
-        "tiers-MAX_NUM_FORMS": "1000",
+        "tiers-MAX_NUM_FORMS": "1000", "fulfil_within_minutes": "60",
+        "manual_fields-TOTAL_FORMS": "0", "manual_fields-INITIAL_FORMS": "0", "manual_fields-MIN_NUM_FORMS": "0",
+        "manual_fields-MAX_NUM_FORMS": "1000",
         "variants-TOTAL_FORMS": "0", "variants-INITIAL_FORMS": "0", "variants-MIN_NUM_FORMS": "0",
         "variants-MAX_NUM_FORMS": "1000", **extra,
     }

@@ -26,7 +26,7 @@ def test_demo_is_idempotent_and_prints_a_random_admin_password():
     second = _run("demo")
     # then: every demo product (a product with variants: each variant) topped up
     # to its stock (one is left sold out on purpose)
-    sold = [(spec["slug"], spec) for spec in DEMO_PRODUCTS if "variants" not in spec]
+    sold = [(spec["slug"], spec) for spec in DEMO_PRODUCTS if "variants" not in spec and spec.get("kind") != "manual"]
     sold += [(f"{spec['slug']}-{v['slug']}", v) for spec in DEMO_PRODUCTS for v in spec.get("variants", [])]
     assert Product.objects.count() == len(DEMO_PRODUCTS) + sum(len(s.get("variants", [])) for s in DEMO_PRODUCTS)
     for slug, spec in sold:
@@ -34,7 +34,10 @@ def test_demo_is_idempotent_and_prints_a_random_admin_password():
         expected = spec.get("stock", 25)
         assert CardKey.objects.filter(product=product, status=CardKeyStatus.AVAILABLE).count() == expected
     # one product of each kind, and one with variants
-    assert set(Product.objects.values_list("kind", flat=True)) >= {"unique", "reusable"}
+    assert set(Product.objects.values_list("kind", flat=True)) == {"unique", "reusable", "manual"}
+    manual = Product.objects.get(kind="manual")
+    assert list(manual.manual_fields.values_list("key", flat=True)) == ["account", "server"]
+    assert not CardKey.objects.filter(product=manual).exists()
     assert Product.objects.filter(slug="ai-chat-plus").get().variants.count() == 3
     assert get_user_model().objects.filter(is_superuser=True).count() == 1
     password = first.split("password ")[1].split(" ")[0]

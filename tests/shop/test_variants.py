@@ -212,7 +212,7 @@ def test_the_owner_adds_variants_on_the_products_page_and_they_take_its_settings
     assert {(v.category_id, v.currency, v.deliver_by_email) for v in variants} == {(games.pk, "USD", False)}
     # and: a variant's own page has tiers but no variants of its own
     page = admin_client.get(reverse("admin:shop_product_change", args=[variants[0].pk]))
-    assert [f.formset.prefix for f in page.context["inline_admin_formsets"]] == ["tiers"]
+    assert [f.formset.prefix for f in page.context["inline_admin_formsets"]] == ["tiers", "manual_fields"]
 
 
 def test_a_variant_cannot_have_variants(membership):

@@ -46,6 +46,8 @@ class Command(BaseCommand):
             target = Product.objects.get(slug=product)
         except Product.DoesNotExist:
             raise CommandError(f"PRODUCT_NOT_FOUND: no product with slug {product!r}") from None
+        if target.kind == "manual":
+            raise CommandError(f"PRODUCT_MANUAL: {product!r} is delivered by hand from the queue; it takes no keys")
         separator = DELIMITERS.get(delimiter, delimiter)
         if not separator:
             raise CommandError("DELIMITER_INVALID: the delimiter cannot be empty")

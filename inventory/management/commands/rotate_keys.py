@@ -1,4 +1,4 @@
-"""Re-seal every card key and payment-method credential under the first of KEY_ENCRYPTION_KEYS."""
+"""Re-seal every card key, payment-method credential and manual order's answers under the first of KEY_ENCRYPTION_KEYS."""
 
 import sys
 
@@ -8,6 +8,7 @@ from tqdm import tqdm
 from inventory.models import CardKey
 from inventory.services import keys_rotate
 from payments.services.methods import payment_methods_reseal
+from shop.services.manual import manual_answers_reseal
 
 
 class Command(BaseCommand):
@@ -27,3 +28,5 @@ class Command(BaseCommand):
         # Payment methods' credentials are sealed under the same key ring.
         methods = payment_methods_reseal()
         self.stdout.write(f"{methods} payment methods' credentials re-sealed under the primary key")
+        answers = manual_answers_reseal()  # what buyers of manual products filled in
+        self.stdout.write(f"{answers} manual orders' answers re-sealed under the primary key")

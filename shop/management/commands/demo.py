@@ -15,7 +15,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 from inventory.selectors import keys_available_count
 from inventory.services import keys_import
 from shop.images import product_image_apply
-from shop.models import Category, Product, ProductKind
+from shop.models import Category, ManualField, Product, ProductKind
 from shop.profile import demo_profile
 
 DEMO_CATEGORIES = [
@@ -174,6 +174,31 @@ DEMO_PRODUCTS = [
         "stock": 1,
     },
     {
+        # Manual (代充): the buyer answers the shop's questions, staff top the account up by hand.
+        "slug": "game-topup-service",
+        "category": "game-cards",
+        "name": "Game account top-up (done for you)",
+        "name_zh": "游戏账号代充",
+        "description": "Give us your **game account** and server; our staff top it up with **648 gems** "
+                       "within an hour (09:00–23:00).\n\nYou get a confirmation on your order page and by email.",
+        "description_zh": "提供您的**游戏账号**和区服，客服在一小时内（09:00–23:00）为您代充 **648 钻石**。\n\n"
+                          "完成后订单页面和邮件都会通知您。",
+        "usage_notes": "Sign in to the game: the gems are in your mailbox.",
+        "usage_notes_zh": "登录游戏，在邮箱中领取钻石。",
+        "price": Decimal("618.00"),
+        "max_per_order": 1,
+        "kind": ProductKind.MANUAL,
+        "fulfil_within_minutes": 60,
+        "prefix": "",
+        "colours": ("#581c87", "#e879f9"),
+        "manual_fields": [
+            {"key": "account", "label": "Game account ID", "label_zh": "游戏账号 ID", "type": "text",
+             "max_length": 40, "help_text": "The number on your profile page.", "help_text_zh": "个人资料页上的数字。"},
+            {"key": "server", "label": "Server", "label_zh": "区服", "type": "select",
+             "choices": "Asia\nEurope\nAmerica"},
+        ],
+    },
+    {
         # Variants: one product, three durations, each with its own price and keys.
         "slug": "ai-chat-plus",
         "category": "memberships",
@@ -239,12 +264,17 @@ class Command(BaseCommand):
         for spec in DEMO_PRODUCTS:
             spec = dict(spec)
             prefix, colours, stock = spec.pop("prefix"), spec.pop("colours"), spec.pop("stock", DEMO_STOCK)
-            variants = spec.pop("variants", [])
+            variants, questions = spec.pop("variants", []), spec.pop("manual_fields", [])
             spec["category"] = categories[spec["category"]]
             with transaction.atomic():
                 product, created = Product.objects.get_or_create(slug=spec.pop("slug"), defaults=spec)
                 self._fill_blanks(product, spec, colours)
-            if not variants:
+            for position, question in enumerate(questions):
+                ManualField.objects.get_or_create(product=product, key=question["key"],
+                                                  defaults={**question, "position": position})
+            if product.kind == ProductKind.MANUAL:
+                self.stdout.write(f"{product.slug}: {'created' if created else 'exists'}, delivered by staff")
+            elif not variants:
                 self._stock_top_up(product, created=created, prefix=prefix, stock=stock)
             for variant_spec in variants:
                 variant_spec = dict(variant_spec)

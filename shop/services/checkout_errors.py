@@ -1,4 +1,5 @@
-"""What a checkout refuses, with a code the buyer's page and the API show."""
+"""What a checkout refuses, with an error code and the field to fix: raised
+by the checkout and by the answers of a manual product (``manual``)."""
 
 
 class CheckoutError(Exception):
