@@ -100,6 +100,8 @@ class Skeleton:
 
 
 _UNUSABLE = object()
+# shop.models.ProductKind.MANUAL (delivery sits below shop and does not import it).
+MANUAL_KIND = "manual"
 # Per compiled template (the cached loader keeps one per process; with DEBUG's
 # loaders each get_template is a new one, so an edited template is read again):
 # {(language, number of keys, shop name): Skeleton or _UNUSABLE}.
@@ -116,11 +118,11 @@ def _link(order) -> str:
     return _link_template().render({"order": order})
 
 
-def _skeleton_build(template, *, language: str, keys: int, shop_name: str) -> Skeleton | None:
+def _skeleton_build(template, *, language: str, keys: int, shop_name: str, manual: bool) -> Skeleton | None:
     reads = _Reads()
     order = _StandIn(reads, order_no=_marker(ORDER_NO), language=language, link_version=0)
     stand_ins = [_StandIn(reads, product=_StandInProduct(reads, i), secret=_marker(_secret(i))) for i in range(keys)]
-    output = template.render({"order": order, "keys": stand_ins, "shop_name": shop_name})
+    output = template.render({"order": order, "keys": stand_ins, "shop_name": shop_name, "manual": manual})
     link = _link(order)
     output = output.replace(link, _marker(LINK))
     if reads.tainted or len(reads.name_languages) > 1 or "%EE%80%80" in output:
@@ -169,17 +171,19 @@ class _Values:
 def templates_render(templates: dict, *, order, keys: list, shop_name: str) -> dict[str, str]:
     """Each of ``templates`` (name: a ``get_template`` result) rendered for
     ``order`` and its ``keys``: the same text as ``template.render({"order",
-    "keys", "shop_name"})``, from the skeleton of its language and number of
-    keys."""
+    "keys", "shop_name", "manual"})``, from the skeleton of its language,
+    number of keys and ``manual`` (what staff delivered by hand for a manual
+    product, not a key: the subject says so)."""
     values = _Values(order=order, keys=keys)
     return {name: _render(template, values=values, shop_name=shop_name) for name, template in templates.items()}
 
 
 def _render(template, *, values: _Values, shop_name: str) -> str:
     order, keys = values.order, values.keys
-    context = {"order": order, "keys": keys, "shop_name": shop_name}
+    manual = bool(keys) and all(key.product.kind == MANUAL_KIND for key in keys)
+    context = {"order": order, "keys": keys, "shop_name": shop_name, "manual": manual}
     compiled = getattr(template, "template", template)
-    cache_key = (order.language, len(keys), shop_name)
+    cache_key = (order.language, len(keys), shop_name, manual)
     with _lock:
         per_template = _skeletons.setdefault(compiled, {})
         skeleton = per_template.get(cache_key)
@@ -187,7 +191,7 @@ def _render(template, *, values: _Values, shop_name: str) -> str:
         return template.render(context)
     if skeleton is not None:
         return skeleton.fill(values.for_skeleton(skeleton))
-    built = _skeleton_build(template, language=order.language, keys=len(keys), shop_name=shop_name)
+    built = _skeleton_build(template, language=order.language, keys=len(keys), shop_name=shop_name, manual=manual)
     rendered = template.render(context)
     if built is None or built.fill(values.for_skeleton(built)) != rendered:
         logger.warning("%s: rendered per message (it reads more than the key email's stand-ins offer)",

@@ -5,6 +5,8 @@ reaches the buyer as a key would (order page, email, resend); the audit
 knows the kind."""
 
 import base64
+import email
+import email.header
 import os
 from datetime import timedelta
 from decimal import Decimal
@@ -151,8 +153,11 @@ def test_staff_deliver_from_the_queue_and_the_buyer_gets_it_by_page_email_and_re
     assert (key.status, key.secret) == (CardKeyStatus.DELIVERED, "Recharged 60 diamonds, ref R-5521")
     assert b"R-5521" not in bytes(key.secret_sealed)
     assert order.pk not in [o.pk for o in admin_client.get(QUEUE_URL).context["cl"].result_list]
-    # and: by email
+    # and: by email, whose subject says the order is done (it carries no key)
     assert len(smtp_server.messages) == 1 and b"R-5521" in smtp_server.messages[0].content
+    subject = email.message_from_bytes(smtp_server.messages[0].content)["Subject"]
+    assert str(email.header.make_header(email.header.decode_header(subject))).endswith(
+        f"your order {order.order_no} is done")
     # and: on the order page, with the steps in the timeline
     page = client.get(reverse("shop:order", args=[order.order_no]), HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Your delivery from the shop" in page
