@@ -12,7 +12,8 @@ to; ``race`` / ``sku`` the variant), ``coupon`` (``mode`` 0 an amount off, 1 a
 share of the price in ``money`` (0.2: 20 %); ``life`` uses left, ``use_life``
 uses made; ``commodity_id`` 0 with ``category_id``: that category's products)
 and ``order`` (``status`` 1 paid; ``delivery_status`` 1 delivered; the keys
-are the cards whose ``order_id`` names it; ``contact`` an email, phone or QQ).
+are the cards whose ``order_id`` names it; a manual order's ``secret`` is
+what staff delivered; ``contact`` an email, phone or QQ).
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class AcgFaka:
                 tiers=unit_price_tiers(config.get("wholesale", {}).items()),
                 created_at=as_datetime(row.get("create_time"), self.tz),
                 has_variants=bool(config.get("category") or config.get("sku")),
+                fields_unknown="its buyer's input (widget) is not brought across: its format is not in the "
+                "install SQL; add the questions here by hand" if kind == MANUAL and as_text(row.get("widget")).strip()
+                else "",
             ))
         return products
 
@@ -111,7 +115,7 @@ class AcgFaka:
                 category_ids=[category] if not product and category else [],
                 usage_limit=life + used, used_count=used, expires_at=as_datetime(row.get("expire_time"), self.tz),
                 active=as_int(row.get("status")) == 0, created_at=as_datetime(row.get("create_time"), self.tz),
-                unusable="limited to a variant (种类/SKU): needs variants (issue 23 point 2)"
+                unusable="limited to a variant (种类/SKU): variants are not imported yet"
                 if product and _variant(row) else "",
             )
 
@@ -138,4 +142,6 @@ class AcgFaka:
                 created_at=as_datetime(row.get("create_time"), self.tz),
                 paid_at=as_datetime(row.get("pay_time"), self.tz),
                 key_texts=delivered.get(order_id, []) if state == DELIVERED else [], variant=_variant(row),
+                # A manual order's ``secret`` is what staff delivered by hand.
+                content=as_text(row.get("secret")).strip() if state == DELIVERED else "",
             )

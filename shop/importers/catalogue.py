@@ -10,9 +10,8 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 
 from shop.importers.context import ImportContext, live_targets, record_add, records_map, slug_free
-from shop.importers.pending_kinds import KIND_IMPORTERS
-from shop.importers.records import REMOTE, UNIQUE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
-from shop.models import Category, Coupon, CouponKind, ImportRecord, Product, QuantityTier
+from shop.importers.records import MANUAL, REMOTE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
+from shop.models import Category, Coupon, CouponKind, ImportRecord, ManualField, Product, QuantityTier
 
 E = ImportRecord.Entity
 CENT = Decimal("0.01")
@@ -44,8 +43,9 @@ def categories_import(*, ctx: ImportContext, categories: Iterable[SourceCategory
 
 
 def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) -> None:
-    """Products of today's kind (unique keys) come across; the others go to
-    their kind's function (``pending_kinds``), which counts them."""
+    """Products come across with their kind: unique keys, reusable keys
+    (dujiaoka 循环卡密), manual (代充, with the questions the source asks);
+    one supplied by another shop (共享/对接) has nothing of its own to bring."""
     tally = ctx.summary["products"]
     records = records_map(ctx=ctx, entity=E.PRODUCT)
     with transaction.atomic():
@@ -56,13 +56,11 @@ def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) ->
                 continue
             ctx.kinds[source.id] = source.kind
             ctx.product_category[source.id] = source.category_id
-            if source.kind in KIND_IMPORTERS:
-                KIND_IMPORTERS[source.kind](summary=ctx.summary, entity="products")
-            elif source.kind == REMOTE:
+            if source.kind == REMOTE:
                 tally.skip("supplied by another shop (共享/对接): it has no keys of its own")
             elif str(source.id) in records:
                 tally.already += 1
-            elif source.kind == UNIQUE:
+            else:
                 _product_create(ctx=ctx, source=source)
     ctx.products = live_targets(records=records_map(ctx=ctx, entity=E.PRODUCT), model=Product)
 
@@ -82,7 +80,7 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
         description="" if zh else source.description, description_zh=source.description if zh else "",
         usage_notes="" if zh else source.usage_notes, usage_notes_zh=source.usage_notes if zh else "",
         category_id=ctx.categories.get(source.category_id) if source.category_id is not None else None,
-        price=source.price, currency=ctx.currency, active=source.active,
+        price=source.price, currency=ctx.currency, active=source.active, kind=source.kind,
     )
     if source.max_per_order:
         product.max_per_order = source.max_per_order
@@ -93,8 +91,28 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
     tally.new += 1
     if source.has_variants:
         ctx.summary.note(f"product {source.id} ({source.name}): brought with its base price; its variants "
-                         "(种类/SKU) are not imported yet: needs variants (issue 23 point 2)")
+                         "(种类/SKU) are not imported yet (issue 23 point 5)")
     _tiers_create(ctx=ctx, product=product, tiers=source.tiers)
+    if source.kind == MANUAL:
+        _fields_create(ctx=ctx, product=product, source=source)
+
+
+def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduct) -> None:
+    """A manual product's questions, as text fields, required as there."""
+    unread = list(source.fields_unread)
+    keys: set[str] = set()
+    for position, field in enumerate(source.fields, start=1):
+        if field.key in keys:
+            unread.append(f"{field.key}={field.label} (a second question under that key)")
+            continue
+        keys.add(field.key)
+        ManualField.objects.create(product=product, position=10 * position, key=field.key, label=field.label,
+                                   label_zh=field.label if has_cjk(field.label) else "", required=field.required)
+    for line in unread:
+        ctx.summary.note(f"product {source.id} ({source.name}): the question {line!r} could not be read "
+                         "(not key=label=true|false): add it here by hand")
+    if source.fields_unknown:
+        ctx.summary.note(f"product {source.id} ({source.name}): {source.fields_unknown}")
 
 
 def _tiers_create(*, ctx: ImportContext, product: Product, tiers: list[tuple[int, Decimal]]) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-# A product kind, as issue 23 names them: only UNIQUE exists in the shop today.
+# A product kind, as issue 23 names them (REMOTE: supplied by another shop, never imported).
 UNIQUE, REUSABLE, MANUAL, REMOTE = "unique", "reusable", "manual", "remote"
 # What became of a source order, as far as it matters here.
 DELIVERED, UNPAID, UNDELIVERED, WAITING, DELETED = "delivered", "unpaid", "undelivered", "waiting", "deleted"
@@ -32,6 +32,15 @@ class SourceCategory:
 
 
 @dataclass
+class SourceField:
+    """A question a manual product asks its buyer (dujiaoka ``other_ipu_cnf``)."""
+
+    key: str
+    label: str
+    required: bool
+
+
+@dataclass
 class SourceProduct:
     id: int
     name: str
@@ -46,6 +55,9 @@ class SourceProduct:
     created_at: datetime | None = None
     deleted: bool = False
     has_variants: bool = False  # acg-faka 商品种类 / SKU: issue 23 point 2
+    fields: list[SourceField] = field(default_factory=list)  # a manual product's questions
+    fields_unread: list[str] = field(default_factory=list)  # its question lines that could not be read
+    fields_unknown: str = ""  # why its questions (if any) cannot be brought across
 
 
 @dataclass
@@ -93,6 +105,8 @@ class SourceOrder:
     paid_at: datetime | None = None
     key_texts: list[str] = field(default_factory=list)  # what was delivered, one key each
     variant: str = ""
+    answers: list[tuple[str, str]] = field(default_factory=list)  # a manual order's (label, what the buyer typed)
+    content: str = ""  # what staff delivered by hand on a manual order, when the source kept it
 
 
 def has_cjk(text: str) -> bool:

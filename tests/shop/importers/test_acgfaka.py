@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from delivery.models import Delivery
 from inventory.models import CardKey, CardKeyStatus
-from shop.models import Category, Coupon, CouponKind, ImportRecord, Order, OrderStatus, Product
+from shop.models import Category, Coupon, CouponKind, ImportRecord, Order, OrderStatus, Product, ProductKind
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_a_dry_run_writes_nothing(django_capture_on_commit_callbacks):
     # when
     output = import_from("--dry-run", capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [2, 0, 0, 2]
+    assert row(output, "orders") == [3, 0, 0, 3]
     assert (Product.objects.count(), Order.objects.count(), CardKey.objects.count(), ImportRecord.objects.count()) == (
         0, 0, 0, 0)
 
@@ -44,7 +44,7 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then: categories (nesting flattened), products with the note shown with their keys
     assert row(output, "categories") == [2, 0, 0, 0]
-    assert row(output, "products") == [2, 0, 0, 1]
+    assert row(output, "products") == [3, 0, 0, 1]
     assert "1 supplied by another shop (共享/对接): it has no keys of its own" in output
     netflix = Product.objects.get(name="Netflix 月卡")
     assert (netflix.price, netflix.max_per_order, netflix.usage_notes_zh, netflix.active) == (
@@ -58,25 +58,24 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     acg10, pct20, all5 = (Coupon.objects.get(code=code) for code in ("ACG10", "PCT20", "ALL5"))
     assert (acg10.kind, acg10.value, acg10.usage_limit, acg10.used_count, acg10.expires_at.isoformat()) == (
         CouponKind.FIXED, Decimal("4.00"), 5, 1, "2029-12-31T16:00:00+00:00")  # midnight in Asia/Shanghai
-    assert (pct20.kind, pct20.value, list(pct20.products.all())) == (CouponKind.PERCENT, Decimal("20.00"), [netflix])
+    assert (pct20.kind, pct20.value, sorted(pct20.products.values_list("name", flat=True))) == (
+        CouponKind.PERCENT, Decimal("20.00"), ["Game Top-up 代充", netflix.name])  # its category's products
     assert (all5.active, all5.products.count()) == (False, 0)
-    assert "limited to a variant (种类/SKU): needs variants (issue 23 point 2)" in output
+    assert "limited to a variant (种类/SKU): variants are not imported yet" in output
     # keys: the variant's keys wait for variants, a locked key stays there
     assert row(output, "keys") == [2, 0, 1, 5]
     assert "1 locked in the source" in output
     assert sorted(key.secret for key in CardKey.objects.filter(status=CardKeyStatus.AVAILABLE)) == [
         "NFX-0003-CCCC", "SPOT-PLAIN-0001"]
-    assert ("product variants (种类/SKU): 1 orders, 1 keys — not imported yet: "
-            "needs variants (issue 23 point 2)") in output
-    assert ("manual products (人工处理/代充): 1 products, 1 orders — not imported yet: "
-            "needs product kind manual (issue 23 point 1)") in output
+    assert ("product variants (种类/SKU): 1 orders, 1 keys — not imported yet: acg-faka variants are not mapped "
+            "onto this shop's variants yet (issue 23 point 5)") in output
 
 
 def test_paid_orders_come_with_the_cards_that_named_them(django_capture_on_commit_callbacks):
     # when
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [2, 0, 0, 2]
+    assert row(output, "orders") == [3, 0, 0, 3]
     first = Order.objects.get(order_no="2023060210000000001")
     assert (first.status, first.amount, first.coupon_code, first.email) == (
         OrderStatus.DELIVERED, Decimal("56.00"), "ACG10", "fan@example.com")
@@ -100,7 +99,7 @@ def test_running_it_again_changes_nothing_and_the_audit_stays_clean(django_captu
     # then
     assert (Product.objects.count(), Coupon.objects.count(), Order.objects.count(), CardKey.objects.count()) == before
     assert [row(output, name)[:2] for name in ("categories", "products", "coupons", "orders", "keys")] == [
-        [0, 2], [0, 2], [0, 3], [0, 2], [0, 2]]
+        [0, 2], [0, 3], [0, 3], [0, 3], [0, 2]]
     audit = StringIO()
     call_command("audit", stdout=audit)
     assert "all invariants hold" in audit.getvalue()
@@ -116,3 +115,19 @@ def test_a_wrong_table_prefix_finds_nothing_to_import(django_capture_on_commit_c
 def test_a_missing_dump_is_a_clear_error():
     with pytest.raises(CommandError, match="DUMP_UNREADABLE: no such file"):
         call_command("import_from", "acg-faka", "--dump", "/nonexistent/shop.sql", stdout=StringIO())
+
+
+def test_a_manual_product_comes_as_manual_with_what_staff_delivered(django_capture_on_commit_callbacks):
+    # when
+    output = import_from(capture=django_capture_on_commit_callbacks)
+    # then: delivery_way 1 is a manual product here
+    topup = Product.objects.get(name="Game Top-up 代充")
+    assert topup.kind == ProductKind.MANUAL
+    # its delivered order comes as history, what staff delivered there as its content
+    order = Order.objects.get(order_no="2023060510000000007")
+    content = order.lines.get().card_keys.get()
+    assert (order.status, content.status, content.secret) == (
+        OrderStatus.DELIVERED, CardKeyStatus.DELIVERED, "已充值到游戏账号 10001")
+    # the order still waiting for staff there stays there
+    assert "orders: 1 paid but still waiting for staff in the source: finish it there" in output
+    assert not Order.objects.filter(order_no="2023060310000000004").exists()
