@@ -9,9 +9,18 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from shop.importers.context import ImportContext, live_targets, record_add, records_map, slug_free
+from shop.importers.context import (
+    ImportContext,
+    live_targets,
+    record_add,
+    records_map,
+    slug_free,
+    variant_record_id,
+)
 from shop.importers.records import MANUAL, REMOTE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
 from shop.models import Category, Coupon, CouponKind, ImportRecord, ManualField, Product, QuantityTier
+from shop.models.catalogue import variant_slug_new
+from shop.services import product_variants_sync
 
 E = ImportRecord.Entity
 CENT = Decimal("0.01")
@@ -60,19 +69,50 @@ def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) ->
                 tally.skip("supplied by another shop (共享/对接): it has no keys of its own")
             elif str(source.id) in records:
                 tally.already += 1
-            else:
-                _product_create(ctx=ctx, source=source)
-    ctx.products = live_targets(records=records_map(ctx=ctx, entity=E.PRODUCT), model=Product)
+                _variants_create(ctx=ctx, product_id=records[str(source.id)], source=source, records=records)
+            elif (product_id := _product_create(ctx=ctx, source=source)) is not None:
+                _variants_create(ctx=ctx, product_id=product_id, source=source, records=records)
+    records = records_map(ctx=ctx, entity=E.PRODUCT)
+    plain = {source_id: target for source_id, target in records.items() if "/" not in source_id}
+    ctx.products = live_targets(records=plain, model=Product)
+    alive = set(Product.objects.filter(pk__in=[t for s, t in records.items() if "/" in s]).values_list("pk", flat=True))
+    ctx.variants = {(int(source_id.partition("/")[0]), source_id.partition("/")[2]): target
+                    for source_id, target in records.items() if "/" in source_id and target in alive}
 
 
-def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
+def _variants_create(*, ctx: ImportContext, product_id: int, source: SourceProduct, records: dict) -> None:
+    """acg-faka's 种类 (``[category]`` name=price) as the product's variants
+    here, each with its own name and price and the product's kind; a re-run
+    adds only those it has not brought before."""
+    tally = ctx.summary["variants"]
+    parent = Product.objects.filter(pk=product_id).first()
+    for name, price in source.variants:
+        record_id = variant_record_id(source.id, name)
+        if record_id in records:
+            tally.already += 1
+        elif parent is None:
+            tally.skip("its product was deleted here")
+        elif price < CENT:
+            tally.skip("price 0: a free product cannot be sold here")
+        else:
+            variant = Product.objects.create(
+                parent=parent, slug=variant_slug_new(parent=parent, name=name), name=name,
+                name_zh=name if has_cjk(name) else "", price=price, kind=parent.kind, currency=parent.currency,
+                active=parent.active, max_per_order=parent.max_per_order)
+            record_add(ctx=ctx, entity=E.PRODUCT, source_id=record_id, target_id=variant.pk)
+            tally.new += 1
+    if parent is not None and source.variants:
+        product_variants_sync(product=parent)
+
+
+def _product_create(*, ctx: ImportContext, source: SourceProduct) -> int | None:
     tally = ctx.summary["products"]
     if not source.name:
         tally.skip("no name")
-        return
+        return None
     if source.price is None or source.price < CENT:
         tally.skip("price 0: a free product cannot be sold here")
-        return
+        return None
     zh = has_cjk(source.name + source.description)
     product = Product(
         slug=slug_free(model=Product, name=source.name, source_id=source.id, fallback="product"),
@@ -90,11 +130,12 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
     record_add(ctx=ctx, entity=E.PRODUCT, source_id=source.id, target_id=product.pk)
     tally.new += 1
     if source.has_variants:
-        ctx.summary.note(f"product {source.id} ({source.name}): brought with its base price; its variants "
-                         "(种类/SKU) are not imported yet (issue 23 point 5)")
+        ctx.summary.note(f"product {source.id} ({source.name}): its SKU options are not imported yet "
+                         "(its 种类 are: as its variants)")
     _tiers_create(ctx=ctx, product=product, tiers=source.tiers)
     if source.kind == MANUAL:
         _fields_create(ctx=ctx, product=product, source=source)
+    return product.pk
 
 
 def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduct) -> None:
@@ -181,6 +222,9 @@ def _coupon_problem(*, ctx: ImportContext, source: SourceCoupon) -> tuple[str, l
         return "more than 100 % off", []
     if source.product_ids is None:
         return "", []  # every product
+    if source.race:
+        targets = [ctx.variants.get((pid, source.race)) for pid in source.product_ids]
+        return ("", targets) if None not in targets else ("limited to a 种类 that was not imported", [])
     wanted = set(source.product_ids) | {pid for pid, cat in ctx.product_category.items() if cat in source.category_ids}
     products = sorted(ctx.products[pid] for pid in wanted if pid in ctx.products)
     if not products:

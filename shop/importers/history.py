@@ -45,8 +45,8 @@ from inventory.services import (
     keys_void,
 )
 from shop.access import order_token_new
-from shop.importers.context import ImportContext, record_add, records_map
-from shop.importers.pending_kinds import variants_not_imported
+from shop.importers.context import ImportContext, product_target, record_add, records_map
+from shop.importers.pending_kinds import sku_not_imported
 from shop.importers.records import (
     DELETED,
     DELIVERED,
@@ -87,11 +87,13 @@ def orders_import(*, ctx: ImportContext, orders: Iterable[SourceOrder]) -> None:
         if str(order.id) in done:
             tally.already += 1
         elif order.variant:
-            variants_not_imported(summary=ctx.summary, entity="orders")
+            sku_not_imported(summary=ctx.summary, entity="orders")
         elif (problem := _order_problem(ctx=ctx, order=order, kind=kind)):
             tally.skip(problem)
+        elif (product_id := product_target(ctx=ctx, product_id=order.product_id, race=order.race)) is None:
+            tally.skip("its 种类 is not among its product's variants (or was not imported)")
         else:
-            by_product[ctx.products[order.product_id]].append(order)
+            by_product[product_id].append(order)
     from shop.importers.history_kinds import manual_history_import, reusable_history_import
 
     writers = {MANUAL: manual_history_import, REUSABLE: reusable_history_import}

@@ -54,7 +54,8 @@ class SourceProduct:
     tiers: list[tuple[int, Decimal]] = field(default_factory=list)  # (from quantity, unit price)
     created_at: datetime | None = None
     deleted: bool = False
-    has_variants: bool = False  # acg-faka 商品种类 / SKU: issue 23 point 2
+    has_variants: bool = False  # acg-faka SKU options (``[sku]``): not imported yet
+    variants: list[tuple[str, Decimal]] = field(default_factory=list)  # acg-faka 种类: (name, price)
     fields: list[SourceField] = field(default_factory=list)  # a manual product's questions
     fields_unread: list[str] = field(default_factory=list)  # its question lines that could not be read
     fields_unknown: str = ""  # why its questions (if any) cannot be brought across
@@ -68,7 +69,8 @@ class SourceKey:
     sold: bool
     reusable: bool = False  # dujiaoka 循环卡密
     unusable: str = ""  # why it is not for sale (deleted, locked…); empty: it is
-    variant: str = ""  # acg-faka 种类 / SKU it belongs to
+    variant: str = ""  # acg-faka SKU it belongs to (not imported yet)
+    race: str = ""  # acg-faka 种类 it belongs to: a variant here
 
 
 @dataclass
@@ -85,6 +87,7 @@ class SourceCoupon:
     active: bool = True
     created_at: datetime | None = None
     unusable: str = ""  # why it cannot be brought across as it is
+    race: str = ""  # acg-faka: limited to that 种类 of its one product
 
 
 @dataclass
@@ -104,7 +107,8 @@ class SourceOrder:
     created_at: datetime | None = None
     paid_at: datetime | None = None
     key_texts: list[str] = field(default_factory=list)  # what was delivered, one key each
-    variant: str = ""
+    variant: str = ""  # acg-faka SKU (not imported yet)
+    race: str = ""  # acg-faka 种类: a variant here
     answers: list[tuple[str, str]] = field(default_factory=list)  # a manual order's (label, what the buyer typed)
     content: str = ""  # what staff delivered by hand on a manual order, when the source kept it
 

@@ -23,8 +23,8 @@ from django.db import transaction
 
 from inventory.models import CardKey
 from inventory.services import import_batch_drop_if_empty, keys_import
-from shop.importers.context import ImportContext
-from shop.importers.pending_kinds import variants_not_imported
+from shop.importers.context import ImportContext, product_target
+from shop.importers.pending_kinds import sku_not_imported
 from shop.importers.records import MANUAL, REMOTE, REUSABLE, SourceKey, is_readable
 from shop.models import Product
 
@@ -42,6 +42,7 @@ def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey], reusabl
     pending: dict[int, list[tuple[int, str]]] = defaultdict(list)
     seen: dict[int, set[int]] = {}
     mixed: dict[int, int] = defaultdict(int)  # reusable product → its keys that are not reusable
+    with_variants = {product_id for product_id, _ in ctx.variants}
     for key in keys:
         kind = ctx.kinds.get(key.product_id)
         if (kind == REUSABLE) != reusable:
@@ -50,14 +51,18 @@ def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey], reusabl
         if key.sold:
             tally.skip("sold in the source (they come with their orders)")
         elif key.variant:
-            variants_not_imported(summary=ctx.summary, entity="keys")
+            sku_not_imported(summary=ctx.summary, entity="keys")
         elif (problem := _key_problem(ctx=ctx, key=key, kind=kind)):
             tally.skip(problem)
+        elif not key.race and key.product_id in with_variants:
+            # Here a product with variants is sold only through them: the key would never sell.
+            tally.skip("of no 种类 while its product has 种类 (its variants here): left out")
         elif kind == REUSABLE and not key.reusable:
             tally.skip("not reusable (not 循环) while its product has reusable keys: left out, see details")
             mixed[key.product_id] += 1
+        elif (product_id := product_target(ctx=ctx, product_id=key.product_id, race=key.race)) is None:
+            tally.skip("its 种类 is not among its product's variants (or was not imported)")
         else:
-            product_id = ctx.products[key.product_id]
             if product_id not in seen:
                 seen[product_id] = set(CardKey.objects.filter(
                     product_id=product_id, batch__source=stock_batch_source(ctx.label)).values_list("import_line", flat=True))
