@@ -33,7 +33,7 @@ def test_a_reusable_products_past_orders_hold_copies_of_its_stock_key(django_cap
     import_from(capture=django_capture_on_commit_callbacks)
     # then: both buyers' orders are delivered history, each line a copy of the one stock key
     netflix = Product.objects.get(name="Shared Netflix account")
-    stock = CardKey.objects.get(product=netflix, source__isnull=True)
+    stock = CardKey.objects.get(product=netflix, source__isnull=True, import_line=12)
     for number in ("DJORDER0000000007", "DJORDER0000000008"):
         order = Order.objects.get(order_no=number)
         copy = order.lines.get().card_keys.get()
@@ -42,6 +42,11 @@ def test_a_reusable_products_past_orders_hold_copies_of_its_stock_key(django_cap
         assert copy.delivered_at == order.paid_at
     # and the stock key is still for sale
     assert stock.status == CardKeyStatus.AVAILABLE
+    # an order of a key no longer for sale there: a copy of it, kept here as a stock key that is void
+    old = Order.objects.get(order_no="DJORDER0000000013").lines.get().card_keys.get()
+    assert (old.secret, old.status, old.source.status) == (
+        "netflix: old@example.com / retired", CardKeyStatus.DELIVERED, CardKeyStatus.VOID)
+    assert list(CardKey.objects.filter(product=netflix, status=CardKeyStatus.AVAILABLE)) == [stock]
     assert "all invariants hold" in run_audit()
 
 
@@ -73,4 +78,4 @@ def test_running_it_again_brings_no_second_copy_or_answer(django_capture_on_comm
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then
     assert CardKey.objects.count() == keys
-    assert row(output, "orders")[:2] == [0, 7]
+    assert row(output, "orders")[:2] == [0, 8]
