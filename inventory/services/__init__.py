@@ -24,7 +24,7 @@ from inventory.services.imports import (  # noqa: F401
     keys_import,
     stock_added_announce,
 )
-from inventory.services.manual import key_manual_hold  # noqa: F401
+from inventory.services.manual import key_manual_history, key_manual_hold  # noqa: F401
 from inventory.services.owner import (  # noqa: F401
     KeyStateError,
     key_void_delivered,

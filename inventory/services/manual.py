@@ -29,3 +29,17 @@ def key_manual_hold(*, line_id: int, product_id: int, content: str, actor: str, 
     keys_audit(key_ids=[key.pk], action=KeyAuditEvent.Action.IMPORTED, actor=actor,
                detail=(detail or f"entered by staff for order line {line_id}")[:300])
     return key.pk
+
+
+def key_manual_history(*, line_id: int, product_id: int, content: str, at, actor: str, detail: str) -> int:
+    """A manual order brought from another shop (``import_from``): its
+    content, delivered there at ``at``, as the line's delivered key, so the
+    order reads like one staff delivered here. Fingerprinted per line like
+    ``key_manual_hold``. Call inside a transaction."""
+    key = CardKey.objects.create(
+        product_id=product_id, secret_sealed=sealing.secret_seal(content, product_id=product_id),
+        fingerprint=sealing.secret_fingerprint(f"manual:{line_id}:{content}"), loose_fingerprint="",
+        status=CardKeyStatus.DELIVERED, order_line_id=line_id, reserved_at=at, delivered_at=at,
+    )
+    keys_audit(key_ids=[key.pk], action=KeyAuditEvent.Action.DELIVERED, actor=actor, detail=detail[:300])
+    return key.pk

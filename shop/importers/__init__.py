@@ -2,8 +2,9 @@
 
 Readers (``sqldump``: a dump file; ``mysql``: a live database) give rows;
 source adapters (``dujiaoka``, ``acgfaka``) turn them into the records of
-``records``; the writers (``catalogue``, ``history``, ``stock``) bring those
-in through the shop's own services; ``run`` puts the steps in order and
-``report`` says what happened. Kinds of product the shop cannot hold yet are
-counted by ``pending_kinds``.
+``records``; the writers (``catalogue``, ``history``, ``history_kinds``,
+``stock``) bring those in through the shop's own services, each product with
+its kind (unique, reusable, manual); ``run`` puts the steps in order and
+``report`` says what happened. What is not brought yet (acg-faka's variants)
+is counted by ``pending_kinds``.
 """

@@ -1,18 +1,21 @@
 """acg-faka (异次元发卡, lizhipay/acg-faka) rows as import records.
 
-Its tables, from its kernel/Install/Install.sql, each under the prefix
-chosen at install (``acg_`` by default): ``category`` (``sort`` ascending,
-``status`` 1 on; ``pid`` nests them, flattened here), ``commodity``
-(``delivery_way`` 0 automatic, 1 manual; ``shared_id`` set: supplied by
-another shop; ``config``, INI-like: ``[category]`` 种类 and ``[sku]`` are
-variants, ``[wholesale]`` lines ``5=3`` from 5 pieces 3 each; ``maximum`` the
-most per order; ``leave_message`` the note shown with the keys), ``card``
-(keys: ``status`` 0 unsold, 1 sold, 2 locked; ``order_id`` the order it went
-to; ``race`` / ``sku`` the variant), ``coupon`` (``mode`` 0 an amount off, 1 a
-share of the price in ``money`` (0.2: 20 %); ``life`` uses left, ``use_life``
-uses made; ``commodity_id`` 0 with ``category_id``: that category's products)
-and ``order`` (``status`` 1 paid; ``delivery_status`` 1 delivered; the keys
-are the cards whose ``order_id`` names it; ``contact`` an email, phone or QQ).
+Its tables, from its kernel/Install/Install.sql, each under the prefix chosen
+at install (``acg_`` by default): ``category`` (``sort`` ascending, ``status``
+1 on; ``pid`` nests them, flattened here), ``commodity`` (``delivery_way`` 0
+automatic, 1 manual; ``shared_id`` set: supplied by another shop; ``config``,
+INI-like: ``[category]`` 种类 lines ``name=price``, each a variant here,
+``[sku]`` options (not imported yet), ``[wholesale]`` lines ``5=3`` from 5
+pieces 3 each; ``widget`` a manual product's input widgets (not read);
+``maximum`` the most per order; ``leave_message`` the note shown with the
+keys), ``card`` (keys: ``status`` 0 unsold, 1 sold, 2 locked; ``order_id`` the
+order it went to; ``race`` the 种类, ``sku`` the SKU option), ``coupon``
+(``mode`` 0 an amount off, 1 a share of the price in ``money`` (0.2: 20 %);
+``life`` uses left, ``use_life`` uses made; ``commodity_id`` 0 with
+``category_id``: that category's products) and ``order`` (``status`` 1 paid;
+``delivery_status`` 1 delivered; the keys are the cards whose ``order_id``
+names it; a manual order's ``secret`` is what staff delivered; ``contact`` an
+email, phone or QQ).
 """
 
 from __future__ import annotations
@@ -46,12 +49,15 @@ UNSOLD, SOLD, LOCKED = 0, 1, 2
 PERCENT_MODE = 1
 
 
-def _variant(row: dict) -> str:
-    """The 种类 and SKU a card, order or coupon is limited to ("" for none)."""
-    race = as_text(row.get("race")).strip()
+def _race(row: dict) -> str:
+    """The 种类 a card, order or coupon is limited to ("" for none): a variant here."""
+    return as_text(row.get("race")).strip()
+
+
+def _sku(row: dict) -> str:
+    """The SKU options a card, order or coupon is limited to ("" for none): not imported yet."""
     sku = as_text(row.get("sku")).strip()
-    sku = "" if sku.lower() in ("", "null", "[]", "{}") else sku
-    return " ".join(part for part in (race, sku) if part)
+    return "" if sku.lower() in ("", "null", "[]", "{}") else sku
 
 
 class AcgFaka:
@@ -86,7 +92,13 @@ class AcgFaka:
                 max_per_order=max(as_int(row.get("maximum")), 0),
                 tiers=unit_price_tiers(config.get("wholesale", {}).items()),
                 created_at=as_datetime(row.get("create_time"), self.tz),
-                has_variants=bool(config.get("category") or config.get("sku")),
+                has_variants=bool(config.get("sku")),
+                variants=[(name[:200], price) for name, price in
+                          ((name.strip(), as_decimal(value)) for name, value in config.get("category", {}).items())
+                          if name and price is not None],
+                fields_unknown="its buyer's input (widget) is not brought across: its format is not in the "
+                "install SQL; add the questions here by hand" if kind == MANUAL and as_text(row.get("widget")).strip()
+                else "",
             ))
         return products
 
@@ -95,7 +107,8 @@ class AcgFaka:
             status = as_int(row.get("status"))
             yield SourceKey(
                 id=as_int(row["id"]), product_id=as_int(row.get("commodity_id")), text=as_text(row.get("secret")).strip(),
-                sold=status == SOLD, unusable="locked in the source" if status == LOCKED else "", variant=_variant(row),
+                sold=status == SOLD, unusable="locked in the source" if status == LOCKED else "", variant=_sku(row),
+                race=_race(row),
             )
 
     def coupons(self) -> Iterator[SourceCoupon]:
@@ -111,8 +124,8 @@ class AcgFaka:
                 category_ids=[category] if not product and category else [],
                 usage_limit=life + used, used_count=used, expires_at=as_datetime(row.get("expire_time"), self.tz),
                 active=as_int(row.get("status")) == 0, created_at=as_datetime(row.get("create_time"), self.tz),
-                unusable="limited to a variant (种类/SKU): needs variants (issue 23 point 2)"
-                if product and _variant(row) else "",
+                unusable="limited to an SKU option: SKUs are not imported yet" if product and _sku(row) else "",
+                race=_race(row) if product else "",
             )
 
     def orders(self) -> Iterator[SourceOrder]:
@@ -137,5 +150,8 @@ class AcgFaka:
                 client_ip=as_text(row.get("create_ip")).strip(), coupon_id=as_int(row.get("coupon_id")) or None,
                 created_at=as_datetime(row.get("create_time"), self.tz),
                 paid_at=as_datetime(row.get("pay_time"), self.tz),
-                key_texts=delivered.get(order_id, []) if state == DELIVERED else [], variant=_variant(row),
+                key_texts=delivered.get(order_id, []) if state == DELIVERED else [], variant=_sku(row),
+                race=_race(row),
+                # A manual order's ``secret`` is what staff delivered by hand.
+                content=as_text(row.get("secret")).strip() if state == DELIVERED else "",
             )

@@ -9,10 +9,18 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
-from shop.importers.context import ImportContext, live_targets, record_add, records_map, slug_free
-from shop.importers.pending_kinds import KIND_IMPORTERS
-from shop.importers.records import REMOTE, UNIQUE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
-from shop.models import Category, Coupon, CouponKind, ImportRecord, Product, QuantityTier
+from shop.importers.context import (
+    ImportContext,
+    live_targets,
+    record_add,
+    records_map,
+    slug_free,
+    variant_record_id,
+)
+from shop.importers.records import MANUAL, REMOTE, SourceCategory, SourceCoupon, SourceProduct, has_cjk
+from shop.models import Category, Coupon, CouponKind, ImportRecord, ManualField, Product, QuantityTier
+from shop.models.catalogue import variant_slug_new
+from shop.services import product_variants_sync
 
 E = ImportRecord.Entity
 CENT = Decimal("0.01")
@@ -44,8 +52,9 @@ def categories_import(*, ctx: ImportContext, categories: Iterable[SourceCategory
 
 
 def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) -> None:
-    """Products of today's kind (unique keys) come across; the others go to
-    their kind's function (``pending_kinds``), which counts them."""
+    """Products come across with their kind: unique keys, reusable keys
+    (dujiaoka 循环卡密), manual (代充, with the questions the source asks);
+    one supplied by another shop (共享/对接) has nothing of its own to bring."""
     tally = ctx.summary["products"]
     records = records_map(ctx=ctx, entity=E.PRODUCT)
     with transaction.atomic():
@@ -56,25 +65,54 @@ def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) ->
                 continue
             ctx.kinds[source.id] = source.kind
             ctx.product_category[source.id] = source.category_id
-            if source.kind in KIND_IMPORTERS:
-                KIND_IMPORTERS[source.kind](summary=ctx.summary, entity="products")
-            elif source.kind == REMOTE:
+            if source.kind == REMOTE:
                 tally.skip("supplied by another shop (共享/对接): it has no keys of its own")
             elif str(source.id) in records:
                 tally.already += 1
-            elif source.kind == UNIQUE:
-                _product_create(ctx=ctx, source=source)
-    ctx.products = live_targets(records=records_map(ctx=ctx, entity=E.PRODUCT), model=Product)
+                _variants_create(ctx=ctx, product_id=records[str(source.id)], source=source, records=records)
+            elif (product_id := _product_create(ctx=ctx, source=source)) is not None:
+                _variants_create(ctx=ctx, product_id=product_id, source=source, records=records)
+    records = records_map(ctx=ctx, entity=E.PRODUCT)
+    plain = {source_id: target for source_id, target in records.items() if "/" not in source_id}
+    ctx.products = live_targets(records=plain, model=Product)
+    alive = set(Product.objects.filter(pk__in=[t for s, t in records.items() if "/" in s]).values_list("pk", flat=True))
+    ctx.variants = {(int(source_id.partition("/")[0]), source_id.partition("/")[2]): target
+                    for source_id, target in records.items() if "/" in source_id and target in alive}
 
 
-def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
+def _variants_create(*, ctx: ImportContext, product_id: int, source: SourceProduct, records: dict) -> None:
+    """acg-faka's 种类 (``[category]`` name=price) as the product's variants
+    here, each with its own name and price and the product's kind; a re-run
+    adds only those it has not brought before."""
+    tally = ctx.summary["variants"]
+    parent = Product.objects.filter(pk=product_id).first()
+    for name, price in source.variants:
+        record_id = variant_record_id(source.id, name)
+        if record_id in records:
+            tally.already += 1
+        elif parent is None:
+            tally.skip("its product was deleted here")
+        elif price < CENT:
+            tally.skip("price 0: a free product cannot be sold here")
+        else:
+            variant = Product.objects.create(
+                parent=parent, slug=variant_slug_new(parent=parent, name=name), name=name,
+                name_zh=name if has_cjk(name) else "", price=price, kind=parent.kind, currency=parent.currency,
+                active=parent.active, max_per_order=parent.max_per_order)
+            record_add(ctx=ctx, entity=E.PRODUCT, source_id=record_id, target_id=variant.pk)
+            tally.new += 1
+    if parent is not None and source.variants:
+        product_variants_sync(product=parent)
+
+
+def _product_create(*, ctx: ImportContext, source: SourceProduct) -> int | None:
     tally = ctx.summary["products"]
     if not source.name:
         tally.skip("no name")
-        return
+        return None
     if source.price is None or source.price < CENT:
         tally.skip("price 0: a free product cannot be sold here")
-        return
+        return None
     zh = has_cjk(source.name + source.description)
     product = Product(
         slug=slug_free(model=Product, name=source.name, source_id=source.id, fallback="product"),
@@ -82,7 +120,7 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
         description="" if zh else source.description, description_zh=source.description if zh else "",
         usage_notes="" if zh else source.usage_notes, usage_notes_zh=source.usage_notes if zh else "",
         category_id=ctx.categories.get(source.category_id) if source.category_id is not None else None,
-        price=source.price, currency=ctx.currency, active=source.active,
+        price=source.price, currency=ctx.currency, active=source.active, kind=source.kind,
     )
     if source.max_per_order:
         product.max_per_order = source.max_per_order
@@ -92,9 +130,30 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> None:
     record_add(ctx=ctx, entity=E.PRODUCT, source_id=source.id, target_id=product.pk)
     tally.new += 1
     if source.has_variants:
-        ctx.summary.note(f"product {source.id} ({source.name}): brought with its base price; its variants "
-                         "(种类/SKU) are not imported yet: needs variants (issue 23 point 2)")
+        ctx.summary.note(f"product {source.id} ({source.name}): its SKU options are not imported yet "
+                         "(its 种类 are: as its variants)")
     _tiers_create(ctx=ctx, product=product, tiers=source.tiers)
+    if source.kind == MANUAL:
+        _fields_create(ctx=ctx, product=product, source=source)
+    return product.pk
+
+
+def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduct) -> None:
+    """A manual product's questions, as text fields, required as there."""
+    unread = list(source.fields_unread)
+    keys: set[str] = set()
+    for position, field in enumerate(source.fields, start=1):
+        if field.key in keys:
+            unread.append(f"{field.key}={field.label} (a second question under that key)")
+            continue
+        keys.add(field.key)
+        ManualField.objects.create(product=product, position=10 * position, key=field.key, label=field.label,
+                                   label_zh=field.label if has_cjk(field.label) else "", required=field.required)
+    for line in unread:
+        ctx.summary.note(f"product {source.id} ({source.name}): the question {line!r} could not be read "
+                         "(not key=label=true|false): add it here by hand")
+    if source.fields_unknown:
+        ctx.summary.note(f"product {source.id} ({source.name}): {source.fields_unknown}")
 
 
 def _tiers_create(*, ctx: ImportContext, product: Product, tiers: list[tuple[int, Decimal]]) -> None:
@@ -163,6 +222,9 @@ def _coupon_problem(*, ctx: ImportContext, source: SourceCoupon) -> tuple[str, l
         return "more than 100 % off", []
     if source.product_ids is None:
         return "", []  # every product
+    if source.race:
+        targets = [ctx.variants.get((pid, source.race)) for pid in source.product_ids]
+        return ("", targets) if None not in targets else ("limited to a 种类 that was not imported", [])
     wanted = set(source.product_ids) | {pid for pid, cat in ctx.product_category.items() if cat in source.category_ids}
     products = sorted(ctx.products[pid] for pid in wanted if pid in ctx.products)
     if not products:

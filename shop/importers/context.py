@@ -22,7 +22,8 @@ class ImportContext:
     order_prefix: str
     progress: Callable[[str, int], None] | None = None
     categories: dict[int, int] = field(default_factory=dict)  # source id → Category id
-    products: dict[int, int] = field(default_factory=dict)  # source id → Product id (unique kind, live here)
+    products: dict[int, int] = field(default_factory=dict)  # source id → Product id (live here)
+    variants: dict[tuple[int, str], int] = field(default_factory=dict)  # (source product id, 种类) → Product id
     kinds: dict[int, str] = field(default_factory=dict)  # source product id → its kind
     product_category: dict[int, int | None] = field(default_factory=dict)  # source product → source category
     coupons: dict[int, int] = field(default_factory=dict)  # source id → Coupon id
@@ -34,6 +35,17 @@ class ImportContext:
     def tick(self, phase: str, n: int = 1) -> None:
         if self.progress is not None:
             self.progress(phase, n)
+
+
+def product_target(*, ctx: ImportContext, product_id: int, race: str = "") -> int | None:
+    """The product here that a key, order or coupon of source product
+    ``product_id`` goes to: the variant of its 种类 ``race`` if it has one."""
+    return ctx.variants.get((product_id, race)) if race else ctx.products.get(product_id)
+
+
+def variant_record_id(product_id: int, race: str) -> str:
+    """A variant's ``ImportRecord.source_id``: its product's id and its name there."""
+    return f"{product_id}/{race}"[:64]
 
 
 def records_map(*, ctx: ImportContext, entity: str) -> dict[str, int]:

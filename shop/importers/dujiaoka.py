@@ -3,17 +3,21 @@
 Its tables, from its database/sql/install.sql: ``goods_group`` (categories,
 ``ord`` larger first), ``goods`` (``type`` 1 automatic, 2 manual;
 ``wholesale_price_cnf`` lines ``5=3`` meaning from 5 pieces 3 each;
-``buy_limit_num`` the most per order, 0 no limit), ``carmis`` (keys: ``status``
-1 unsold, 2 sold; ``is_loop`` 1 a reusable key), ``coupons`` (a fixed
+``buy_limit_num`` the most per order, 0 no limit; ``other_ipu_cnf`` a manual
+product's questions, one a line ``key=label=true|false``: true required, as
+its admin's help text says), ``carmis`` (keys: ``status`` 1 unsold, 2 sold;
+``is_loop`` 1 a reusable key: a product with one is reusable here), ``coupons`` (a fixed
 ``discount``; ``ret`` the uses left; usable only on the goods linked in
 ``coupons_goods``) and ``orders`` (``status`` -1 expired, 1 unpaid, 2 waiting
 for staff, 3 being handled, 4 completed, 5 failed, 6 abnormal: paid but short
-of keys; a completed automatic order's ``info`` is its keys, one a line).
+of keys; a completed automatic order's ``info`` is its keys, one a line; a
+manual order's is the buyer's answers, ``label:value`` a line).
 Every table keeps deleted rows (``deleted_at``).
 """
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
@@ -29,6 +33,7 @@ from shop.importers.records import (
     WAITING,
     SourceCategory,
     SourceCoupon,
+    SourceField,
     SourceKey,
     SourceOrder,
     SourceProduct,
@@ -39,6 +44,7 @@ from shop.importers.records import (
     unit_price_tiers,
 )
 
+_FIELD_KEY = re.compile(r"[A-Za-z0-9_-]{1,40}")
 _ORDER_STATES = {-1: UNPAID, 1: UNPAID, 2: WAITING, 3: WAITING, 4: DELIVERED, 5: UNDELIVERED, 6: UNDELIVERED}
 MANUAL_TYPE = 2
 SOLD = 2
@@ -87,6 +93,7 @@ class Dujiaoka:
                 tiers=unit_price_tiers(line.split("=", 1) for line in as_text(row.get("wholesale_price_cnf")).splitlines()
                                        if line.count("=") == 1),
                 created_at=as_datetime(row.get("created_at"), self.tz), deleted=row.get("deleted_at") is not None,
+                **(_fields(as_text(row.get("other_ipu_cnf"))) if kind == MANUAL else {}),
             ))
         return products
 
@@ -139,4 +146,23 @@ class Dujiaoka:
                 paid_at=as_datetime(row.get("updated_at"), self.tz),
                 key_texts=[line.strip() for line in info.split("\n") if line.strip()]
                 if automatic and state == DELIVERED else [],
+                answers=[] if automatic else [(label.strip(), value.strip()) for label, _, value in
+                                              (line.partition(":") for line in info.split("\n") if ":" in line)],
             )
+
+
+def _fields(config: str) -> dict:
+    """A manual product's questions from ``other_ipu_cnf``; the lines that
+    are not ``key=label=true|false`` are reported, not guessed."""
+    fields, unread = [], []
+    for raw in config.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = [part.strip() for part in line.split("=")]
+        if len(parts) == 3 and _FIELD_KEY.fullmatch(parts[0]) and parts[1] and parts[2].lower() in ("true", "false"):
+            fields.append(SourceField(key=parts[0].lower(), label=parts[1][:100],
+                                      required=parts[2].lower() == "true"))
+        else:
+            unread.append(line)
+    return {"fields": fields, "fields_unread": unread}

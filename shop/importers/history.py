@@ -17,7 +17,9 @@ earlier order too (sold twice there) or already sold here stops that order;
 its keys that came in with the batch are voided before the transaction ends,
 so no key sold there is ever for sale here. No Delivery row, no job: the
 buyer was served by the other shop. The order page shows the keys (the order
-is DELIVERED); a resend has nothing to send.
+is DELIVERED); a resend has nothing to send. A reusable or manual product's
+orders are written the same way; their keys are copies of its stock key, or
+a note that it was delivered by hand there (``history_kinds``).
 """
 
 from __future__ import annotations
@@ -43,9 +45,20 @@ from inventory.services import (
     keys_void,
 )
 from shop.access import order_token_new
-from shop.importers.context import ImportContext, record_add, records_map
-from shop.importers.pending_kinds import KIND_IMPORTERS, variants_not_imported
-from shop.importers.records import DELETED, DELIVERED, REMOTE, UNDELIVERED, UNPAID, WAITING, SourceOrder, is_readable
+from shop.importers.context import ImportContext, product_target, record_add, records_map
+from shop.importers.pending_kinds import sku_not_imported
+from shop.importers.records import (
+    DELETED,
+    DELIVERED,
+    MANUAL,
+    REMOTE,
+    REUSABLE,
+    UNDELIVERED,
+    UNPAID,
+    WAITING,
+    SourceOrder,
+    is_readable,
+)
 from shop.models import Coupon, ImportRecord, Order, OrderLine, OrderStatus, Product
 from shop.services.checkout import buyer_email_key
 from shop.services.events import events_imported, events_save
@@ -60,8 +73,8 @@ _LEFT_THERE = {
 }
 
 
-class _Refused(Exception):
-    pass
+class Refused(Exception):
+    """The order cannot come across (the message says why); nothing of it is written."""
 
 
 def orders_import(*, ctx: ImportContext, orders: Iterable[SourceOrder]) -> None:
@@ -73,17 +86,21 @@ def orders_import(*, ctx: ImportContext, orders: Iterable[SourceOrder]) -> None:
         kind = ctx.kinds.get(order.product_id)
         if str(order.id) in done:
             tally.already += 1
-        elif kind in KIND_IMPORTERS:
-            KIND_IMPORTERS[kind](summary=ctx.summary, entity="orders")
         elif order.variant:
-            variants_not_imported(summary=ctx.summary, entity="orders")
+            sku_not_imported(summary=ctx.summary, entity="orders")
         elif (problem := _order_problem(ctx=ctx, order=order, kind=kind)):
             tally.skip(problem)
+        elif (product_id := product_target(ctx=ctx, product_id=order.product_id, race=order.race)) is None:
+            tally.skip("its 种类 is not among its product's variants (or was not imported)")
         else:
-            by_product[ctx.products[order.product_id]].append(order)
+            by_product[product_id].append(order)
+    from shop.importers.history_kinds import manual_history_import, reusable_history_import
+
+    writers = {MANUAL: manual_history_import, REUSABLE: reusable_history_import}
     for product_id, group in by_product.items():
+        product = Product.objects.get(pk=product_id)
         with transaction.atomic():
-            _product_history_import(ctx=ctx, product=Product.objects.get(pk=product_id), orders=group)
+            writers.get(product.kind, _product_history_import)(ctx=ctx, product=product, orders=group)
 
 
 def _order_problem(*, ctx: ImportContext, order: SourceOrder, kind: str | None) -> str:
@@ -97,6 +114,8 @@ def _order_problem(*, ctx: ImportContext, order: SourceOrder, kind: str | None) 
         return "its product was not imported (or was deleted here)"
     if order.amount <= 0:
         return "free (amount 0): an order here is never free"
+    if kind == MANUAL:
+        return "" if order.quantity >= 1 else "no quantity"
     if order.quantity < 1 or len(order.key_texts) != order.quantity:
         return "its keys cannot be told apart in the source (fewer or more than its quantity)"
     if not all(is_readable(text) for text in order.key_texts):
@@ -128,8 +147,10 @@ def _product_history_import(*, ctx: ImportContext, product: Product, orders: lis
                 key_ids.append(_key_of(line=line, fingerprint=fingerprints[line - 1], fresh=fresh, known=known,
                                        elsewhere=elsewhere, taken=taken, mine=key_ids))
             with transaction.atomic():
-                _order_write(ctx=ctx, product=product, order=order, key_ids=key_ids)
-        except _Refused as refused:
+                order_write(ctx=ctx, product=product, order=order,
+                            deliver=lambda line, at, ids=key_ids, src=order: _keys_deliver(ctx=ctx, order=src, line=line,
+                                                                                at=at, key_ids=ids))
+        except Refused as refused:
             tally.skip("a key of it is sold on another order too (sold twice there, or here already)")
             ctx.summary.note(f"order {order.order_no or order.id}: {refused}")
             continue
@@ -147,24 +168,33 @@ def _key_of(*, line: int, fingerprint: str, fresh: dict, known: dict, elsewhere:
             mine: list[int]) -> int:
     """The key that line ``line`` of the batch stands for, if the order may have it."""
     if fingerprint in elsewhere:
-        raise _Refused("a key of it is on an order of another product here")
+        raise Refused("a key of it is on an order of another product here")
     pk = fresh.get(line)
     if pk is None:
         pk, status = known.get(fingerprint, (None, None))
         if pk is None:
-            raise _Refused("a key of it was refused by the product's key format")
+            raise Refused("a key of it was refused by the product's key format")
         if status != CardKeyStatus.AVAILABLE and pk not in taken:
-            raise _Refused(f"a key of it is {status.lower()} here already")
+            raise Refused(f"a key of it is {status.lower()} here already")
     if pk in taken or pk in mine:
-        raise _Refused(f"a key of it was delivered on order {taken.get(pk, 'itself')} too")
+        raise Refused(f"a key of it was delivered on order {taken.get(pk, 'itself')} too")
     return pk
 
 
-def _order_write(*, ctx: ImportContext, product: Product, order: SourceOrder, key_ids: list[int]) -> None:
+def _keys_deliver(*, ctx: ImportContext, order: SourceOrder, line: OrderLine, at, key_ids: list[int]) -> None:
+    try:
+        keys_deliver_history(line=line, key_ids=key_ids, at=at, actor=ctx.actor,
+                             detail=f"sold in {ctx.label}, order {order.order_no or order.id}")
+    except KeyStateError as exc:
+        raise Refused(str(exc)) from None
+
+
+def order_write(*, ctx: ImportContext, product: Product, order: SourceOrder, deliver) -> OrderLine:
     """The order, its line and its timeline, created DELIVERED: no transition
     happens here (it was placed, paid and delivered there), so none of
-    ``lifecycle``'s steps apply. Call inside a transaction (a savepoint: an
-    order number taken here refuses only this order)."""
+    ``lifecycle``'s steps apply; ``deliver(line, at)`` puts its keys on the
+    line. Call inside a transaction (a savepoint: an order number taken here
+    refuses only this order)."""
     created = order.created_at or timezone.now()
     paid = order.paid_at or created
     unit, discount = _line_prices(order)
@@ -181,12 +211,9 @@ def _order_write(*, ctx: ImportContext, product: Product, order: SourceOrder, ke
     events_save(*events_imported(order_row, source=ctx.label, source_order=order.order_no or str(order.id),
                                  quantity=order.quantity, created_at=created, paid_at=paid, delivered_at=paid,
                                  contact=order.contact[:100]))
-    try:
-        keys_deliver_history(line=line, key_ids=key_ids, at=paid, actor=ctx.actor,
-                             detail=f"sold in {ctx.label}, order {order.order_no or order.id}")
-    except KeyStateError as exc:
-        raise _Refused(str(exc)) from None
+    deliver(line, paid)
     record_add(ctx=ctx, entity=ImportRecord.Entity.ORDER, source_id=order.id, target_id=order_row.pk)
+    return line
 
 
 def _order_create(*, numbers: list[str], **fields) -> Order:
@@ -196,7 +223,7 @@ def _order_create(*, numbers: list[str], **fields) -> Order:
                 return Order.objects.create(order_no=number, **fields)
         except IntegrityError:
             continue
-    raise _Refused("its order number is taken here")
+    raise Refused("its order number is taken here")
 
 
 def _order_numbers(*, ctx: ImportContext, order: SourceOrder) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-# A product kind, as issue 23 names them: only UNIQUE exists in the shop today.
+# A product kind, as issue 23 names them (REMOTE: supplied by another shop, never imported).
 UNIQUE, REUSABLE, MANUAL, REMOTE = "unique", "reusable", "manual", "remote"
 # What became of a source order, as far as it matters here.
 DELIVERED, UNPAID, UNDELIVERED, WAITING, DELETED = "delivered", "unpaid", "undelivered", "waiting", "deleted"
@@ -32,6 +32,15 @@ class SourceCategory:
 
 
 @dataclass
+class SourceField:
+    """A question a manual product asks its buyer (dujiaoka ``other_ipu_cnf``)."""
+
+    key: str
+    label: str
+    required: bool
+
+
+@dataclass
 class SourceProduct:
     id: int
     name: str
@@ -45,7 +54,11 @@ class SourceProduct:
     tiers: list[tuple[int, Decimal]] = field(default_factory=list)  # (from quantity, unit price)
     created_at: datetime | None = None
     deleted: bool = False
-    has_variants: bool = False  # acg-faka 商品种类 / SKU: issue 23 point 2
+    has_variants: bool = False  # acg-faka SKU options (``[sku]``): not imported yet
+    variants: list[tuple[str, Decimal]] = field(default_factory=list)  # acg-faka 种类: (name, price)
+    fields: list[SourceField] = field(default_factory=list)  # a manual product's questions
+    fields_unread: list[str] = field(default_factory=list)  # its question lines that could not be read
+    fields_unknown: str = ""  # why its questions (if any) cannot be brought across
 
 
 @dataclass
@@ -56,7 +69,8 @@ class SourceKey:
     sold: bool
     reusable: bool = False  # dujiaoka 循环卡密
     unusable: str = ""  # why it is not for sale (deleted, locked…); empty: it is
-    variant: str = ""  # acg-faka 种类 / SKU it belongs to
+    variant: str = ""  # acg-faka SKU it belongs to (not imported yet)
+    race: str = ""  # acg-faka 种类 it belongs to: a variant here
 
 
 @dataclass
@@ -73,6 +87,7 @@ class SourceCoupon:
     active: bool = True
     created_at: datetime | None = None
     unusable: str = ""  # why it cannot be brought across as it is
+    race: str = ""  # acg-faka: limited to that 种类 of its one product
 
 
 @dataclass
@@ -92,7 +107,10 @@ class SourceOrder:
     created_at: datetime | None = None
     paid_at: datetime | None = None
     key_texts: list[str] = field(default_factory=list)  # what was delivered, one key each
-    variant: str = ""
+    variant: str = ""  # acg-faka SKU (not imported yet)
+    race: str = ""  # acg-faka 种类: a variant here
+    answers: list[tuple[str, str]] = field(default_factory=list)  # a manual order's (label, what the buyer typed)
+    content: str = ""  # what staff delivered by hand on a manual order, when the source kept it
 
 
 def has_cjk(text: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-ENTITIES = ("categories", "products", "tiers", "coupons", "orders", "keys")
+ENTITIES = ("categories", "products", "variants", "tiers", "coupons", "orders", "keys")
 # Details kept for the printout (duplicates, conflicts); the counts stay exact beyond it.
 NOTES_MAX = 200
 
@@ -24,7 +24,7 @@ class Tally:
 
 @dataclass
 class PendingKind:
-    """Rows of a kind the shop cannot hold yet (issue 23): counted, not written."""
+    """Rows the shop cannot take yet (acg-faka's SKU options): counted, not written."""
 
     title: str
     needs: str

@@ -1,7 +1,8 @@
 """One import from another shop, from start to end (``manage.py import_from``).
 
-In dependency order: categories, products, coupons, past orders (with the
-keys they delivered), then the keys still for sale, so that a key for sale
+In dependency order: categories, products, coupons, the keys of reusable
+products (their past orders hold copies of them), past orders (with the
+keys they delivered), then the other keys still for sale, so that a key for sale
 there that was also sold on a past order is reported as "already sold".
 Each step commits on its own (a product's history in one transaction), so an
 interrupted run is resumed by running it again. A dry run does all of it
@@ -22,6 +23,7 @@ from shop.importers.catalogue import categories_import, coupons_import, products
 from shop.importers.context import ImportContext
 from shop.importers.dujiaoka import Dujiaoka
 from shop.importers.history import orders_import
+from shop.importers.records import REUSABLE
 from shop.importers.report import ImportSummary
 from shop.importers.stock import keys_import_unsold
 
@@ -56,5 +58,7 @@ def _steps(*, ctx: ImportContext, adapter) -> None:
     categories_import(ctx=ctx, categories=adapter.categories())
     products_import(ctx=ctx, products=adapter.products())
     coupons_import(ctx=ctx, coupons=adapter.coupons())
+    if REUSABLE in ctx.kinds.values():
+        keys_import_unsold(ctx=ctx, keys=adapter.keys(), reusable=True)
     orders_import(ctx=ctx, orders=adapter.orders())
     keys_import_unsold(ctx=ctx, keys=adapter.keys())

@@ -8,8 +8,10 @@ after the source, and each key's ``import_line`` is its id there: a re-run
 skips the ids it finds in those batches (a key refused as a duplicate is not
 stored, so a re-run reports it again, still as a duplicate).
 
-Keys are read once, in the source's order, and handed over per product in
-slices, so memory stays flat however large the key table.
+Keys are read in the source's order and handed over per product in slices,
+so memory stays flat however large the key table. A reusable product's keys
+(dujiaoka 循环卡密) are read in a pass of their own before the past orders,
+whose keys are copies of them; the other keys after the orders.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from django.db import transaction
 
 from inventory.models import CardKey
 from inventory.services import import_batch_drop_if_empty, keys_import
-from shop.importers.context import ImportContext
-from shop.importers.pending_kinds import KIND_IMPORTERS, variants_not_imported
-from shop.importers.records import REMOTE, SourceKey, is_readable
+from shop.importers.context import ImportContext, product_target
+from shop.importers.pending_kinds import sku_not_imported
+from shop.importers.records import MANUAL, REMOTE, REUSABLE, SourceKey, is_readable
 from shop.models import Product
 
 SLICE = 20_000
@@ -34,23 +36,33 @@ def stock_batch_source(label: str) -> str:
     return f"import_from {label}: keys for sale (line = key id there)"
 
 
-def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey]) -> None:
+def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey], reusable: bool = False) -> None:
+    """The keys of reusable products (``reusable``) or of the others."""
     tally = ctx.summary["keys"]
     pending: dict[int, list[tuple[int, str]]] = defaultdict(list)
     seen: dict[int, set[int]] = {}
+    mixed: dict[int, int] = defaultdict(int)  # reusable product → its keys that are not reusable
+    with_variants = {product_id for product_id, _ in ctx.variants}
     for key in keys:
-        ctx.tick("keys")
         kind = ctx.kinds.get(key.product_id)
-        if kind in KIND_IMPORTERS:
-            KIND_IMPORTERS[kind](summary=ctx.summary, entity="keys")
-        elif key.sold:
+        if (kind == REUSABLE) != reusable:
+            continue
+        ctx.tick("keys")
+        if key.sold:
             tally.skip("sold in the source (they come with their orders)")
         elif key.variant:
-            variants_not_imported(summary=ctx.summary, entity="keys")
+            sku_not_imported(summary=ctx.summary, entity="keys")
         elif (problem := _key_problem(ctx=ctx, key=key, kind=kind)):
             tally.skip(problem)
+        elif not key.race and key.product_id in with_variants:
+            # Here a product with variants is sold only through them: the key would never sell.
+            tally.skip("of no 种类 while its product has 种类 (its variants here): left out")
+        elif kind == REUSABLE and not key.reusable:
+            tally.skip("not reusable (not 循环) while its product has reusable keys: left out, see details")
+            mixed[key.product_id] += 1
+        elif (product_id := product_target(ctx=ctx, product_id=key.product_id, race=key.race)) is None:
+            tally.skip("its 种类 is not among its product's variants (or was not imported)")
         else:
-            product_id = ctx.products[key.product_id]
             if product_id not in seen:
                 seen[product_id] = set(CardKey.objects.filter(
                     product_id=product_id, batch__source=stock_batch_source(ctx.label)).values_list("import_line", flat=True))
@@ -62,6 +74,9 @@ def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey]) -> None
                 _stock_add(ctx=ctx, product_id=product_id, entries=pending.pop(product_id))
     for product_id, entries in pending.items():
         _stock_add(ctx=ctx, product_id=product_id, entries=entries)
+    for source_id, count in mixed.items():
+        ctx.summary.note(f"product {source_id} has reusable (循环) and {count} unsold one-buyer keys: it came as "
+                         "reusable with its reusable keys only; sell the others as a unique product of their own")
 
 
 def _key_problem(*, ctx: ImportContext, key: SourceKey, kind: str | None) -> str:
@@ -71,6 +86,8 @@ def _key_problem(*, ctx: ImportContext, key: SourceKey, kind: str | None) -> str
         return "its product is not in the source (or was deleted there)"
     if kind == REMOTE:
         return "its product was supplied by another shop"
+    if kind == MANUAL:
+        return "its product is manual (人工处理/代充): it sells no keys"
     if key.product_id not in ctx.products:
         return "its product was not imported (or was deleted here)"
     if not key.text:

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from delivery.models import Delivery
 from inventory.models import CardKey, CardKeyStatus
-from shop.models import Category, Coupon, CouponKind, ImportRecord, Order, OrderStatus, Product
+from shop.models import Category, Coupon, CouponKind, ImportRecord, Order, OrderStatus, Product, ProductKind
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,7 @@ def test_a_dry_run_writes_nothing(django_capture_on_commit_callbacks):
     # when
     output = import_from("--dry-run", capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [2, 0, 0, 2]
+    assert row(output, "orders") == [4, 0, 0, 3]
     assert (Product.objects.count(), Order.objects.count(), CardKey.objects.count(), ImportRecord.objects.count()) == (
         0, 0, 0, 0)
 
@@ -44,7 +44,7 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then: categories (nesting flattened), products with the note shown with their keys
     assert row(output, "categories") == [2, 0, 0, 0]
-    assert row(output, "products") == [2, 0, 0, 1]
+    assert row(output, "products") == [3, 0, 0, 1]
     assert "1 supplied by another shop (共享/对接): it has no keys of its own" in output
     netflix = Product.objects.get(name="Netflix 月卡")
     assert (netflix.price, netflix.max_per_order, netflix.usage_notes_zh, netflix.active) == (
@@ -54,29 +54,27 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     spotify = Product.objects.get(name="Spotify")
     assert spotify.active is False and spotify.category == Category.objects.get(name='会员 "VIP"')  # category off
     # coupons: an amount, a share of the price, one for a category's products
-    assert row(output, "coupons") == [3, 0, 0, 1]
+    assert row(output, "coupons") == [4, 0, 0, 0]
     acg10, pct20, all5 = (Coupon.objects.get(code=code) for code in ("ACG10", "PCT20", "ALL5"))
     assert (acg10.kind, acg10.value, acg10.usage_limit, acg10.used_count, acg10.expires_at.isoformat()) == (
         CouponKind.FIXED, Decimal("4.00"), 5, 1, "2029-12-31T16:00:00+00:00")  # midnight in Asia/Shanghai
-    assert (pct20.kind, pct20.value, list(pct20.products.all())) == (CouponKind.PERCENT, Decimal("20.00"), [netflix])
+    assert (pct20.kind, pct20.value, sorted(pct20.products.values_list("name", flat=True))) == (
+        CouponKind.PERCENT, Decimal("20.00"), ["Game Top-up 代充", netflix.name])  # its category's products
     assert (all5.active, all5.products.count()) == (False, 0)
-    assert "limited to a variant (种类/SKU): needs variants (issue 23 point 2)" in output
-    # keys: the variant's keys wait for variants, a locked key stays there
-    assert row(output, "keys") == [2, 0, 1, 5]
+    # keys: a locked key stays there, a key of an SKU option is counted, not imported
+    assert row(output, "keys") == [2, 0, 1, 7]
     assert "1 locked in the source" in output
     assert sorted(key.secret for key in CardKey.objects.filter(status=CardKeyStatus.AVAILABLE)) == [
-        "NFX-0003-CCCC", "SPOT-PLAIN-0001"]
-    assert ("product variants (种类/SKU): 1 orders, 1 keys — not imported yet: "
-            "needs variants (issue 23 point 2)") in output
-    assert ("manual products (人工处理/代充): 1 products, 1 orders — not imported yet: "
-            "needs product kind manual (issue 23 point 1)") in output
+        "NFX-0003-CCCC", "SPOT-YEAR-0001"]
+    assert ("product SKU options (SKU): 1 keys — not imported yet: acg-faka's SKU options have no "
+            "counterpart here yet") in output
 
 
 def test_paid_orders_come_with_the_cards_that_named_them(django_capture_on_commit_callbacks):
     # when
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [2, 0, 0, 2]
+    assert row(output, "orders") == [4, 0, 0, 3]
     first = Order.objects.get(order_no="2023060210000000001")
     assert (first.status, first.amount, first.coupon_code, first.email) == (
         OrderStatus.DELIVERED, Decimal("56.00"), "ACG10", "fan@example.com")
@@ -100,7 +98,7 @@ def test_running_it_again_changes_nothing_and_the_audit_stays_clean(django_captu
     # then
     assert (Product.objects.count(), Coupon.objects.count(), Order.objects.count(), CardKey.objects.count()) == before
     assert [row(output, name)[:2] for name in ("categories", "products", "coupons", "orders", "keys")] == [
-        [0, 2], [0, 2], [0, 3], [0, 2], [0, 2]]
+        [0, 2], [0, 3], [0, 4], [0, 4], [0, 2]]
     audit = StringIO()
     call_command("audit", stdout=audit)
     assert "all invariants hold" in audit.getvalue()
@@ -116,3 +114,44 @@ def test_a_wrong_table_prefix_finds_nothing_to_import(django_capture_on_commit_c
 def test_a_missing_dump_is_a_clear_error():
     with pytest.raises(CommandError, match="DUMP_UNREADABLE: no such file"):
         call_command("import_from", "acg-faka", "--dump", "/nonexistent/shop.sql", stdout=StringIO())
+
+
+def test_a_manual_product_comes_as_manual_with_what_staff_delivered(django_capture_on_commit_callbacks):
+    # when
+    output = import_from(capture=django_capture_on_commit_callbacks)
+    # then: delivery_way 1 is a manual product here
+    topup = Product.objects.get(name="Game Top-up 代充")
+    assert topup.kind == ProductKind.MANUAL
+    # its delivered order comes as history, what staff delivered there as its content
+    order = Order.objects.get(order_no="2023060510000000007")
+    content = order.lines.get().card_keys.get()
+    assert (order.status, content.status, content.secret) == (
+        OrderStatus.DELIVERED, CardKeyStatus.DELIVERED, "已充值到游戏账号 10001")
+    # the order still waiting for staff there stays there
+    assert "orders: 1 paid but still waiting for staff in the source: finish it there" in output
+    assert not Order.objects.filter(order_no="2023060310000000004").exists()
+
+
+def test_each_kind_of_a_product_comes_as_its_variant_with_its_keys_orders_and_coupons(
+        django_capture_on_commit_callbacks):
+    # when
+    output = import_from(capture=django_capture_on_commit_callbacks)
+    # then: Spotify's 种类 (月卡=15, 年卡=150) are its variants, each with its own name and price
+    assert row(output, "variants") == [2, 0, 0, 0]
+    spotify = Product.objects.get(name="Spotify", parent__isnull=True)
+    month, year = (spotify.variants.get(name=name) for name in ("月卡", "年卡"))
+    assert (month.price, year.price, year.name_zh, year.kind) == (Decimal("15.00"), Decimal("150.00"), "年卡", "unique")
+    assert (year.category, year.currency, year.active) == (spotify.category, spotify.currency, spotify.active)
+    # the 年卡 key for sale is the 年卡 variant's; a key of no 种类 would never sell here: left out, said why
+    assert list(CardKey.objects.filter(product=year, status=CardKeyStatus.AVAILABLE).values_list(
+        "import_line", flat=True)) == [6]
+    assert not CardKey.objects.filter(product=spotify).exists()
+    assert "keys: 1 of no 种类 while its product has 种类 (its variants here): left out" in output
+    # the 年卡 order is the 年卡 variant's, with its key
+    line = Order.objects.get(order_no="2023060310000000005").lines.get()
+    assert (line.product, line.card_keys.get().secret) == (year, "SPOT-YEAR-0000")
+    # a coupon limited to the 年卡 is limited to that variant
+    assert list(Coupon.objects.get(code="YEARONLY").products.all()) == [year]
+    # and a re-run adds no second variant
+    again = import_from(capture=django_capture_on_commit_callbacks)
+    assert row(again, "variants") == [0, 2, 0, 0] and spotify.variants.count() == 2

@@ -89,7 +89,8 @@ def test_keys_and_orders_read_from_mysql_are_the_same_text(mariadb, django_captu
         call_command("import_from", "dujiaoka", "--mysql", f"mysql://root@127.0.0.1:{mariadb}/dj", stdout=StringIO())
     # then
     assert sorted(key.secret for key in CardKey.objects.filter(status=CardKeyStatus.AVAILABLE)) == [
-        "STEAM-'Q'-0006\\x", "STEAM-AAAA-0003", "VPN-2222-BBBB", "VPN-3333-CCCC", "卡密-中文-0008"]
+        "STEAM-'Q'-0006\\x", "STEAM-AAAA-0003", "VPN-2222-BBBB", "VPN-3333-CCCC", "netflix: share@example.com / pa'ss",
+        "卡密-中文-0008"]
     first = Order.objects.get(order_no="DJORDER0000000001")
     assert first.paid_at.isoformat() == "2023-05-02T04:01:00+00:00"
     audit = StringIO()
