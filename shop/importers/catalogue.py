@@ -148,7 +148,8 @@ def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduc
             continue
         keys.add(field.key)
         ManualField.objects.create(product=product, position=10 * position, key=field.key, label=field.label,
-                                   label_zh=field.label if has_cjk(field.label) else "", required=field.required)
+                                   label_zh=field.label if has_cjk(field.label) else "", required=field.required,
+                                   **{"help_text_zh" if has_cjk(field.hint) else "help_text": field.hint})
     for line in unread:
         ctx.summary.note(f"product {source.id} ({source.name}): the question {line!r} could not be read "
                          "(not key=label=true|false): add it here by hand")

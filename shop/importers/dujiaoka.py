@@ -152,17 +152,19 @@ class Dujiaoka:
 
 
 def _fields(config: str) -> dict:
-    """A manual product's questions from ``other_ipu_cnf``; the lines that
-    are not ``key=label=true|false`` are reported, not guessed."""
+    """A manual product's questions from ``other_ipu_cnf``: ``key=label=true|false``
+    lines, with an optional fourth part, the input's hint (``account=账号=true=请输入账号``,
+    as dujiaoka's admin describes the field); other lines are reported, not guessed."""
     fields, unread = [], []
     for raw in config.replace("\r\n", "\n").split("\n"):
         line = raw.strip()
         if not line:
             continue
         parts = [part.strip() for part in line.split("=")]
-        if len(parts) == 3 and _FIELD_KEY.fullmatch(parts[0]) and parts[1] and parts[2].lower() in ("true", "false"):
+        if (len(parts) in (3, 4) and _FIELD_KEY.fullmatch(parts[0]) and parts[1]
+                and parts[2].lower() in ("true", "false")):
             fields.append(SourceField(key=parts[0].lower(), label=parts[1][:100],
-                                      required=parts[2].lower() == "true"))
+                                      required=parts[2].lower() == "true", hint=(parts[3:] or [""])[0][:200]))
         else:
             unread.append(line)
     return {"fields": fields, "fields_unread": unread}

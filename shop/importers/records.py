@@ -38,6 +38,7 @@ class SourceField:
     key: str
     label: str
     required: bool
+    hint: str = ""  # a fourth part some dujiaoka versions write: the input's placeholder
 
 
 @dataclass

@@ -56,8 +56,9 @@ def test_a_manual_product_comes_with_its_questions_and_its_past_order(django_cap
     # then: manual, its questions as text fields, required as in the source
     qq = Product.objects.get(name="代充 QQ会员")
     assert qq.kind == ProductKind.MANUAL
-    assert list(qq.manual_fields.order_by("position").values_list("key", "label", "type", "required")) == [
-        ("qq_account", "QQ号", "text", True), ("remark", "备注", "text", False)]
+    assert list(qq.manual_fields.order_by("position").values_list("key", "label", "type", "required",
+                                                                  "help_text_zh")) == [
+        ("qq_account", "QQ号", "text", True, ""), ("remark", "备注", "text", False, "选填，例如开通时长")]
     # and the line it could not read is reported
     assert "product 4 (代充 QQ会员): the question 'QQ号' could not be read" in output
     # and its delivered order comes as history: the buyer's answer sealed on it, a note as its content
