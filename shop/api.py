@@ -148,7 +148,14 @@ def _manual_field_json(f) -> dict:
             "max": None if f.max_value is None else str(f.max_value), "help": f.display_help_text}
 
 
-def _product_json(p: Product, fields: list | None = None) -> dict:
+def _questions(p: Product, fields: dict) -> dict:
+    """``fields``, a manual product's (or variant's, else its product's) questions; nothing for other kinds."""
+    if p.kind != ProductKind.MANUAL:
+        return {}
+    return {"fields": [_manual_field_json(f) for f in fields.get(p.pk) or fields.get(p.parent_id) or ()]}
+
+
+def _product_json(p: Product, fields: dict) -> dict:
     """One product as the API lists it: ``name`` in the request's language
     (Accept-Language; the other one when that side is empty), both sides as
     ``name_en`` / ``name_zh``, and absolute picture URLs (null without one).
@@ -161,21 +168,21 @@ def _product_json(p: Product, fields: list | None = None) -> dict:
         "currency": p.currency, "stock": None if p.stock_unlimited else p.stock,
         "variants": [{"id": v.pk, "name": v.variant_name, "name_en": v.name, "name_zh": v.name_zh, "kind": v.kind,
                       "price": _money(v.price), "stock": None if v.stock_unlimited else v.stock,
-                      "max_per_order": v.max_per_order}
+                      "max_per_order": v.max_per_order, **_questions(v, fields)}
                      for v in p.variants_for_sale],
         "name_en": p.name, "name_zh": p.name_zh, "sold": p.sold,
         "category": p.category.slug if p.category_id else None,
         "image": settings.SITE_URL + p.image.url if p.image else None,
         "thumbnail": settings.SITE_URL + p.thumb_url if p.image_thumb else None,
-        **({"fields": [_manual_field_json(f) for f in fields or ()]} if p.kind == ProductKind.MANUAL else {}),
+        **_questions(p, fields),
     }
 
 
 @require_GET
 def products(request):
     listed = products_for_sale()
-    fields = manual_fields_by_product(products=listed)
-    response = JsonResponse([_product_json(p, fields.get(p.pk)) for p in listed], safe=False)
+    fields = manual_fields_by_product(products=listed + [v for p in listed for v in p.variants_for_sale])
+    response = JsonResponse([_product_json(p, fields) for p in listed], safe=False)
     patch_vary_headers(response, ["Accept-Language"])  # ``name`` follows it
     return response
 

@@ -193,8 +193,11 @@ def _counts_set(products: list[Product]) -> None:
 
 
 def manual_fields_by_product(*, products) -> dict[int, list[ManualField]]:
-    """product id → its manual fields in order, for the manual ones of ``products`` (one query)."""
-    ids = [p.pk for p in products if p.kind == ProductKind.MANUAL]
+    """product id → its manual fields in order, for the manual ones of ``products``
+    and the products of manual variants (whose questions they ask when they have
+    none of their own: ``shop.services.manual.manual_fields_of``), one query."""
+    manual = [p for p in products if p.kind == ProductKind.MANUAL]
+    ids = [p.pk for p in manual] + [p.parent_id for p in manual if p.parent_id]
     fields: dict[int, list[ManualField]] = {}
     for field in ManualField.objects.filter(product_id__in=ids).order_by("position", "id") if ids else ():
         fields.setdefault(field.product_id, []).append(field)

@@ -218,7 +218,9 @@ DOCUMENT = {
                 "kind": {"type": "string", "enum": ["unique", "reusable", "manual"]},
                 "price": {"type": "string"},
                 "stock": {"type": "integer", "nullable": True, "description": "As the product's stock"},
-                "max_per_order": {"type": "integer"}}},
+                "max_per_order": {"type": "integer"},
+                "fields": {"type": "array", "items": {"$ref": "#/components/schemas/ManualField"},
+                           "description": "A manual variant's questions (its own, else its product's)"}}},
             "Product": {"type": "object", "required": ["slug", "name", "kind", "price", "currency", "stock",
                                                        "variants"],
                         "properties": {

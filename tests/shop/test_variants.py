@@ -14,7 +14,7 @@ from inventory.models import CardKey, CardKeyStatus
 from payments.methods import MethodConfig
 from payments.services import checkout_start_payment
 from riskctl.models import PurchaseLimit
-from shop.models import Category, Coupon, CouponKind, OrderStatus, Product, ProductKind, QuantityTier
+from shop.models import Category, Coupon, CouponKind, ManualField, OrderStatus, Product, ProductKind, QuantityTier
 from shop.ops.audit import audit_run
 from shop.selectors import products_for_sale
 from shop.services import CheckoutError, price_quote
@@ -244,3 +244,22 @@ def test_staff_see_a_variant_by_its_products_name_and_its_own(membership):
     # then: the line names both, as the admin and the gateways' order subjects do
     assert [row[5:7] for row in rows] == [[quarter.slug, "Membership · 90 days"]]
     assert str(order.lines.get().product) == "Membership · 90 days"
+
+
+def test_a_manual_variant_asks_its_products_questions_in_the_api_and_at_checkout(make_product, client):
+    # given: a top-up with two manual variants; the questions are on the product
+    parent = make_product(name="Gems top-up", slug="gems")
+    ManualField.objects.create(product=parent, key="account", label="Game account", position=1)
+    small = make_product(parent=parent, name="60 gems", price="6.00", kind=ProductKind.MANUAL)
+    make_product(parent=parent, name="300 gems", price="30.00", kind=ProductKind.MANUAL)
+    # when
+    [listed] = client.get("/api/v1/products").json()
+    unanswered = client.post("/api/v1/orders", {"product": "gems", "variant": small.pk, "quantity": 1,
+                                                "email": "g@example.com"}, content_type="application/json")
+    answered = client.post("/api/v1/orders", {"product": "gems", "variant": small.pk, "quantity": 1,
+                                              "email": "g@example.com", "fields": {"account": "player-1"}},
+                           content_type="application/json")
+    # then: each variant lists the product's question, and checkout asks it
+    assert [[f["key"] for f in v["fields"]] for v in listed["variants"]] == [["account"], ["account"]]
+    assert (unanswered.status_code, unanswered.json()["error"]["code"]) == (400, "FIELD_REQUIRED")
+    assert answered.status_code == 201 and answered.json()["amount"] == "6.00"
