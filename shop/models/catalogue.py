@@ -164,7 +164,7 @@ class Product(models.Model):
 
 # What a variant takes from its product each time the product is saved in the
 # admin: it is sold, shown and delivered like its product.
-VARIANT_INHERITED = ("category", "currency", "hold_minutes", "deliver_by_email", "deliver_by_sms",
+VARIANT_INHERITED = ("category_id", "currency", "hold_minutes", "deliver_by_email", "deliver_by_sms",
                      "auto_replacements_per_order")
 
 

@@ -37,6 +37,5 @@ def product_variants_sync(*, product: Product) -> int:
     """Give ``product``'s variants its category, currency, hold time, delivery
     channels and self-service replacements (``VARIANT_INHERITED``): they are
     sold, shown and delivered as it is. Returns how many were updated."""
-    inherited = {("category_id" if name == "category" else name): getattr(
-        product, "category_id" if name == "category" else name) for name in VARIANT_INHERITED}
+    inherited = {name: getattr(product, name) for name in VARIANT_INHERITED}
     return Product.objects.filter(parent=product).update(**inherited)

@@ -1,6 +1,7 @@
 """The product page, which is the checkout: price check, order and the hand-off to payment."""
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -78,13 +79,15 @@ def product_detail(request, slug: str):
     the payment methods, and is what the form orders."""
     product = get_object_or_404(Product.objects.select_related("parent"), slug=slug, active=True)
     if product.parent_id is not None:  # a variant's own address: its product's page, with it chosen
-        get_object_or_404(Product, pk=product.parent_id, active=True)
+        if not product.parent.active:
+            raise Http404("This product is not for sale.")
         return redirect(f"{reverse('shop:product', args=[product.parent.slug])}?variant={product.pk}")
     every_variant = list(Product.objects.filter(parent=product).order_by("price", "id"))
     variants = [v for v in every_variant if v.active]
     requested = _variant_requested(request)
     item = next((v for v in variants if v.pk == requested), variants[0] if variants else product)
-    item.parent = product if item.pk != product.pk else None
+    if item is not product:
+        item.parent = product  # the page's product: read once, not again for the variant's name
     manual_fields = manual_fields_of(product=item)
     form = CheckoutForm(request.POST or None, max_quantity=item.max_per_order, manual_fields=manual_fields)
     methods = methods_offered(product_id=item.pk, amount=item.price, parent_id=item.parent_id)
