@@ -145,7 +145,8 @@ def _manual_field_json(f) -> dict:
     return {"key": f.key, "label": f.display_label, "type": f.type, "required": f.required,
             "choices": f.choice_list, "max_length": f.max_length,
             "min": None if f.min_value is None else str(f.min_value),
-            "max": None if f.max_value is None else str(f.max_value), "help": f.display_help_text}
+            "max": None if f.max_value is None else str(f.max_value), "pattern": f.pattern or None,
+            "help": f.display_help_text}
 
 
 def _questions(p: Product, fields: dict) -> dict:

@@ -21,7 +21,7 @@ class ManualFieldInline(admin.TabularInline):
     model = ManualField
     extra = 0
     fields = ("position", "key", "label", "label_zh", "type", "choices", "required", "max_length", "min_value",
-              "max_value", "help_text", "help_text_zh")
+              "max_value", "pattern", "pattern_message", "help_text", "help_text_zh")
     formfield_overrides = {  # noqa: RUF012 - Django's documented class attribute
         ManualField._meta.get_field("choices").__class__: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 20})},
     }

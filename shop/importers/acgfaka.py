@@ -3,19 +3,19 @@
 Its tables, from its kernel/Install/Install.sql, each under the prefix chosen
 at install (``acg_`` by default): ``category`` (``sort`` ascending, ``status``
 1 on; ``pid`` nests them, flattened here), ``commodity`` (``delivery_way`` 0
-automatic, 1 manual; ``shared_id`` set: supplied by another shop; ``config``,
-INI-like: ``[category]`` 种类 lines ``name=price``, each a variant here,
-``[sku]`` options (not imported yet), ``[wholesale]`` lines ``5=3`` from 5
-pieces 3 each; ``widget`` a manual product's input widgets (not read);
-``maximum`` the most per order; ``leave_message`` the note shown with the
-keys), ``card`` (keys: ``status`` 0 unsold, 1 sold, 2 locked; ``order_id`` the
-order it went to; ``race`` the 种类, ``sku`` the SKU option), ``coupon``
-(``mode`` 0 an amount off, 1 a share of the price in ``money`` (0.2: 20 %);
-``life`` uses left, ``use_life`` uses made; ``commodity_id`` 0 with
-``category_id``: that category's products) and ``order`` (``status`` 1 paid;
-``delivery_status`` 1 delivered; the keys are the cards whose ``order_id``
-names it; a manual order's ``secret`` is what staff delivered; ``contact`` an
-email, phone or QQ).
+automatic, 1 manual; ``shared_id`` set: supplied by another shop; ``config``
+its 种类, SKU options and wholesale prices, and ``widget`` a manual product's
+form: both read by ``acgfaka_config``; ``maximum`` the most per order;
+``leave_message`` the note shown with the keys), ``card`` (keys: ``status``
+0 unsold, 1 sold, 2 locked; ``order_id`` the order it went to; ``race`` the
+种类, ``sku`` the SKU options), ``coupon`` (``mode`` 0 an amount off, 1 a
+share of the price in ``money`` (0.2: 20 %); ``life`` uses left,
+``use_life`` uses made; ``commodity_id`` 0 with ``category_id``: that
+category's products; ``race``/``sku``: only those choices of its product)
+and ``order`` (``status`` 1 paid; ``delivery_status`` 1 delivered; the keys
+are the cards whose ``order_id`` names it; a manual order's ``secret`` is
+what staff delivered, ``widget`` the buyer's answers; ``contact`` an email,
+phone or QQ).
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ from collections.abc import Iterator
 from decimal import ROUND_UP, Decimal
 from zoneinfo import ZoneInfo
 
+from shop.importers.acgfaka_config import (
+    CommodityConfig,
+    config_read,
+    coupon_variants,
+    row_variant,
+    sku_chosen,
+    variants_of,
+    widget_answers,
+    widget_fields,
+)
 from shop.importers.records import (
     DELIVERED,
     MANUAL,
@@ -41,8 +51,6 @@ from shop.importers.records import (
     as_decimal,
     as_int,
     as_text,
-    ini_sections,
-    unit_price_tiers,
 )
 
 UNSOLD, SOLD, LOCKED = 0, 1, 2
@@ -50,14 +58,8 @@ PERCENT_MODE = 1
 
 
 def _race(row: dict) -> str:
-    """The 种类 a card, order or coupon is limited to ("" for none): a variant here."""
+    """The 种类 a card, order or coupon is limited to ("" for none)."""
     return as_text(row.get("race")).strip()
-
-
-def _sku(row: dict) -> str:
-    """The SKU options a card, order or coupon is limited to ("" for none): not imported yet."""
-    sku = as_text(row.get("sku")).strip()
-    return "" if sku.lower() in ("", "null", "[]", "{}") else sku
 
 
 class AcgFaka:
@@ -67,6 +69,23 @@ class AcgFaka:
 
     def __init__(self, source, *, prefix: str, tz: ZoneInfo):
         self.source, self.prefix, self.tz = source, prefix, tz
+        self._configs: dict[int, CommodityConfig] | None = None
+
+    def _configs_load(self) -> None:
+        """Every product's config, read before another table's rows are
+        streamed (a live MySQL connection reads one result at a time)."""
+        if self._configs is None:
+            self._configs = {as_int(row["id"]): config_read(as_text(row.get("config")))
+                             for row in self._rows("commodity")}
+
+    def _config(self, product_id: int) -> CommodityConfig:
+        self._configs_load()
+        return self._configs.get(product_id) or CommodityConfig()
+
+    def _variant(self, row: dict) -> tuple[str, str]:
+        """The variant a card or order belongs to, and why none when it should."""
+        return row_variant(config=self._config(as_int(row.get("commodity_id"))), race=_race(row),
+                           sku=sku_chosen(row.get("sku")))
 
     def _rows(self, table: str) -> Iterator[dict]:
         return self.source.rows(self.prefix + table)
@@ -80,38 +99,37 @@ class AcgFaka:
         category_on = {category.id: category.active for category in self.categories()}
         products = []
         for row in self._rows("commodity"):
-            config = ini_sections(as_text(row.get("config")))
+            config = config_read(as_text(row.get("config")))
             kind = REMOTE if as_int(row.get("shared_id")) else MANUAL if as_int(row.get("delivery_way")) == 1 else UNIQUE
-            category = as_int(row.get("category_id"))
+            category, price = as_int(row.get("category_id")), as_decimal(row.get("price"))
+            variants, unmade = variants_of(price=price, config=config) if config.has_variants else ([], "")
+            fields, fields_unread = widget_fields(as_text(row.get("widget"))) if kind == MANUAL else ([], [])
             products.append(SourceProduct(
                 id=as_int(row["id"]), name=as_text(row.get("name")).strip(),
-                category_id=category if category in category_on else None, price=as_decimal(row.get("price")),
+                category_id=category if category in category_on else None, price=price,
                 active=as_int(row.get("status")) == 1 and category_on.get(category, True), kind=kind,
                 description=as_text(row.get("description")).strip(),
                 usage_notes=as_text(row.get("leave_message")).strip(),
                 max_per_order=max(as_int(row.get("maximum")), 0),
-                tiers=unit_price_tiers(config.get("wholesale", {}).items()),
+                # With 种类 or SKU options the price is the chosen variant's, tiers included.
+                tiers=[] if config.has_variants else config.tiers,
                 created_at=as_datetime(row.get("create_time"), self.tz),
-                has_variants=bool(config.get("sku")),
-                variants=[(name[:200], price) for name, price in
-                          ((name.strip(), as_decimal(value)) for name, value in config.get("category", {}).items())
-                          if name and price is not None],
-                fields_unknown="its buyer's input (widget) is not brought across: its format is not in the "
-                "install SQL; add the questions here by hand" if kind == MANUAL and as_text(row.get("widget")).strip()
-                else "",
+                variants=variants, variants_unmade=unmade, fields=fields, fields_unread=fields_unread,
             ))
         return products
 
     def keys(self) -> Iterator[SourceKey]:
+        self._configs_load()
         for row in self._rows("card"):
             status = as_int(row.get("status"))
+            variant, problem = self._variant(row)
             yield SourceKey(
                 id=as_int(row["id"]), product_id=as_int(row.get("commodity_id")), text=as_text(row.get("secret")).strip(),
-                sold=status == SOLD, unusable="locked in the source" if status == LOCKED else "", variant=_sku(row),
-                race=_race(row),
+                sold=status == SOLD, unusable="locked in the source" if status == LOCKED else problem, variant=variant,
             )
 
     def coupons(self) -> Iterator[SourceCoupon]:
+        self._configs_load()
         for row in self._rows("coupon"):
             product, category = as_int(row.get("commodity_id")), as_int(row.get("category_id"))
             percent = as_int(row.get("mode")) == PERCENT_MODE
@@ -124,11 +142,12 @@ class AcgFaka:
                 category_ids=[category] if not product and category else [],
                 usage_limit=life + used, used_count=used, expires_at=as_datetime(row.get("expire_time"), self.tz),
                 active=as_int(row.get("status")) == 0, created_at=as_datetime(row.get("create_time"), self.tz),
-                unusable="limited to an SKU option: SKUs are not imported yet" if product and _sku(row) else "",
-                race=_race(row) if product else "",
+                variants=coupon_variants(config=self._config(product), race=_race(row), sku=sku_chosen(row.get("sku")))
+                if product and (_race(row) or sku_chosen(row.get("sku"))) else None,
             )
 
     def orders(self) -> Iterator[SourceOrder]:
+        self._configs_load()
         delivered: dict[int, list[str]] = defaultdict(list)
         for card in self._rows("card"):
             if as_int(card.get("status")) == SOLD and card.get("order_id") is not None:
@@ -142,6 +161,7 @@ class AcgFaka:
             # (the line's discount makes up the cents).
             unit = (amount / quantity).quantize(Decimal("0.01"), rounding=ROUND_UP) if quantity > 0 else amount
             contact = as_text(row.get("contact")).strip()
+            variant, problem = self._variant(row)
             yield SourceOrder(
                 id=order_id, order_no=as_text(row.get("trade_no")).strip(), product_id=as_int(row.get("commodity_id")),
                 state=state, quantity=quantity, unit_price=unit, amount=amount,
@@ -150,8 +170,8 @@ class AcgFaka:
                 client_ip=as_text(row.get("create_ip")).strip(), coupon_id=as_int(row.get("coupon_id")) or None,
                 created_at=as_datetime(row.get("create_time"), self.tz),
                 paid_at=as_datetime(row.get("pay_time"), self.tz),
-                key_texts=delivered.get(order_id, []) if state == DELIVERED else [], variant=_sku(row),
-                race=_race(row),
+                key_texts=delivered.get(order_id, []) if state == DELIVERED else [], variant=variant,
+                unusable=problem, answers=widget_answers(as_text(row.get("widget"))),
                 # A manual order's ``secret`` is what staff delivered by hand.
                 content=as_text(row.get("secret")).strip() if state == DELIVERED else "",
             )

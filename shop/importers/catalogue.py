@@ -57,9 +57,11 @@ def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) ->
     one supplied by another shop (共享/对接) has nothing of its own to bring."""
     tally = ctx.summary["products"]
     records = records_map(ctx=ctx, entity=E.PRODUCT)
+    choices: dict[int, list[str]] = {}  # source product → its variants' keys
     with transaction.atomic():
         for source in products:
             ctx.tick("products")
+            choices[source.id] = [variant.key for variant in source.variants]
             if source.deleted:
                 tally.skip("deleted in the source")
                 continue
@@ -76,30 +78,34 @@ def products_import(*, ctx: ImportContext, products: Iterable[SourceProduct]) ->
     plain = {source_id: target for source_id, target in records.items() if "/" not in source_id}
     ctx.products = live_targets(records=plain, model=Product)
     alive = set(Product.objects.filter(pk__in=[t for s, t in records.items() if "/" in s]).values_list("pk", flat=True))
-    ctx.variants = {(int(source_id.partition("/")[0]), source_id.partition("/")[2]): target
-                    for source_id, target in records.items() if "/" in source_id and target in alive}
+    ctx.variants = {(product_id, key): records[record_id] for product_id, keys in choices.items() for key in keys
+                    if (record_id := variant_record_id(product_id, key)) in records and records[record_id] in alive}
 
 
 def _variants_create(*, ctx: ImportContext, product_id: int, source: SourceProduct, records: dict) -> None:
-    """acg-faka's 种类 (``[category]`` name=price) as the product's variants
-    here, each with its own name and price and the product's kind; a re-run
-    adds only those it has not brought before."""
+    """acg-faka's choices (a 种类, or a 种类 with SKU options) as the
+    product's variants here, each with its own name, price and wholesale
+    prices and the product's kind; a re-run adds only those it has not
+    brought before."""
     tally = ctx.summary["variants"]
+    if source.variants_unmade:
+        ctx.summary.note(f"product {source.id} ({source.name}): {source.variants_unmade}")
     parent = Product.objects.filter(pk=product_id).first()
-    for name, price in source.variants:
-        record_id = variant_record_id(source.id, name)
+    for choice in source.variants:
+        record_id = variant_record_id(source.id, choice.key)
         if record_id in records:
             tally.already += 1
         elif parent is None:
             tally.skip("its product was deleted here")
-        elif price < CENT:
+        elif choice.price < CENT:
             tally.skip("price 0: a free product cannot be sold here")
         else:
             variant = Product.objects.create(
-                parent=parent, slug=variant_slug_new(parent=parent, name=name), name=name,
-                name_zh=name if has_cjk(name) else "", price=price, kind=parent.kind, currency=parent.currency,
-                active=parent.active, max_per_order=parent.max_per_order)
+                parent=parent, slug=variant_slug_new(parent=parent, name=choice.name), name=choice.name,
+                name_zh=choice.name if has_cjk(choice.name) else "", price=choice.price, kind=parent.kind,
+                currency=parent.currency, active=parent.active, max_per_order=parent.max_per_order)
             record_add(ctx=ctx, entity=E.PRODUCT, source_id=record_id, target_id=variant.pk)
+            _tiers_create(ctx=ctx, product=variant, tiers=choice.tiers)
             tally.new += 1
     if parent is not None and source.variants:
         product_variants_sync(product=parent)
@@ -129,9 +135,6 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> int | None:
     product.save()
     record_add(ctx=ctx, entity=E.PRODUCT, source_id=source.id, target_id=product.pk)
     tally.new += 1
-    if source.has_variants:
-        ctx.summary.note(f"product {source.id} ({source.name}): its SKU options are not imported yet "
-                         "(its 种类 are: as its variants)")
     _tiers_create(ctx=ctx, product=product, tiers=source.tiers)
     if source.kind == MANUAL:
         _fields_create(ctx=ctx, product=product, source=source)
@@ -139,22 +142,21 @@ def _product_create(*, ctx: ImportContext, source: SourceProduct) -> int | None:
 
 
 def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduct) -> None:
-    """A manual product's questions, as text fields, required as there."""
+    """A manual product's questions, with their kind, choices and check, required as there."""
     unread = list(source.fields_unread)
     keys: set[str] = set()
     for position, field in enumerate(source.fields, start=1):
         if field.key in keys:
-            unread.append(f"{field.key}={field.label} (a second question under that key)")
+            unread.append(f"the question {field.label!r} is a second one under the key {field.key!r}: left out")
             continue
         keys.add(field.key)
         ManualField.objects.create(product=product, position=10 * position, key=field.key, label=field.label,
                                    label_zh=field.label if has_cjk(field.label) else "", required=field.required,
+                                   type=field.type, choices="\n".join(field.choices), pattern=field.pattern,
+                                   pattern_message=field.pattern_message,
                                    **{"help_text_zh" if has_cjk(field.hint) else "help_text": field.hint})
-    for line in unread:
-        ctx.summary.note(f"product {source.id} ({source.name}): the question {line!r} could not be read "
-                         "(not key=label=true|false): add it here by hand")
-    if source.fields_unknown:
-        ctx.summary.note(f"product {source.id} ({source.name}): {source.fields_unknown}")
+    for why in unread:
+        ctx.summary.note(f"product {source.id} ({source.name}): {why}")
 
 
 def _tiers_create(*, ctx: ImportContext, product: Product, tiers: list[tuple[int, Decimal]]) -> None:
@@ -223,9 +225,10 @@ def _coupon_problem(*, ctx: ImportContext, source: SourceCoupon) -> tuple[str, l
         return "more than 100 % off", []
     if source.product_ids is None:
         return "", []  # every product
-    if source.race:
-        targets = [ctx.variants.get((pid, source.race)) for pid in source.product_ids]
-        return ("", targets) if None not in targets else ("limited to a 种类 that was not imported", [])
+    if source.variants is not None:
+        targets = [ctx.variants.get((pid, key)) for pid in source.product_ids for key in source.variants]
+        return ("", targets) if targets and None not in targets else (
+            "limited to a 种类 or SKU option that was not imported", [])
     wanted = set(source.product_ids) | {pid for pid, cat in ctx.product_category.items() if cat in source.category_ids}
     products = sorted(ctx.products[pid] for pid in wanted if pid in ctx.products)
     if not products:

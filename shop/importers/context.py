@@ -3,6 +3,7 @@ ids already mapped, and the ImportRecord reads and writes."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ class ImportContext:
     progress: Callable[[str, int], None] | None = None
     categories: dict[int, int] = field(default_factory=dict)  # source id → Category id
     products: dict[int, int] = field(default_factory=dict)  # source id → Product id (live here)
-    variants: dict[tuple[int, str], int] = field(default_factory=dict)  # (source product id, 种类) → Product id
+    variants: dict[tuple[int, str], int] = field(default_factory=dict)  # (source product id, variant key) → Product id
     kinds: dict[int, str] = field(default_factory=dict)  # source product id → its kind
     product_category: dict[int, int | None] = field(default_factory=dict)  # source product → source category
     coupons: dict[int, int] = field(default_factory=dict)  # source id → Coupon id
@@ -37,15 +38,19 @@ class ImportContext:
             self.progress(phase, n)
 
 
-def product_target(*, ctx: ImportContext, product_id: int, race: str = "") -> int | None:
-    """The product here that a key, order or coupon of source product
-    ``product_id`` goes to: the variant of its 种类 ``race`` if it has one."""
-    return ctx.variants.get((product_id, race)) if race else ctx.products.get(product_id)
+def product_target(*, ctx: ImportContext, product_id: int, variant: str = "") -> int | None:
+    """The product here that a key or order of source product ``product_id``
+    goes to: the variant it names (``SourceVariant.key``) if it names one."""
+    return ctx.variants.get((product_id, variant)) if variant else ctx.products.get(product_id)
 
 
-def variant_record_id(product_id: int, race: str) -> str:
-    """A variant's ``ImportRecord.source_id``: its product's id and its name there."""
-    return f"{product_id}/{race}"[:64]
+def variant_record_id(product_id: int, key: str) -> str:
+    """A variant's ``ImportRecord.source_id`` (at most 64 characters): its
+    product's id and its 种类 (as earlier runs wrote it), or a digest of the
+    choice when it has SKU options (the key then holds a separator)."""
+    if "\x1f" not in key:
+        return f"{product_id}/{key}"[:64]
+    return f"{product_id}/sku:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def records_map(*, ctx: ImportContext, entity: str) -> dict[str, int]:

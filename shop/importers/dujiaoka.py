@@ -166,5 +166,5 @@ def _fields(config: str) -> dict:
             fields.append(SourceField(key=parts[0].lower(), label=parts[1][:100],
                                       required=parts[2].lower() == "true", hint=(parts[3:] or [""])[0][:200]))
         else:
-            unread.append(line)
+            unread.append(f"the question {line!r} could not be read (not key=label=true|false): add it here by hand")
     return {"fields": fields, "fields_unread": unread}

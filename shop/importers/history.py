@@ -46,7 +46,6 @@ from inventory.services import (
 )
 from shop.access import order_token_new
 from shop.importers.context import ImportContext, product_target, record_add, records_map
-from shop.importers.pending_kinds import sku_not_imported
 from shop.importers.records import (
     DELETED,
     DELIVERED,
@@ -86,12 +85,10 @@ def orders_import(*, ctx: ImportContext, orders: Iterable[SourceOrder]) -> None:
         kind = ctx.kinds.get(order.product_id)
         if str(order.id) in done:
             tally.already += 1
-        elif order.variant:
-            sku_not_imported(summary=ctx.summary, entity="orders")
         elif (problem := _order_problem(ctx=ctx, order=order, kind=kind)):
             tally.skip(problem)
-        elif (product_id := product_target(ctx=ctx, product_id=order.product_id, race=order.race)) is None:
-            tally.skip("its 种类 is not among its product's variants (or was not imported)")
+        elif (product_id := product_target(ctx=ctx, product_id=order.product_id, variant=order.variant)) is None:
+            tally.skip("its 种类 or SKU options are not among its product's variants (or were not imported)")
         else:
             by_product[product_id].append(order)
     from shop.importers.history_kinds import manual_history_import, reusable_history_import
@@ -106,6 +103,8 @@ def orders_import(*, ctx: ImportContext, orders: Iterable[SourceOrder]) -> None:
 def _order_problem(*, ctx: ImportContext, order: SourceOrder, kind: str | None) -> str:
     if order.state != DELIVERED:
         return _LEFT_THERE[order.state]
+    if order.unusable:
+        return order.unusable
     if kind is None:
         return "its product is not in the source (or was deleted there)"
     if kind == REMOTE:

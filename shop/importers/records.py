@@ -39,6 +39,20 @@ class SourceField:
     label: str
     required: bool
     hint: str = ""  # a fourth part some dujiaoka versions write: the input's placeholder
+    type: str = "text"  # text, number or select (``ManualFieldType``)
+    choices: list[str] = field(default_factory=list)  # a select's choices
+    pattern: str = ""  # a regular expression the answer must match (acg-faka ``regex``)
+    pattern_message: str = ""  # what the buyer is told when it does not
+
+
+@dataclass
+class SourceVariant:
+    """One choice of a product (acg-faka: a 种类, or a 种类 with SKU options)."""
+
+    key: str  # what names it on the source's keys, orders and coupons (``acgfaka_config.variant_key``)
+    name: str
+    price: Decimal
+    tiers: list[tuple[int, Decimal]] = field(default_factory=list)  # (from quantity, unit price)
 
 
 @dataclass
@@ -55,11 +69,10 @@ class SourceProduct:
     tiers: list[tuple[int, Decimal]] = field(default_factory=list)  # (from quantity, unit price)
     created_at: datetime | None = None
     deleted: bool = False
-    has_variants: bool = False  # acg-faka SKU options (``[sku]``): not imported yet
-    variants: list[tuple[str, Decimal]] = field(default_factory=list)  # acg-faka 种类: (name, price)
+    variants: list[SourceVariant] = field(default_factory=list)  # acg-faka 种类 and SKU options
+    variants_unmade: str = ""  # why its choices there are not variants here
     fields: list[SourceField] = field(default_factory=list)  # a manual product's questions
-    fields_unread: list[str] = field(default_factory=list)  # its question lines that could not be read
-    fields_unknown: str = ""  # why its questions (if any) cannot be brought across
+    fields_unread: list[str] = field(default_factory=list)  # its questions that could not be read (why)
 
 
 @dataclass
@@ -70,8 +83,7 @@ class SourceKey:
     sold: bool
     reusable: bool = False  # dujiaoka 循环卡密
     unusable: str = ""  # why it is not for sale (deleted, locked…); empty: it is
-    variant: str = ""  # acg-faka SKU it belongs to (not imported yet)
-    race: str = ""  # acg-faka 种类 it belongs to: a variant here
+    variant: str = ""  # the key of the variant it belongs to (acg-faka 种类 / SKU options)
 
 
 @dataclass
@@ -88,7 +100,7 @@ class SourceCoupon:
     active: bool = True
     created_at: datetime | None = None
     unusable: str = ""  # why it cannot be brought across as it is
-    race: str = ""  # acg-faka: limited to that 种类 of its one product
+    variants: list[str] | None = None  # limited to these variants (keys) of its one product
 
 
 @dataclass
@@ -108,8 +120,8 @@ class SourceOrder:
     created_at: datetime | None = None
     paid_at: datetime | None = None
     key_texts: list[str] = field(default_factory=list)  # what was delivered, one key each
-    variant: str = ""  # acg-faka SKU (not imported yet)
-    race: str = ""  # acg-faka 种类: a variant here
+    variant: str = ""  # the key of the variant it was for (acg-faka 种类 / SKU options)
+    unusable: str = ""  # why it cannot be brought across
     answers: list[tuple[str, str]] = field(default_factory=list)  # a manual order's (label, what the buyer typed)
     content: str = ""  # what staff delivered by hand on a manual order, when the source kept it
 

@@ -23,20 +23,10 @@ class Tally:
 
 
 @dataclass
-class PendingKind:
-    """Rows the shop cannot take yet (acg-faka's SKU options): counted, not written."""
-
-    title: str
-    needs: str
-    counts: Counter = field(default_factory=Counter)  # entity → rows
-
-
-@dataclass
 class ImportSummary:
     source: str
     dry_run: bool
     tallies: dict[str, Tally] = field(default_factory=lambda: {name: Tally() for name in ENTITIES})
-    pending: dict[str, PendingKind] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     notes_dropped: int = 0
 
@@ -48,9 +38,6 @@ class ImportSummary:
             self.notes.append(text)
         else:
             self.notes_dropped += 1
-
-    def pending_add(self, kind: str, *, title: str, needs: str, entity: str, count: int = 1) -> None:
-        self.pending.setdefault(kind, PendingKind(title=title, needs=needs)).counts[entity] += count
 
     def lines(self) -> list[str]:
         """The printout: a table of counts, then the reasons and details."""
@@ -67,11 +54,6 @@ class ImportSummary:
         reasons = [(name, reason, n) for name in ENTITIES for reason, n in self.tallies[name].skipped.most_common()]
         if reasons:
             out += ["", "skipped:"] + [f"  {name}: {n} {reason}" for name, reason, n in reasons]
-        if self.pending:
-            out += ["", "not imported yet:"]
-            for kind in self.pending.values():
-                counts = ", ".join(f"{kind.counts[entity]} {entity}" for entity in ENTITIES if kind.counts[entity])
-                out.append(f"  {kind.title}: {counts} — not imported yet: {kind.needs}")
         if self.notes:
             out += ["", "details:"] + [f"  {note}" for note in self.notes]
             if self.notes_dropped:

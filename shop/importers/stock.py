@@ -24,7 +24,6 @@ from django.db import transaction
 from inventory.models import CardKey
 from inventory.services import import_batch_drop_if_empty, keys_import
 from shop.importers.context import ImportContext, product_target
-from shop.importers.pending_kinds import sku_not_imported
 from shop.importers.records import MANUAL, REMOTE, REUSABLE, SourceKey, is_readable
 from shop.models import Product
 
@@ -50,18 +49,16 @@ def keys_import_unsold(*, ctx: ImportContext, keys: Iterable[SourceKey], reusabl
         ctx.tick("keys")
         if key.sold:
             tally.skip("sold in the source (they come with their orders)")
-        elif key.variant:
-            sku_not_imported(summary=ctx.summary, entity="keys")
         elif (problem := _key_problem(ctx=ctx, key=key, kind=kind)):
             tally.skip(problem)
-        elif not key.race and key.product_id in with_variants:
+        elif not key.variant and key.product_id in with_variants:
             # Here a product with variants is sold only through them: the key would never sell.
             tally.skip("of no 种类 while its product has 种类 (its variants here): left out")
         elif kind == REUSABLE and not key.reusable:
             tally.skip("not reusable (not 循环) while its product has reusable keys: left out, see details")
             mixed[key.product_id] += 1
-        elif (product_id := product_target(ctx=ctx, product_id=key.product_id, race=key.race)) is None:
-            tally.skip("its 种类 is not among its product's variants (or was not imported)")
+        elif (product_id := product_target(ctx=ctx, product_id=key.product_id, variant=key.variant)) is None:
+            tally.skip("its 种类 or SKU options are not among its product's variants (or were not imported)")
         else:
             if product_id not in seen:
                 seen[product_id] = set(CardKey.objects.filter(

@@ -1,6 +1,9 @@
 """Manual products (代充): the fields the owner asks the buyer to fill in, the
 buyer's sealed answers, and the staff's fulfilment queue (a view of orders)."""
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -18,6 +21,13 @@ class ManualFieldType(models.TextChoices):
     SELECT = "select", _("Choice from a list")
 
 
+def pattern_validate(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(_("Not a regular expression: %(error)s"), params={"error": exc}) from None
+
+
 class ManualField(models.Model):
     """One question a manual product's checkout asks, e.g. the game account."""
 
@@ -32,6 +42,12 @@ class ManualField(models.Model):
     max_length = models.PositiveIntegerField(null=True, blank=True, help_text=_("Text: the most characters."))
     min_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     max_value = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    pattern = models.CharField(
+        _("check (regular expression)"), max_length=200, blank=True, validators=[pattern_validate],
+        help_text=_("Text: a regular expression the answer must match somewhere, e.g. ^[1-9][0-9]{4,11}$ for a "
+                    "QQ number (anchor it with ^ and $ to match all of it)."))
+    pattern_message = models.CharField(_("message when it does not match"), max_length=200, blank=True,
+                                       help_text=_("What the buyer is told when the answer does not match."))
     help_text = models.CharField(max_length=200, blank=True)
     help_text_zh = models.CharField(max_length=200, blank=True)
 

@@ -253,6 +253,8 @@ DOCUMENT = {
                 "choices": {"type": "array", "items": {"type": "string"}, "description": "select: the answers allowed"},
                 "max_length": {"type": "integer", "nullable": True},
                 "min": {"type": "string", "nullable": True}, "max": {"type": "string", "nullable": True},
+                "pattern": {"type": "string", "nullable": True,
+                            "description": "A regular expression the answer must match somewhere (else FIELD_INVALID)"},
                 "help": {"type": "string"}}},
             "OrderCreated": {"type": "object", "required": ["order_no", "token", "status", "amount", "currency",
                                                             "pay_url"], "properties": {

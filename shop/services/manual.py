@@ -12,6 +12,7 @@ claim, the inbox, the email and SMS outbox, the timeline, resend.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
@@ -55,6 +56,17 @@ def manual_fields_of(*, product) -> list[ManualField]:
     return list(ManualField.objects.filter(product_id=product.parent_id).order_by("position", "id"))
 
 
+def _matches(pattern: str, value: str) -> bool:
+    """Whether the answer matches the owner's check somewhere (a search, as
+    acg-faka's ``preg_match``, so imported checks keep their meaning). A
+    check that no longer compiles refuses nothing: the model's validator
+    keeps new ones valid, and a buyer should not pay for an owner's typo."""
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:
+        return True
+
+
 def _answer_clean(field: ManualField, raw) -> str:
     """One answer as stored (text), or ManualFieldError."""
     def refuse(reason: str, message: str):
@@ -81,6 +93,8 @@ def _answer_clean(field: ManualField, raw) -> str:
             raise refuse("too_big", f"must be at most {field.max_value}.")
     elif field.type == ManualFieldType.SELECT and value not in field.choice_list:
         raise refuse("not_a_choice", f"choose one of: {', '.join(field.choice_list)}.")
+    elif field.pattern and not _matches(field.pattern, value):
+        raise refuse("no_match", field.pattern_message or "does not have the expected form.")
     limit = min(field.max_length or ANSWER_MAX_LENGTH, ANSWER_MAX_LENGTH)
     if len(value) > limit:
         raise refuse("too_long", f"at most {limit} characters.")

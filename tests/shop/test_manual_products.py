@@ -13,6 +13,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import transaction
 from django.urls import reverse
@@ -332,3 +333,33 @@ def test_key_rotation_reseals_the_answers(manual_product, settings):
     settings.KEY_ENCRYPTION_KEYS = settings.KEY_ENCRYPTION_KEYS[:1]
     assert manual_answers_read(order=order)[1]["value"] == "hunter2-secret"
     assert _violations() == {}
+
+
+def test_an_answer_must_match_the_owners_check_told_in_the_owners_words(client, manual_product):
+    # given: the account must be a QQ number
+    ManualField.objects.filter(key="account").update(pattern=r"^[1-9][0-9]{4,11}$", pattern_message="请输入正确的QQ号")
+    posted = {"quantity": "1", "email": "web@example.com", "terms": "on", "method": "sandbox",
+              **{f"field_{k}": v for k, v in ANSWERS.items()}}
+    # when: on the product page
+    response = client.post(reverse("shop:product", args=["diamonds"]), posted)
+    # then: the owner's message beside the field, nothing written
+    assert response.status_code == 400
+    assert response.context["form"].errors == {"field_account": ["请输入正确的QQ号"]}
+    # when: through the API, which lists the check
+    listed = client.get("/api/v1/products").json()[0]["fields"][0]
+    refused = client.post("/api/v1/orders", {"product": "diamonds", "quantity": 1, "email": "api@example.com",
+                                             "fields": ANSWERS}, content_type="application/json")
+    # then
+    assert listed["pattern"] == r"^[1-9][0-9]{4,11}$"
+    assert (refused.status_code, refused.json()["error"]["code"], refused.json()["error"]["fields"]) == (
+        400, "FIELD_INVALID", ["fields.account"])
+    assert not Order.objects.exists()
+    # and a matching answer goes through
+    assert _place(manual_product, account="10001").status == OrderStatus.PENDING_PAYMENT
+
+
+def test_the_owner_cannot_save_a_check_that_is_not_a_regular_expression(manual_product):
+    field = ManualField.objects.get(key="account")
+    field.pattern = "[0-9"
+    with pytest.raises(ValidationError, match="Not a regular expression"):
+        field.full_clean()

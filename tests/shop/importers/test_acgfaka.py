@@ -34,7 +34,7 @@ def test_a_dry_run_writes_nothing(django_capture_on_commit_callbacks):
     # when
     output = import_from("--dry-run", capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [4, 0, 0, 3]
+    assert row(output, "orders") == [5, 0, 0, 3]
     assert (Product.objects.count(), Order.objects.count(), CardKey.objects.count(), ImportRecord.objects.count()) == (
         0, 0, 0, 0)
 
@@ -44,7 +44,7 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then: categories (nesting flattened), products with the note shown with their keys
     assert row(output, "categories") == [2, 0, 0, 0]
-    assert row(output, "products") == [3, 0, 0, 1]
+    assert row(output, "products") == [4, 0, 0, 1]
     assert "1 supplied by another shop (共享/对接): it has no keys of its own" in output
     netflix = Product.objects.get(name="Netflix 月卡")
     assert (netflix.price, netflix.max_per_order, netflix.usage_notes_zh, netflix.active) == (
@@ -54,27 +54,26 @@ def test_the_import_maps_acg_faka_products_coupons_and_keys(django_capture_on_co
     spotify = Product.objects.get(name="Spotify")
     assert spotify.active is False and spotify.category == Category.objects.get(name='会员 "VIP"')  # category off
     # coupons: an amount, a share of the price, one for a category's products
-    assert row(output, "coupons") == [4, 0, 0, 0]
+    assert row(output, "coupons") == [5, 0, 0, 0]
     acg10, pct20, all5 = (Coupon.objects.get(code=code) for code in ("ACG10", "PCT20", "ALL5"))
     assert (acg10.kind, acg10.value, acg10.usage_limit, acg10.used_count, acg10.expires_at.isoformat()) == (
         CouponKind.FIXED, Decimal("4.00"), 5, 1, "2029-12-31T16:00:00+00:00")  # midnight in Asia/Shanghai
     assert (pct20.kind, pct20.value, sorted(pct20.products.values_list("name", flat=True))) == (
-        CouponKind.PERCENT, Decimal("20.00"), ["Game Top-up 代充", netflix.name])  # its category's products
+        CouponKind.PERCENT, Decimal("20.00"), ["Game Top-up 代充", netflix.name, "Office 365"])  # its category's
     assert (all5.active, all5.products.count()) == (False, 0)
-    # keys: a locked key stays there, a key of an SKU option is counted, not imported
-    assert row(output, "keys") == [2, 0, 1, 7]
+    # keys: a locked key stays there; SKU options a product does not have are
+    # ignored, as acg-faka ignores them (NFX-SKU-0011 sells as a plain Netflix key)
+    assert row(output, "keys") == [5, 0, 1, 10]
     assert "1 locked in the source" in output
-    assert sorted(key.secret for key in CardKey.objects.filter(status=CardKeyStatus.AVAILABLE)) == [
-        "NFX-0003-CCCC", "SPOT-YEAR-0001"]
-    assert ("product SKU options (SKU): 1 keys — not imported yet: acg-faka's SKU options have no "
-            "counterpart here yet") in output
+    assert sorted(key.secret for key in CardKey.objects.filter(
+        status=CardKeyStatus.AVAILABLE, product=netflix)) == ["NFX-0003-CCCC", "NFX-SKU-0011"]
 
 
 def test_paid_orders_come_with_the_cards_that_named_them(django_capture_on_commit_callbacks):
     # when
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then
-    assert row(output, "orders") == [4, 0, 0, 3]
+    assert row(output, "orders") == [5, 0, 0, 3]
     first = Order.objects.get(order_no="2023060210000000001")
     assert (first.status, first.amount, first.coupon_code, first.email) == (
         OrderStatus.DELIVERED, Decimal("56.00"), "ACG10", "fan@example.com")
@@ -98,7 +97,7 @@ def test_running_it_again_changes_nothing_and_the_audit_stays_clean(django_captu
     # then
     assert (Product.objects.count(), Coupon.objects.count(), Order.objects.count(), CardKey.objects.count()) == before
     assert [row(output, name)[:2] for name in ("categories", "products", "coupons", "orders", "keys")] == [
-        [0, 2], [0, 3], [0, 4], [0, 4], [0, 2]]
+        [0, 2], [0, 4], [0, 5], [0, 5], [0, 5]]
     audit = StringIO()
     call_command("audit", stdout=audit)
     assert "all invariants hold" in audit.getvalue()
@@ -137,7 +136,7 @@ def test_each_kind_of_a_product_comes_as_its_variant_with_its_keys_orders_and_co
     # when
     output = import_from(capture=django_capture_on_commit_callbacks)
     # then: Spotify's 种类 (月卡=15, 年卡=150) are its variants, each with its own name and price
-    assert row(output, "variants") == [2, 0, 0, 0]
+    assert row(output, "variants") == [6, 0, 0, 0]  # 2 here, 4 of Office 365's SKU options
     spotify = Product.objects.get(name="Spotify", parent__isnull=True)
     month, year = (spotify.variants.get(name=name) for name in ("月卡", "年卡"))
     assert (month.price, year.price, year.name_zh, year.kind) == (Decimal("15.00"), Decimal("150.00"), "年卡", "unique")
@@ -154,4 +153,4 @@ def test_each_kind_of_a_product_comes_as_its_variant_with_its_keys_orders_and_co
     assert list(Coupon.objects.get(code="YEARONLY").products.all()) == [year]
     # and a re-run adds no second variant
     again = import_from(capture=django_capture_on_commit_callbacks)
-    assert row(again, "variants") == [0, 2, 0, 0] and spotify.variants.count() == 2
+    assert row(again, "variants") == [0, 6, 0, 0] and spotify.variants.count() == 2
