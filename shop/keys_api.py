@@ -19,6 +19,7 @@ import logging
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -212,7 +213,9 @@ def _merchant_call(request, *, required: tuple[str, ...], optional: tuple[str, .
     budgets = _budgets(api_key=api_key, ip=client_ip(request))
     if left := max(key_guard_cooldown_left(source=source), key_guard_budget_left(sources=list(budgets))):
         return _cooldown_error(left)
-    product_ids = list(api_key.products.values_list("pk", flat=True))
+    # An API key for a product is for its variants too (their keys are the product's, by option).
+    scope = Product.objects.filter(Q(pk__in=api_key.products.all()) | Q(parent__in=api_key.products.all()))
+    product_ids = list(scope.values_list("pk", flat=True))
     result = call(api_key, body, product_ids)
     label = f"API key {api_key}" + (f", end user {end_user[:60]!r}" if end_user else "")
     _miss_record(source=source, result=result, label=label, budgets=budgets)

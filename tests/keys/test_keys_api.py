@@ -232,3 +232,17 @@ def test_end_user_confines_the_cooldown_to_that_user(call, make_product, merchan
     # then
     assert (guesser.status_code, guesser.json()["error"]["code"]) == (429, "COOLDOWN")
     assert (other.status_code, other.json()["code"]) == (200, "VALID")
+
+
+def test_an_api_key_for_a_product_sees_the_keys_of_its_variants(call, make_product, merchant, sell):
+    # given: a key sold from the 90-day variant of a product the API key is for
+    membership, other = make_product(slug="membership"), make_product(keys=1)
+    ninety = make_product(slug="membership-90", name="90 days", parent=membership, keys=1)
+    sold, sold_other = sell(ninety), sell(other)
+    _, token = merchant(membership)
+    # when
+    response = call(VERIFY, {"key": sold.secret}, token=token)
+    outside = call(VERIFY, {"key": sold_other.secret}, token=token)
+    # then: its variants' keys are in scope, another product's are not
+    assert response.json()["code"] == "VALID"
+    assert outside.json()["code"] == "NOT_FOUND"
