@@ -12,9 +12,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from riskctl.identity import client_ip
 from shop.models import ManualField, ManualQueueOrder, OrderStatus
 from shop.services import OrderTransitionError
-from shop.services.manual import ManualDeliveryError, manual_answers_read, order_manual_deliver
+from shop.services.manual import ManualDeliveryError, manual_answers_open, order_manual_deliver
 
 
 class ManualFieldInline(admin.TabularInline):
@@ -95,7 +96,8 @@ class ManualQueueAdmin(admin.ModelAdmin):
                 return redirect("admin:shop_manualqueueorder_changelist")
         context = {
             **self.admin_site.each_context(request), "opts": self.model._meta, "order": order, "form": form,
-            "answers": manual_answers_read(order=order), "lines": list(order.lines.all()),
+            "answers": manual_answers_open(order=order, user=request.user, ip=client_ip(request)),
+            "lines": list(order.lines.all()),
             "due": self.due(order), "title": gettext("Deliver %(order)s by hand") % {"order": order.order_no},
         }
         return TemplateResponse(request, "admin/shop/manualqueueorder/deliver.html", context)

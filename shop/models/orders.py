@@ -132,6 +132,7 @@ class OrderEventType(models.TextChoices):
     LINKS_REVOKED = "LINKS_REVOKED", _("Order links revoked")
     MANUAL_QUEUED = "MANUAL_QUEUED", _("Being prepared by the shop")
     MANUAL_DELIVERED = "MANUAL_DELIVERED", _("Prepared by the shop")
+    ANSWERS_VIEWED = "ANSWERS_VIEWED", _("The buyer's answers were opened by staff")
 
 
 class OrderEvent(models.Model):

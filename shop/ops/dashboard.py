@@ -106,7 +106,7 @@ def sales_per_day(*, now, days: int = SALES_DAYS) -> list[dict]:
 def needing_action() -> list[dict]:
     """What waits for the owner, each a count and the admin list showing those rows."""
     orders = dict(
-        Order.objects.filter(status__in=[OrderStatus.IN_REVIEW, OrderStatus.AWAITING_STOCK])
+        Order.objects.filter(status__in=[OrderStatus.IN_REVIEW, OrderStatus.AWAITING_STOCK, OrderStatus.PREPARING])
         .values_list("status").annotate(n=Count("id")).order_by()
     )
     order_list = reverse("admin:shop_order_changelist")
@@ -116,6 +116,8 @@ def needing_action() -> list[dict]:
         {"key": "awaiting-stock", "label": gettext_lazy("Paid, waiting for stock"),
          "count": orders.get(OrderStatus.AWAITING_STOCK, 0),
          "url": f"{order_list}?status__exact={OrderStatus.AWAITING_STOCK}"},
+        {"key": "manual-queue", "label": gettext_lazy("Paid, to prepare by hand"),
+         "count": orders.get(OrderStatus.PREPARING, 0), "url": reverse("admin:shop_manualqueueorder_changelist")},
         {"key": "dead-letter", "label": gettext_lazy("Deliveries failed for good"),
          "count": Delivery.objects.filter(status=DeliveryStatus.FAILED).count(),
          "url": f"{reverse('admin:delivery_delivery_changelist')}?status__exact={DeliveryStatus.FAILED}"},

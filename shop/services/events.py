@@ -142,6 +142,12 @@ def event_manual_delivered(order, *, actor: str, late: bool) -> OrderEvent:
     return _event(order, T.MANUAL_DELIVERED, actor, {"late": late})
 
 
+def event_answers_viewed(order, *, actor: str, ip: str | None) -> OrderEvent:
+    """Staff opened the buyer's sealed answers (a game password, say): on the
+    staff's trail, as a key reveal is on the key's; never on the buyer's timeline."""
+    return _event(order, T.ANSWERS_VIEWED, actor, _with({}, ip=ip))
+
+
 # --- delivery -------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from inventory.sealing import blob_open, blob_seal, sealed_by_primary
 from shop.models import ManualAnswers, ManualField, ManualFieldType, Order, OrderStatus, ProductKind
 from shop.project.locks import order_lock
 from shop.services.checkout_errors import CheckoutError
-from shop.services.events import event_manual_delivered, event_manual_queued, events_save
+from shop.services.events import event_answers_viewed, event_manual_delivered, event_manual_queued, events_save
 from shop.services.lifecycle import OrderTransitionError, orders_move
 
 S = OrderStatus
@@ -135,6 +135,15 @@ def manual_answers_read(*, order) -> list[dict]:
     rows = ManualAnswers.objects.filter(order_line__order=order).order_by("order_line_id")
     return [answer for row in rows for answer in
             json.loads(blob_open(bytes(row.answers_sealed), aad=manual_answers_aad(row.order_line_id)))]
+
+
+def manual_answers_open(*, order, user, ip: str | None) -> list[dict]:
+    """The buyer's answers for staff to act on, the opening recorded on the
+    order's staff trail (who, when, from where)."""
+    answers = manual_answers_read(order=order)
+    if answers:
+        events_save(event_answers_viewed(order, actor=f"staff:{user.get_username()}", ip=ip))
+    return answers
 
 
 def manual_answers_reseal() -> int:

@@ -174,9 +174,10 @@ def test_needing_action_counts_link_to_lists_with_those_rows(admin_client, admin
     # given: two orders in review, one waiting for stock, one failed delivery, an open and a replaced
     # key report, two alerts of which one is acknowledged, and a product out of stock
     product = make_product(keys=10)
-    orders = [pay(make_unpaid_order(product=product)) for _ in range(4)]
+    orders = [pay(make_unpaid_order(product=product)) for _ in range(5)]
     Order.objects.filter(pk__in=[orders[0].pk, orders[1].pk]).update(status=OrderStatus.IN_REVIEW)
     Order.objects.filter(pk=orders[2].pk).update(status=OrderStatus.AWAITING_STOCK)
+    Order.objects.filter(pk=orders[4].pk).update(status=OrderStatus.PREPARING)  # a manual order to prepare
     Delivery.objects.filter(order=orders[3], channel=Channel.EMAIL).update(status=DeliveryStatus.FAILED)
     key = CardKey.objects.filter(order_line__order=orders[3]).first()
     KeyReport.objects.create(order=orders[3], card_key=key, reason="dead", status=KeyReportStatus.OPEN)
@@ -190,6 +191,7 @@ def test_needing_action_counts_link_to_lists_with_those_rows(admin_client, admin
     assert counts == {
         "in-review": ("/admin/shop/order/?status__exact=IN_REVIEW", 2),
         "awaiting-stock": ("/admin/shop/order/?status__exact=AWAITING_STOCK", 1),
+        "manual-queue": ("/admin/shop/manualqueueorder/", 1),
         "dead-letter": ("/admin/delivery/delivery/?status__exact=FAILED", 1),
         "open-reports": ("/admin/shop/keyreport/?status__exact=OPEN", 1),
         "alerts": ("/admin/delivery/owneralert/?acknowledged=no", 1),
@@ -207,7 +209,7 @@ def test_needing_action_counts_are_zero_in_an_empty_shop(admin_client):
     counts = _action_counts(admin_client.get("/admin/").content.decode())
     # then
     assert {key: n for key, (_, n) in counts.items()} == {
-        "in-review": 0, "awaiting-stock": 0, "dead-letter": 0, "open-reports": 0, "alerts": 0, "low-stock": 0,
+        "in-review": 0, "awaiting-stock": 0, "manual-queue": 0, "dead-letter": 0, "open-reports": 0, "alerts": 0, "low-stock": 0,
     }
 
 

@@ -140,6 +140,10 @@ def test_staff_deliver_from_the_queue_and_the_buyer_gets_it_by_page_email_and_re
     assert order.order_no in listed and "min left" in listed
     shown = admin_client.get(reverse("admin:shop_manualqueueorder_change", args=[order.pk])).content.decode()
     assert "player-8812" in shown and "hunter2-secret" in shown and "Asia" in shown
+    # and: opening the answers is on the staff's trail, not on the buyer's timeline
+    viewed = order.events.get(type=OrderEventType.ANSWERS_VIEWED)
+    assert viewed.actor == "staff:admin" and viewed.data == {"ip": "127.0.0.1"}
+    assert "opened by staff" not in client.get(reverse("shop:order", args=[order.order_no])).content.decode()
     # when: staff deliver
     with django_capture_on_commit_callbacks(execute=True):
         response = _deliver(admin_client, order)
@@ -211,6 +215,10 @@ def test_the_queue_puts_overdue_orders_first_and_the_sweep_alerts_once_per_order
     assert [report.overdue for report in reports] == [1, 1, 1]
     alerts = OwnerAlert.objects.filter(kind=AlertKind.MANUAL_OVERDUE)
     assert list(alerts.values_list("dedupe_key", "occurrences")) == [(f"manual-overdue:{late.order_no}", 1)]
+    # and the on-call engineer running the command sees it too
+    out = StringIO()
+    call_command("sweep", stdout=out)
+    assert out.getvalue().strip().endswith("0 orders stuck, 1 manual orders overdue")
 
 
 def test_a_held_order_is_reviewed_first_then_queued(manual_product, admin_user):

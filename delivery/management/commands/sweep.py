@@ -71,6 +71,7 @@ class Command(BaseCommand):
             return False
         self.stdout.write(
             f"re-enqueued {report.requeued} deliveries, expired {report.expired} unpaid orders, "
-            f"filled {report.filled} orders from stock, {report.stuck} orders stuck"
+            f"filled {report.filled} orders from stock, {report.stuck} orders stuck, "
+            f"{report.overdue} manual orders overdue"
         )
         return True
