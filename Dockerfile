@@ -14,18 +14,21 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEBUG=0
 
-RUN groupadd --system kamidrop \
- && useradd --system --gid kamidrop --home-dir /app --no-create-home --shell /usr/sbin/nologin kamidrop
+# A fixed UID/GID (10001), so volumes, Kubernetes' runAsUser and host bind
+# mounts can name the owner without looking inside the image.
+RUN groupadd --system --gid 10001 kamidrop \
+ && useradd --system --uid 10001 --gid kamidrop --home-dir /app --no-create-home --shell /usr/sbin/nologin kamidrop
 
 WORKDIR /app
 
-# The dependencies declared in pyproject.toml, in a layer of their own that is
+# The dependencies declared in pyproject.toml (and its `mysql` extra, which
+# `manage.py import_from … --mysql` needs), in a layer of their own that is
 # rebuilt only when pyproject.toml changes. The project itself runs from the
 # source tree in /app (templates/ and manage.py are not in any package, and
 # BASE_DIR must be /app), so it is not installed a second time into
 # site-packages.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['mysql']))" > /tmp/requirements.txt \
  && pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 

@@ -132,6 +132,9 @@ def test_cpu_requests_weigh_web_and_worker_as_compose_does():
 def test_every_container_has_requests_and_a_memory_limit_and_no_privilege_escalation():
     for name in [*WORKLOADS, "kamidrop-migrate"]:
         spec = pod_spec(name)
+        # the image's own user (Dockerfile: UID/GID 10001), owning the media volume
+        assert spec["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                           "fsGroup": 10001}, name
         for c in spec["containers"] + spec.get("initContainers", []):
             assert set(c["resources"]["requests"]) == {"cpu", "memory"}, (name, c["name"])
             assert set(c["resources"]["limits"]) == {"memory"}, (name, c["name"])
