@@ -25,6 +25,7 @@ from inventory import sealing
 from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment
 from shop.models import OrderLine
+from shop.project.paging import keyset_rows
 
 UNSOLD, SOLD = "unsold", "sold"
 SOLD_STATUSES = (CardKeyStatus.RESERVED, CardKeyStatus.DELIVERED)
@@ -112,16 +113,16 @@ def _order_rows(filters: dict, queryset: QuerySet, limit: int | None, chunk_size
         # a variant by its product's name and its own: "Membership · 90 days"
         product_name=Case(When(product__parent__isnull=True, then=F("product__name")),
                           default=Concat("product__parent__name", Value(" · "), "product__name")),
-    ).values_list(*fields)[:limit]
+    ).values_list(*fields)
     email = bool(filters.get("include_email"))
-    for pk, *values, email_value, coupon, delivery in rows.iterator(chunk_size=chunk_size):
+    for pk, *values, email_value, coupon, delivery in keyset_rows(rows, chunk_size=chunk_size, limit=limit):
         yield pk, [*values, *([email_value] if email else []), coupon, delivery]
 
 
 def _key_rows(plaintext: bool, queryset: QuerySet, limit: int | None, chunk_size: int) -> Iterator[tuple[int, list]]:
     rows = queryset.values_list("pk", "product__slug", "status", "order_line__order__order_no", "reserved_at",
-                                "delivered_at", "created_at", "batch_id", "product_id", "secret_sealed")[:limit]
-    for pk, *values, product_id, sealed in rows.iterator(chunk_size=chunk_size):
+                                "delivered_at", "created_at", "batch_id", "product_id", "secret_sealed")
+    for pk, *values, product_id, sealed in keyset_rows(rows, chunk_size=chunk_size, limit=limit):
         # Opened as delivery opens it (inventory.sealing); only the masked
         # form leaves the server unless the export is of plaintext.
         try:
@@ -137,8 +138,8 @@ def _key_rows(plaintext: bool, queryset: QuerySet, limit: int | None, chunk_size
 def export_rows(*, kind: str, filters: dict, plaintext: bool, after: int = 0, limit: int | None = None,
                 chunk_size: int = 1000) -> Iterator[tuple[int, list]]:
     """(id, row) pairs after the id ``after``, at most ``limit``, in id order.
-    Read through a server-side cursor ``chunk_size`` rows at a time: memory
-    stays the same whatever the set's size."""
+    Read ``chunk_size`` rows a query (``shop.project.paging``): memory stays
+    the same whatever the set's size, also behind PgBouncer."""
     queryset = (_orders if kind == ExportKind.ORDERS else _keys)(filters).filter(pk__gt=after).order_by("pk")
     if kind == ExportKind.ORDERS:
         return _order_rows(filters, queryset, limit, chunk_size)

@@ -177,9 +177,11 @@ def export_file_read(*, export_id: int) -> Iterator[bytes]:
     """A claimed export's file, part by part; the parts are deleted once read
     (or, should the reader stop early, by the next sweep)."""
     try:
-        parts = ExportPart.objects.filter(export_id=export_id).order_by("seq").values_list("data", flat=True)
-        for data in parts.iterator(chunk_size=2):
-            yield bytes(data)
+        # One part a query: a file's parts together may be far larger than
+        # memory should hold (and behind PgBouncer there is no server-side cursor).
+        parts = ExportPart.objects.filter(export_id=export_id)
+        for part_id in parts.order_by("seq").values_list("pk", flat=True):
+            yield bytes(parts.filter(pk=part_id).values_list("data", flat=True).get())
     finally:
         ExportPart.objects.filter(export_id=export_id).delete()
 

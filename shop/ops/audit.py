@@ -23,6 +23,7 @@ from inventory import sealing
 from inventory.models import CardKey, CardKeyStatus
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
 from shop.models import ManualAnswers, Order, OrderLine, OrderStatus, Product, ProductKind
+from shop.project.paging import keyset_rows
 from shop.services.manual import manual_answers_aad
 
 # Keys an order owns (one set aside at checkout, CardKeyStatus.HELD, is not its yet).
@@ -180,9 +181,9 @@ def audit_no_plaintext() -> list[str]:
     table holds the plaintext of a sample of the delivered keys."""
     offending = []
     sample = []
-    for pk, product_id, sealed, status in CardKey.objects.order_by("id").values_list(
-        "pk", "product_id", "secret_sealed", "status"
-    ).iterator(chunk_size=2000):
+    for pk, product_id, sealed, status in keyset_rows(
+        CardKey.objects.values_list("pk", "product_id", "secret_sealed", "status"), chunk_size=2000
+    ):
         sealed = bytes(sealed)
         try:
             if sealed[:1] != sealing.VERSION:

@@ -5,7 +5,8 @@ Behind PgBouncer in transaction mode (``DB_POOLER=transaction``) each
 transaction may run on another server connection, so nothing may outlive one:
 - no server-side cursors: ``QuerySet.iterator()`` outside a transaction
   declares a ``WITH HOLD`` cursor, which the next transaction's server
-  connection does not have (Django's ``DISABLE_SERVER_SIDE_CURSORS``);
+  connection does not have (Django's ``DISABLE_SERVER_SIDE_CURSORS``); large
+  reads (the audit, exports) page by id instead (``shop.project.paging``);
 - no prepared statements: psycopg prepares a query on the connection after
   it ran a few times, and PgBouncer before 1.21 (Debian 12 ships 1.18) does not
   carry them across server connections. Django already turns them off

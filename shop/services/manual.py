@@ -26,6 +26,7 @@ from inventory import services as inventory_services
 from inventory.sealing import blob_open, blob_seal, sealed_by_primary
 from shop.models import ManualAnswers, ManualField, ManualFieldType, Order, OrderStatus, ProductKind
 from shop.project.locks import order_lock
+from shop.project.paging import keyset_rows
 from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_answers_viewed, event_manual_delivered, event_manual_queued, events_save
 from shop.services.lifecycle import OrderTransitionError, orders_move
@@ -150,7 +151,7 @@ def manual_answers_reseal() -> int:
     """Re-seal every order's answers under the first of KEY_ENCRYPTION_KEYS
     (``manage.py rotate_keys``). Returns how many changed."""
     resealed = 0
-    for row in ManualAnswers.objects.order_by("id").iterator():
+    for row in keyset_rows(ManualAnswers.objects.all(), chunk_size=500):
         if sealed_by_primary(bytes(row.answers_sealed)):
             continue
         aad = manual_answers_aad(row.order_line_id)
