@@ -5,7 +5,9 @@ transaction, then records the outcome in one short transaction that first
 locks the orders of the sent deliveries, by id (``shop.project.locks``: the
 lock order of the paid transaction and of a resend). In that same
 transaction ``DELIVERY_RECORDED_HOOK`` hands the outcome to the shop, which
-writes the timeline and settles the orders.
+writes the timeline and settles the orders. What a channel accepted is noted
+in Redis first (``receipts``), so a run after a lost recording records the
+send instead of making it again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from delivery.channels import channel_get
 from delivery.channels.base import PermanentDeliveryError
 from delivery.models import AlertKind, AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus
 from delivery.services.outbox import delivery_retry_enqueue
+from delivery.services.receipts import receipts_find, receipts_note
 from inventory.selectors import keys_for_orders
 from shop.project.locks import orders_lock
 
@@ -57,6 +60,7 @@ class Send:
     delivery: Delivery
     attempt_id: int
     result: str | Exception | None = None
+    resends: int = 0  # which send of the delivery this is (a resend is a new one): its receipt's key
 
     @property
     def sent(self) -> bool:
@@ -134,7 +138,16 @@ def _deliveries_send(*, delivery_ids: list[int]) -> SendsRecorded:
     sends = deliveries_claim(delivery_ids=delivery_ids)
     if not sends:
         return SendsRecorded()
-    seconds = deliveries_transmit(sends=sends)
+    # A send a channel accepted before, whose recording never happened: recorded now, not made again.
+    receipts = receipts_find(claimed=[(send.delivery.pk, send.resends) for send in sends])
+    for send in sends:
+        if send.delivery.pk in receipts:
+            send.result = receipts[send.delivery.pk]
+            logger.warning("delivery %s was sent before its outcome was recorded: recorded now, not sent again",
+                           send.delivery.pk)
+    fresh = [send for send in sends if send.delivery.pk not in receipts]
+    seconds = deliveries_transmit(sends=fresh) if fresh else 0.0
+    receipts_note(sent=[(send.delivery.pk, send.resends, send.result) for send in fresh if send.sent])
     order_ids = sorted({send.delivery.order_id for send in sends if send.sent})
     with transaction.atomic():
         orders = orders_lock(ids=order_ids)
@@ -183,7 +196,7 @@ def deliveries_claim(*, delivery_ids: list[int]) -> list[Send]:
             for pk, number, resends in claimed
         )
     deliveries = Delivery.objects.select_related("order").in_bulk([pk for pk, _, _ in claimed])
-    return [Send(delivery=deliveries[a.delivery_id], attempt_id=a.pk) for a in attempts]
+    return [Send(delivery=deliveries[a.delivery_id], attempt_id=a.pk, resends=a.resend) for a in attempts]
 
 
 def deliveries_transmit(*, sends: list[Send]) -> float:

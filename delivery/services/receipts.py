@@ -1,0 +1,62 @@
+"""Send receipts: what a channel accepted, noted in Redis before the
+database records it, so a send is never made twice.
+
+A batch transmits outside any transaction, then records the outcome. If the
+recording never happens (the database went away mid-batch, the worker was
+killed between the two), the deliveries keep their send lease; when it lapses
+the sweeper's job claims them again, and without a receipt the buyer would get
+the email (or SMS) a second time. With one, that run records the earlier
+send instead (its message id, one attempt saying so) and transmits nothing.
+
+Receipts are keyed by delivery and resend count (a resend the buyer asked for
+is a new send) and live a day, far beyond any lease. Best effort: with Redis
+down as well as the database, a duplicate is still possible (never a loss).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import django_rq
+from redis.exceptions import RedisError
+
+from shop.project.redis_breaker import redis_client_for
+
+logger = logging.getLogger(__name__)
+
+RECEIPT_SECONDS = 24 * 3600
+QUEUE = "delivery"  # the delivery queue's Redis
+
+
+def _key(delivery_id: int, resends: int) -> str:
+    return f"kd:delivery-sent:{delivery_id}:{resends}"
+
+
+def _redis():
+    return redis_client_for(django_rq.settings.QUEUES[QUEUE], socket_timeout=2)
+
+
+def receipts_note(*, sent: list[tuple[int, int, str]]) -> None:
+    """(delivery id, resends, message id) of each send a channel just accepted."""
+    if not sent:
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        for delivery_id, resends, message_id in sent:
+            pipe.set(_key(delivery_id, resends), message_id, ex=RECEIPT_SECONDS)
+        pipe.execute()
+    except RedisError as exc:
+        logger.warning("send receipts for %d deliveries not noted (%s)", len(sent), type(exc).__name__)
+
+
+def receipts_find(*, claimed: list[tuple[int, int]]) -> dict[int, str]:
+    """delivery id → message id, for the claimed (delivery id, resends) already sent once."""
+    if not claimed:
+        return {}
+    try:
+        found = _redis().mget([_key(delivery_id, resends) for delivery_id, resends in claimed])
+    except RedisError as exc:
+        logger.warning("send receipts not read (%s): sending without them", type(exc).__name__)
+        return {}
+    return {delivery_id: (value.decode() if isinstance(value, bytes) else value)
+            for (delivery_id, _), value in zip(claimed, found, strict=True) if value is not None}
