@@ -18,11 +18,13 @@ from shop.services import OrderTransitionError
 from shop.services.manual import ManualDeliveryError, manual_answers_open, order_manual_deliver
 
 
-class ManualFieldInline(admin.TabularInline):
+class ManualFieldInline(admin.StackedInline):
+    """Stacked, a few settings a line: as a table its fourteen columns ran off the page."""
+
     model = ManualField
     extra = 0
-    fields = ("position", "key", "label", "label_zh", "type", "choices", "required", "max_length", "min_value",
-              "max_value", "pattern", "pattern_message", "help_text", "help_text_zh")
+    fields = (("position", "key", "type", "required"), ("label", "label_zh"), "choices",
+              ("max_length", "min_value", "max_value"), ("pattern", "pattern_message"), ("help_text", "help_text_zh"))
     formfield_overrides = {  # noqa: RUF012 - Django's documented class attribute
         ManualField._meta.get_field("choices").__class__: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 20})},
     }

@@ -58,7 +58,7 @@ class ManualField(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.product_id}: {self.key}"
+        return f"{self.label} ({self.key})"
 
     @property
     def display_label(self) -> str:
