@@ -24,7 +24,7 @@ class ManualFieldInline(admin.StackedInline):
     model = ManualField
     extra = 0
     fields = (("position", "key", "type", "required"), ("label", "label_zh"), "choices",
-              ("max_length", "min_value", "max_value"), ("pattern", "pattern_message"), ("help_text", "help_text_zh"))
+              ("max_length", "min_value", "max_value"), "pattern", ("pattern_message", "pattern_message_zh"), ("help_text", "help_text_zh"))
     formfield_overrides = {  # noqa: RUF012 - Django's documented class attribute
         ManualField._meta.get_field("choices").__class__: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 20})},
     }

@@ -153,7 +153,8 @@ def _fields_create(*, ctx: ImportContext, product: Product, source: SourceProduc
         ManualField.objects.create(product=product, position=10 * position, key=field.key, label=field.label,
                                    label_zh=field.label if has_cjk(field.label) else "", required=field.required,
                                    type=field.type, choices="\n".join(field.choices), pattern=field.pattern,
-                                   pattern_message=field.pattern_message,
+                                   **{"pattern_message_zh" if has_cjk(field.pattern_message) else "pattern_message":
+                                      field.pattern_message},
                                    **{"help_text_zh" if has_cjk(field.hint) else "help_text": field.hint})
     for why in unread:
         ctx.summary.note(f"product {source.id} ({source.name}): {why}")

@@ -48,6 +48,8 @@ class ManualField(models.Model):
                     "QQ number (anchor it with ^ and $ to match all of it)."))
     pattern_message = models.CharField(_("message when it does not match"), max_length=200, blank=True,
                                        help_text=_("What the buyer is told when the answer does not match."))
+    pattern_message_zh = models.CharField(_("message when it does not match (Chinese)"), max_length=200,
+                                          blank=True)
     help_text = models.CharField(max_length=200, blank=True)
     help_text_zh = models.CharField(max_length=200, blank=True)
 
@@ -67,6 +69,10 @@ class ManualField(models.Model):
     @property
     def display_help_text(self) -> str:
         return _localised_either(self, "help_text")[0]
+
+    @property
+    def display_pattern_message(self) -> str:
+        return _localised_either(self, "pattern_message")[0]
 
     @property
     def choice_list(self) -> list[str]:

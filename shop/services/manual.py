@@ -95,7 +95,7 @@ def _answer_clean(field: ManualField, raw) -> str:
     elif field.type == ManualFieldType.SELECT and value not in field.choice_list:
         raise refuse("not_a_choice", f"choose one of: {', '.join(field.choice_list)}.")
     elif field.pattern and not _matches(field.pattern, value):
-        raise refuse("no_match", field.pattern_message or "does not have the expected form.")
+        raise refuse("no_match", field.display_pattern_message or "does not have the expected form.")
     limit = min(field.max_length or ANSWER_MAX_LENGTH, ANSWER_MAX_LENGTH)
     if len(value) > limit:
         raise refuse("too_long", f"at most {limit} characters.")

@@ -55,8 +55,8 @@ def _manual_field_message(exc: ManualFieldError) -> str:
         "too_big": _("%(label)s: at most %(n)s."),
         "not_a_choice": _("%(label)s: choose one of the options."),
     }
-    if exc.reason == "no_match" and field is not None and field.pattern_message:
-        return field.pattern_message  # the owner's words, e.g. "请输入正确的QQ号"
+    if exc.reason == "no_match" and field is not None and field.display_pattern_message:
+        return field.display_pattern_message  # the owner's words, e.g. "请输入正确的QQ号"
     text = messages_by_reason.get(exc.reason, _("%(label)s: check this answer."))
     return text % {"label": label, "n": limit.get(exc.reason)}
 

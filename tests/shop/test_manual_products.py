@@ -345,14 +345,17 @@ def test_key_rotation_reseals_the_answers(manual_product, settings):
 
 def test_an_answer_must_match_the_owners_check_told_in_the_owners_words(client, manual_product):
     # given: the account must be a QQ number
-    ManualField.objects.filter(key="account").update(pattern=r"^[1-9][0-9]{4,11}$", pattern_message="请输入正确的QQ号")
+    ManualField.objects.filter(key="account").update(pattern=r"^[1-9][0-9]{4,11}$", pattern_message="Not a QQ number",
+                                                     pattern_message_zh="请输入正确的QQ号")
     posted = {"quantity": "1", "email": "web@example.com", "terms": "on", "method": "sandbox",
               **{f"field_{k}": v for k, v in ANSWERS.items()}}
-    # when: on the product page
-    response = client.post(reverse("shop:product", args=["diamonds"]), posted)
-    # then: the owner's message beside the field, nothing written
+    # when: on the product page, in Chinese and in English
+    response = client.post(reverse("shop:product", args=["diamonds"]), posted, HTTP_ACCEPT_LANGUAGE="zh-hans")
+    english = client.post(reverse("shop:product", args=["diamonds"]), posted, HTTP_ACCEPT_LANGUAGE="en")
+    # then: the owner's message in the buyer's language beside the field, nothing written
     assert response.status_code == 400
     assert response.context["form"].errors == {"field_account": ["请输入正确的QQ号"]}
+    assert english.context["form"].errors == {"field_account": ["Not a QQ number"]}
     # when: through the API, which lists the check
     listed = client.get("/api/v1/products").json()[0]["fields"][0]
     refused = client.post("/api/v1/orders", {"product": "diamonds", "quantity": 1, "email": "api@example.com",

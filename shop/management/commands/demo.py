@@ -193,7 +193,9 @@ DEMO_PRODUCTS = [
         "colours": ("#581c87", "#e879f9"),
         "manual_fields": [
             {"key": "account", "label": "Game account ID", "label_zh": "游戏账号 ID", "type": "text",
-             "max_length": 40, "help_text": "The number on your profile page.", "help_text_zh": "个人资料页上的数字。"},
+             "max_length": 40, "help_text": "The number on your profile page.", "help_text_zh": "个人资料页上的数字。",
+             "pattern": r"^[0-9]{5,12}$", "pattern_message": "The game account ID is 5 to 12 digits.",
+             "pattern_message_zh": "游戏账号 ID 是 5–12 位数字。"},
             {"key": "server", "label": "Server", "label_zh": "区服", "type": "select",
              "choices": "Asia\nEurope\nAmerica"},
         ],

@@ -78,7 +78,7 @@ def test_a_manual_products_form_comes_as_its_questions_with_their_checks(django_
         ("account", "游戏账号", ManualFieldType.TEXT, True, []),
         ("server", "区服", ManualFieldType.SELECT, False, ["一区", "二区"]),
         ("note", "留言", ManualFieldType.TEXT, False, [])]
-    assert (fields[0].pattern, fields[0].pattern_message, fields[0].help_text_zh) == (
+    assert (fields[0].pattern, fields[0].pattern_message_zh, fields[0].help_text_zh) == (
         "^[0-9]{5,12}$", "请输入正确的游戏账号", "请输入账号")
     assert "widget 'captcha' is a custom container (e.g. a captcha), not a question: left out" in output
     # the check runs at checkout, with the owner's message
