@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from inventory.models import CardKey, CardKeyStatus
 from payments.methods import methods_forget
 from payments.models import Payment
-from riskctl.models import Assessment
+from riskctl.models import Assessment, PurchaseLimit
 from riskctl.services import rules as risk_rules
 from shop.models import Order, OrderStatus
 
@@ -99,3 +99,21 @@ def test_a_web_form_checkout_costs_at_most_its_statements(client, make_product, 
     assert response.status_code == 302, response.content
     _placed("buyer@example.com")
     assert len(statements) <= WEB_CACHED, "\n".join(q["sql"][:120] for q in statements.captured_queries)
+
+
+def test_a_purchase_limit_is_counted_in_one_statement_and_still_refuses(client, make_product, caches):
+    # given: a limit of 1 per email, bought once by this buyer
+    caches(seconds=10)
+    product = make_product(keys=5)
+    PurchaseLimit.objects.create(product=product, per=PurchaseLimit.Per.EMAIL, max_quantity=1, period_hours=24)
+    assert _api_checkout(client, product=product, email="buyer@example.com").status_code == 201
+    # when
+    with CaptureQueriesContext(connection) as statements:
+        refused = _api_checkout(client, product=product, email="buyer@example.com")
+    # then: refused before anything is stored, the events read once
+    assert refused.status_code != 201
+    assert refused.json()["error"]["code"] == "LIMIT_EXCEEDED"
+    assert Order.objects.count() == 1
+    reads = [q for q in statements.captured_queries if 'FROM "riskctl_riskevent"' in q["sql"]
+             and "SUM(" in q["sql"]]
+    assert len(reads) == 1
