@@ -14,8 +14,8 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Min, Q
+from django.db import connection, transaction
+from django.db.models import Count, Exists, F, Min, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -40,6 +40,7 @@ from shop.models import (
     Product,
     ProductKind,
 )
+from shop.project.inserts import rows_insert_unless_taken
 from shop.selectors import product_holds, product_tiers, reusable_left
 from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_created, events_save
@@ -184,7 +185,8 @@ def checkout_prepare(
         raise CheckoutError(code="EMAIL_INVALID", message="Enter a valid email address.", field="email") from None
     if phone and not phone.lstrip("+").isdigit():
         raise CheckoutError(code="PHONE_INVALID", message="A phone number has digits only.", field="phone")
-    product = Product.objects.filter(slug=product_slug, active=True).select_related("parent").first()
+    product = (Product.objects.filter(slug=product_slug, active=True).select_related("parent")
+               .annotate(has_variants=Exists(Product.objects.filter(parent=OuterRef("pk")))).first())
     if product is None or product.parent_id is not None and not product.parent.active:
         raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
     product = variant_chosen(product=product, variant=variant)
@@ -214,8 +216,10 @@ def checkout_prepare(
                           device=(device or "")[:64], manual_answers=tuple(answers))
 
 
-def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
-    """Create the PENDING_PAYMENT order holding its stock.
+def checkout_place_prepared(*, ticket: CheckoutTicket, savepoint: bool = True) -> PlacedOrder:
+    """Create the PENDING_PAYMENT order holding its stock. ``savepoint=False``
+    inside a caller's transaction that ends with any error this raises
+    (checkout_start_payment's): two statements fewer.
 
     The hold is a set of key rows (``inventory.services.keys_hold``): the
     order's keys are set aside for it, so two buyers can never be sent to
@@ -225,15 +229,15 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
     lapsed holds back (``_holds_lapsed_release``), the sweep expires the order.
     """
     quantity = ticket.quantity
-    with transaction.atomic():
-        product = Product.objects.filter(pk=ticket.product.pk, active=True).first()
-        if product is None:
-            raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
+    product = ticket.product
+    # The product, its price and the coupon's terms are the ticket's, read
+    # moments ago: reading them again without a lock would not close the
+    # race with an owner's edit, only move it. The coupon's use is still
+    # counted by a conditional UPDATE (``_coupon_use``): its limit holds.
+    quote = ticket.quote or price_quote(product=product, quantity=quantity)
+    with transaction.atomic(savepoint=savepoint):
         now = timezone.now()
         _unpaid_orders_cap(ticket=ticket, product_id=product.pk, now=now)
-        # Priced again: the list price or the coupon may have changed since the ticket.
-        quote = price_quote(product=product, quantity=quantity,
-                            coupon_code=ticket.quote.coupon_code if ticket.quote else "", now=now)
         if quote.coupon_id is not None:
             _coupon_use(quote=quote, now=now)
         token, token_hash = order_token_new()
@@ -330,9 +334,12 @@ def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
     identifiers = sorted(buyer + address)
     if not identifiers:
         return
+    # One statement takes them all, left to right (the select list's order):
+    # the count below is a statement of its own, so its snapshot sees every
+    # checkout that committed while this one waited.
+    locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(%s, 0))"] * len(identifiers))
     with connection.cursor() as cursor:
-        for kind, value in identifiers:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"kamidrop-unpaid:{kind}:{value}"])
+        cursor.execute(f"SELECT {locks}", [f"kamidrop-unpaid:{kind}:{value}" for kind, value in identifiers])
     live = Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, hold_expires_at__gt=now)
     counts = live.filter(functools.reduce(operator.or_, (Q(**{kind: value}) for kind, value in identifiers))).aggregate(
         first_release=Min("hold_expires_at"),
@@ -377,10 +384,10 @@ def _out_of_stock_message(product: Product, free: int) -> str:
 
 
 def _order_create(**fields) -> Order:
+    """The order, under a fresh random number: one INSERT that skips a taken
+    number (no savepoint), drawn again on a collision."""
     for _ in range(5):
-        try:
-            with transaction.atomic():
-                return Order.objects.create(order_no=_order_no_new(), **fields)
-        except IntegrityError:
-            continue  # order number collision: draw again
+        placed = rows_insert_unless_taken(objs=[Order(order_no=_order_no_new(), **fields)], key="order_no")
+        if placed:
+            return placed[0]
     raise RuntimeError("could not draw a free order number")
