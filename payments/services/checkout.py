@@ -18,7 +18,7 @@ from django.urls import reverse
 from payments.methods import ProviderUnknown, method_provider
 from payments.models import Payment, PaymentStatus
 from payments.providers.base import PayAction, PayActionKind, PaymentProvider, ProviderUnreachable
-from shop.models import Order, OrderStatus
+from shop.models import Order, OrderStatus, Product
 from shop.services import PlacedOrder, checkout_place_prepared, checkout_prepare
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayA
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
-    fields: dict | None = None,
+    fields: dict | None = None, product_read: Product | None = None,
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen method.
 
@@ -108,12 +108,13 @@ def checkout_start_payment(
     reference); the order and payment rows then commit together; the provider
     is asked for the pay action after commit. A method that is not offered
     for this product and amount is refused before any order exists.
+    ``product_read``: see ``checkout_prepare``.
     """
     provider = method_provider(provider_id)  # unknown method: refused before the assessment
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
         device=device, user_agent=user_agent, coupon=coupon, query_password=query_password, variant=variant,
-        fields=fields,
+        fields=fields, product_read=product_read,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
     _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount,

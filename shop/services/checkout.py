@@ -112,7 +112,10 @@ def price_quote(*, product: Product, quantity: int, coupon_code: str = "", now: 
     Raises CheckoutError (COUPON_INVALID / COUPON_EXPIRED / COUPON_USED_UP)."""
     now = now or timezone.now()
     subtotal = _cents(product.price * quantity)
-    tier = next((t for t in reversed(product_tiers(product=product)) if t.min_quantity <= quantity), None)
+    # A tier starts at 2 keys or more (the tier_min_quantity_at_least_two
+    # constraint): one key is never discounted, and its tiers need no query.
+    tiers = product_tiers(product=product) if quantity >= 2 else []
+    tier = next((t for t in reversed(tiers) if t.min_quantity <= quantity), None)
     tier_percent = tier.percent_off if tier else Decimal(0)
     tier_discount = _cents(subtotal * tier_percent / 100)
     after_tier = subtotal - tier_discount
@@ -169,13 +172,15 @@ class CheckoutTicket:
 def checkout_prepare(
     *, product_slug: str, quantity: int, email: str, phone: str = "", client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
-    fields: dict | None = None,
+    fields: dict | None = None, product_read: Product | None = None,
 ) -> CheckoutTicket:
     """Validate the input, price the order and assess the buyer, outside any
     transaction: the assessment is kept even when it refuses, so a blocked
     buyer's reference (CheckoutBlocked.ref) can be looked up by staff.
     ``fields``: a manual product's answers by field key (FIELD_REQUIRED,
-    FIELD_INVALID)."""
+    FIELD_INVALID). ``product_read``: the active product ``product_slug``
+    names as the caller read it in this request (its ``parent`` loaded,
+    ``has_variants`` set), not read again."""
 
     email = (email or "").strip()
     phone = (phone or "").strip()
@@ -185,8 +190,9 @@ def checkout_prepare(
         raise CheckoutError(code="EMAIL_INVALID", message="Enter a valid email address.", field="email") from None
     if phone and not phone.lstrip("+").isdigit():
         raise CheckoutError(code="PHONE_INVALID", message="A phone number has digits only.", field="phone")
-    product = (Product.objects.filter(slug=product_slug, active=True).select_related("parent")
-               .annotate(has_variants=Exists(Product.objects.filter(parent=OuterRef("pk")))).first())
+    product = product_read if product_read is not None and product_read.slug == product_slug else (
+        Product.objects.filter(slug=product_slug, active=True).select_related("parent")
+        .annotate(has_variants=Exists(Product.objects.filter(parent=OuterRef("pk")))).first())
     if product is None or product.parent_id is not None and not product.parent.active:
         raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
     product = variant_chosen(product=product, variant=variant)
