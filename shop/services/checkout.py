@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import operator
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -45,6 +44,7 @@ from shop.selectors import product_holds, product_tiers, reusable_left
 from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_created, events_save
 from shop.services.manual import manual_answers_clean, manual_answers_save
+from shop.services.unpaid_cap import unpaid_orders_cap_check
 from shop.services.variants import variant_chosen
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,8 @@ def checkout_place_prepared(*, ticket: CheckoutTicket, savepoint: bool = True) -
     quote = ticket.quote or price_quote(product=product, quantity=quantity)
     with transaction.atomic(savepoint=savepoint):
         now = timezone.now()
-        _unpaid_orders_cap(ticket=ticket, product_id=product.pk, now=now)
+        unpaid_orders_cap_check(buyer_email=ticket.buyer_email, device=ticket.device, client_ip=ticket.client_ip,
+                                product_id=product.pk, now=now)
         if quote.coupon_id is not None:
             _coupon_use(quote=quote, now=now)
         token, token_hash = order_token_new()
@@ -322,49 +323,6 @@ def buyer_email_key(email: str) -> str:
     mailbox count as one buyer."""
     local, _, domain = email_normalise(email).rpartition("@")
     return f"{local.split('+', 1)[0]}@{domain}" if domain else local
-
-
-def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
-    """Refuse a checkout that would give one buyer (a mailbox or a device)
-    more than UNPAID_ORDERS_PER_PRODUCT live unpaid orders of this product,
-    or UNPAID_ORDERS_MAX in all, or one address more than
-    UNPAID_ORDERS_PER_ADDRESS of this product: nobody can hold a hot
-    product's stock with throwaway orders, and hundreds of buyers behind one
-    carrier NAT still get theirs. Call inside the checkout transaction: a
-    transaction-level advisory lock per identifier (taken in one order, so
-    two checkouts never wait on each other in a cycle, and safe behind
-    PgBouncer's transaction pooling) makes count-then-insert race-free."""
-    buyer = [(kind, value) for kind, value in (("buyer_email", ticket.buyer_email), ("buyer_device", ticket.device))
-             if value]
-    address = [("client_ip", ticket.client_ip)] if ticket.client_ip and settings.UNPAID_ORDERS_PER_ADDRESS else []
-    identifiers = sorted(buyer + address)
-    if not identifiers:
-        return
-    # One statement takes them all, left to right (the select list's order):
-    # the count below is a statement of its own, so its snapshot sees every
-    # checkout that committed while this one waited.
-    locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(%s, 0))"] * len(identifiers))
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {locks}", [f"kamidrop-unpaid:{kind}:{value}" for kind, value in identifiers])
-    live = Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, hold_expires_at__gt=now)
-    counts = live.filter(functools.reduce(operator.or_, (Q(**{kind: value}) for kind, value in identifiers))).aggregate(
-        first_release=Min("hold_expires_at"),
-        **{f"{kind}_all": Count("pk", filter=Q(**{kind: value}), distinct=True) for kind, value in identifiers},
-        **{f"{kind}_product": Count("pk", filter=Q(**{kind: value}, lines__product_id=product_id), distinct=True)
-           for kind, value in identifiers},
-    )
-    over = [kind for kind, _ in buyer if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_PRODUCT
-            or counts[f"{kind}_all"] >= settings.UNPAID_ORDERS_MAX]
-    over += [kind for kind, _ in address if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_ADDRESS]
-    if not over:
-        return
-    released = timezone.localtime(counts["first_release"])
-    overall = counts[f"{over[0]}_all"]
-    mine = (f"You already have {overall} unpaid order{'s' if overall != 1 else ''}. Pay one of them "
-            f"(it is on its order page), or wait: the first hold ends at {released:%H:%M} ({released:%Z}).")
-    network = (f"Too many unpaid orders of this product come from your network right now. Try again after "
-               f"{released:%H:%M} ({released:%Z}).")
-    raise CheckoutError(code="TOO_MANY_UNPAID", field="email", message=network if over == ["client_ip"] else mine)
 
 
 def _risk_blocked_alert(*, buyer: BuyerContext, ref: str) -> None:
