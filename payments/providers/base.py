@@ -179,6 +179,10 @@ class PaymentProvider:
     required_settings: tuple[str, ...] = ()
     # Whether ``query`` can confirm a notice before it pays an order.
     can_query: bool = False
+    # Whether ``start`` makes its pay action without a network call (it signs
+    # locally): checkout then runs it inside the order's transaction and
+    # stores the action with the payment's INSERT instead of an UPDATE after.
+    start_offline: bool = False
 
     def __init__(self, config):
         self.config = config
@@ -198,7 +202,8 @@ class PaymentProvider:
 
     def start(self, *, payment) -> PayAction:
         """How to hand the buyer to the provider for ``payment``. May call
-        the provider: never call it inside a transaction."""
+        the provider: never call it inside a transaction, unless
+        ``start_offline``. ``payment`` may not be saved yet."""
         raise NotImplementedError
 
     def parse_callback(self, request: HttpRequest) -> CallbackNotice | None:

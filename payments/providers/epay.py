@@ -79,6 +79,7 @@ class EpayProvider(PaymentProvider):
     required_secrets = ("key",)
     required_settings = ("merchant_id", "gateway")
     can_query = True
+    start_offline = True  # a redirect URL signed here with the merchant key
 
     @property
     def _key(self) -> str:

@@ -127,6 +127,7 @@ def sandbox_notices(*, reference: str, amount: Decimal, currency: str, mode: str
 class SandboxProvider(PaymentProvider):
     plugin = "sandbox"
     can_query = True
+    start_offline = True  # a link to the shop's own sandbox page
 
     def enabled(self) -> bool:
         return bool(settings.SANDBOX_ENABLED and settings.SANDBOX_SECRET)

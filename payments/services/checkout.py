@@ -18,7 +18,7 @@ from django.urls import reverse
 from payments.methods import ProviderUnknown, method_provider
 from payments.models import Payment, PaymentStatus
 from payments.providers.base import PayAction, PayActionKind, PaymentProvider, ProviderUnreachable
-from shop.models import Order, OrderStatus
+from shop.models import Order, OrderStatus, Product
 from shop.services import PlacedOrder, checkout_place_prepared, checkout_prepare
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,22 @@ def _method_offered(*, provider: PaymentProvider, product_id: int | None, amount
     return provider
 
 
+def _payment_action_offline(*, provider: PaymentProvider, payment: Payment) -> PayAction | None:
+    """The pay action of a provider that makes it without a network call
+    (``start_offline``: a signed redirect or form), set on the payment before
+    its INSERT, so no UPDATE follows the commit. None for the others, and
+    when it fails: the payment is then opened after commit as before, which
+    reports the failure with the order kept."""
+    if not provider.start_offline:
+        return None
+    try:
+        action = provider.start(payment=payment)
+    except Exception:  # noqa: BLE001 - reported by _payment_action_open's second try, after commit
+        return None
+    payment.pay_action, payment.checkout_id = action.as_json(), action.checkout_id
+    return action
+
+
 def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayAction:
     """Ask the provider; keep the answer on the payment. Outside any transaction."""
     try:
@@ -84,7 +100,7 @@ def _payment_action_open(*, provider: PaymentProvider, payment: Payment) -> PayA
 def checkout_start_payment(
     *, product_slug: str, quantity: int, email: str, phone: str = "", provider_id: str, client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
-    fields: dict | None = None,
+    fields: dict | None = None, product_read: Product | None = None,
 ) -> CheckoutStarted:
     """Place the order and open its payment with the chosen method.
 
@@ -92,28 +108,33 @@ def checkout_start_payment(
     reference); the order and payment rows then commit together; the provider
     is asked for the pay action after commit. A method that is not offered
     for this product and amount is refused before any order exists.
+    ``product_read``: see ``checkout_prepare``.
     """
     provider = method_provider(provider_id)  # unknown method: refused before the assessment
     ticket = checkout_prepare(
         product_slug=product_slug, quantity=quantity, email=email, phone=phone, client_ip=client_ip,
         device=device, user_agent=user_agent, coupon=coupon, query_password=query_password, variant=variant,
-        fields=fields,
+        fields=fields, product_read=product_read,
     )
     amount = ticket.quote.amount if ticket.quote is not None else ticket.product.price * quantity
     _method_offered(provider=provider, product_id=ticket.product.pk, amount=amount,
                     parent_id=ticket.product.parent_id)
     with transaction.atomic():
-        placed: PlacedOrder = checkout_place_prepared(ticket=ticket)
+        # No savepoint: a refusal leaves this block too, rolling it all back.
+        placed: PlacedOrder = checkout_place_prepared(ticket=ticket, savepoint=False)
         order = placed.order
-        payment = Payment.objects.create(
+        payment = Payment(
             order=order, provider=provider.id, reference=order.order_no,
             amount=provider.config.amount_for(order.amount), currency=order.currency,
         )
-    try:
-        action = _payment_action_open(provider=provider, payment=payment)
-    except PaymentStartFailed as exc:
-        exc.token = placed.token
-        raise
+        action = _payment_action_offline(provider=provider, payment=payment)
+        payment.save(force_insert=True)
+    if action is None:
+        try:
+            action = _payment_action_open(provider=provider, payment=payment)
+        except PaymentStartFailed as exc:
+            exc.token = placed.token
+            raise
     return CheckoutStarted(order=order, token=placed.token, payment=payment, action=action,
                            pay_url=pay_url_for(payment=payment, action=action))
 

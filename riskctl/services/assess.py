@@ -7,15 +7,14 @@ import secrets
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-
 from riskctl.features import FeatureSubject, features_compute_many
 from riskctl.identity import BuyerContext
 from riskctl.models import Assessment, Decision, ListType, RiskEvent
 from riskctl.services.events import orders_buyers, risk_event_record
 from riskctl.services.limits import LimitExceeded, limit_problem
-from riskctl.services.lists import list_matches, list_matches_many
+from riskctl.services.lists import list_matches_many
 from riskctl.services.rules import _evaluate, _risk_config
+from shop.project.inserts import rows_insert_unless_taken
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +48,28 @@ class AssessSubject:
     order_id: int | None = None
 
 
-def _assess(*, stage: str, buyer: BuyerContext, product_id: int | None, quantity: int, amount: Decimal,
-            order_id: int | None = None) -> Assessment:
-    subject = AssessSubject(buyer=buyer, product_id=product_id, quantity=quantity, amount=amount, order_id=order_id)
-    return _assess_many(stage=stage, subjects=[subject])[0]
-
-
-def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_review: bool = False) -> list[Assessment]:
+def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_review: bool = False,
+                 listed: list | None = None, limits: list | None = None, config: tuple | None = None,
+                 ) -> list[Assessment]:
     """Decide and store one assessment per subject, in order: one feature
     query, one list query and one insert for all of them. With
     ``block_becomes_review`` (at payment: the money is taken) a BLOCK is
-    stored as REVIEW, a human decides."""
+    stored as REVIEW, a human decides. ``listed`` (the list entries matching
+    each subject's buyer), ``limits`` (each subject's purchase-limit problem
+    or None) and ``config`` are what the caller has read already (checkout
+    reads them first, to refuse before storing anything): not read again."""
     all_features = features_compute_many(subjects=[
         FeatureSubject(buyer=s.buyer, amount=s.amount, quantity=s.quantity, exclude_order_id=s.order_id)
         for s in subjects
     ])
-    all_listed = list_matches_many(list_type=None, buyers=[s.buyer for s in subjects])
-    config = _risk_config()  # read once for the batch
+    if listed is None:
+        listed = list_matches_many(list_type=None, buyers=[s.buyer for s in subjects])
+    config = config or _risk_config()  # read once for the batch
     assessments = []
-    for subject, features, listed in zip(subjects, all_features, all_listed):
+    for i, (subject, features, entries) in enumerate(zip(subjects, all_features, listed)):
         buyer = subject.buyer
-        allowed = [entry for entry in listed if entry.list_type == ListType.ALLOW]
-        blocked = [entry for entry in listed if entry.list_type == ListType.BLOCK]
+        allowed = [entry for entry in entries if entry.list_type == ListType.ALLOW]
+        blocked = [entry for entry in entries if entry.list_type == ListType.BLOCK]
         verdict = _evaluate(features=features, product_id=subject.product_id, config=config)
         if allowed:
             verdict.decision = Decision.ALLOW
@@ -78,9 +77,12 @@ def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_rev
         elif blocked:
             verdict.decision = Decision.BLOCK
             verdict.reasons.insert(0, {"rule": "block-list", "points": "BLOCK", "detail": blocked[0].reason})
-        limit = limit_problem(buyer=buyer, product_id=subject.product_id, quantity=subject.quantity,
-                              exclude_order_id=subject.order_id, config=config) \
-            if subject.product_id and not allowed else None
+        if limits is not None:
+            limit = limits[i]
+        else:
+            limit = limit_problem(buyer=buyer, product_id=subject.product_id, quantity=subject.quantity,
+                                  exclude_order_id=subject.order_id, config=config) \
+                if subject.product_id and not allowed else None
         if limit and verdict.decision == Decision.ALLOW:
             verdict.decision = Decision.REVIEW
         if limit:
@@ -95,15 +97,16 @@ def _assess_many(*, stage: str, subjects: list[AssessSubject], block_becomes_rev
             features=features, email=buyer.email, ip=buyer.ip, device=buyer.device, phone=buyer.phone,
             user_agent=buyer.user_agent, amount=subject.amount, quantity=subject.quantity,
         ))
+    # One INSERT that skips a taken reference (no savepoint, no transaction
+    # of its own: at checkout it commits alone, so a refusal keeps its row).
+    unstored = assessments
     for _ in range(5):
-        for assessment in assessments:
+        for assessment in unstored:
             assessment.ref = _ref_new()
-        try:
-            with transaction.atomic():
-                Assessment.objects.bulk_create(assessments)
+        rows_insert_unless_taken(objs=unstored, key="ref")
+        unstored = [assessment for assessment in unstored if assessment.pk is None]
+        if not unstored:
             break
-        except IntegrityError:
-            continue  # reference collision: draw again
     for assessment in assessments:
         if assessment.shadow:
             logger.info("risk %s shadow rules matched: %s", assessment.ref, [s["rule"] for s in assessment.shadow])
@@ -114,13 +117,19 @@ def checkout_assess(*, buyer: BuyerContext, product_id: int, quantity: int, amou
     """Assess a checkout. A purchase limit refuses with LimitExceeded; BLOCK
     refuses with CheckoutBlocked (the assessment is kept under its reference
     for staff to look up); otherwise the assessment is returned, to be
-    attached to the order with ``assessment_attach``."""
-    problem = None if list_matches(list_type=ListType.ALLOW, buyer=buyer) else limit_problem(
-        buyer=buyer, product_id=product_id, quantity=quantity)
+    attached to the order with ``assessment_attach``. Both lists are read
+    once, and the limits once: the allow-list waives the limits, and what
+    was read decides the assessment too."""
+    listed = list_matches_many(list_type=None, buyers=[buyer])[0]
+    config = _risk_config()
+    allowed = any(entry.list_type == ListType.ALLOW for entry in listed)
+    problem = None if allowed else limit_problem(buyer=buyer, product_id=product_id, quantity=quantity,
+                                                 config=config)
     if problem:
         raise LimitExceeded(problem)
-    assessment = _assess(stage=Assessment.Stage.CHECKOUT, buyer=buyer, product_id=product_id, quantity=quantity,
-                         amount=amount)
+    subject = AssessSubject(buyer=buyer, product_id=product_id, quantity=quantity, amount=amount)
+    assessment = _assess_many(stage=Assessment.Stage.CHECKOUT, subjects=[subject], listed=[listed], limits=[None],
+                              config=config)[0]
     if assessment.decision == Decision.BLOCK:
         logger.warning("checkout blocked: ref %s score %d", assessment.ref, assessment.score)
         raise CheckoutBlocked(ref=assessment.ref)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import operator
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,8 +13,8 @@ from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, Min, Q
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -40,10 +39,12 @@ from shop.models import (
     Product,
     ProductKind,
 )
+from shop.project.inserts import rows_insert_unless_taken
 from shop.selectors import product_holds, product_tiers, reusable_left
 from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_created, events_save
 from shop.services.manual import manual_answers_clean, manual_answers_save
+from shop.services.unpaid_cap import unpaid_orders_cap_check
 from shop.services.variants import variant_chosen
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ def price_quote(*, product: Product, quantity: int, coupon_code: str = "", now: 
     Raises CheckoutError (COUPON_INVALID / COUPON_EXPIRED / COUPON_USED_UP)."""
     now = now or timezone.now()
     subtotal = _cents(product.price * quantity)
-    tier = next((t for t in reversed(product_tiers(product=product)) if t.min_quantity <= quantity), None)
+    # A tier starts at 2 keys or more (the tier_min_quantity_at_least_two
+    # constraint): one key is never discounted, and its tiers need no query.
+    tiers = product_tiers(product=product) if quantity >= 2 else []
+    tier = next((t for t in reversed(tiers) if t.min_quantity <= quantity), None)
     tier_percent = tier.percent_off if tier else Decimal(0)
     tier_discount = _cents(subtotal * tier_percent / 100)
     after_tier = subtotal - tier_discount
@@ -168,13 +172,15 @@ class CheckoutTicket:
 def checkout_prepare(
     *, product_slug: str, quantity: int, email: str, phone: str = "", client_ip: str | None = None,
     device: str = "", user_agent: str = "", coupon: str = "", query_password: str = "", variant: int | None = None,
-    fields: dict | None = None,
+    fields: dict | None = None, product_read: Product | None = None,
 ) -> CheckoutTicket:
     """Validate the input, price the order and assess the buyer, outside any
     transaction: the assessment is kept even when it refuses, so a blocked
     buyer's reference (CheckoutBlocked.ref) can be looked up by staff.
     ``fields``: a manual product's answers by field key (FIELD_REQUIRED,
-    FIELD_INVALID)."""
+    FIELD_INVALID). ``product_read``: the active product ``product_slug``
+    names as the caller read it in this request (its ``parent`` loaded,
+    ``has_variants`` set), not read again."""
 
     email = (email or "").strip()
     phone = (phone or "").strip()
@@ -184,7 +190,9 @@ def checkout_prepare(
         raise CheckoutError(code="EMAIL_INVALID", message="Enter a valid email address.", field="email") from None
     if phone and not phone.lstrip("+").isdigit():
         raise CheckoutError(code="PHONE_INVALID", message="A phone number has digits only.", field="phone")
-    product = Product.objects.filter(slug=product_slug, active=True).select_related("parent").first()
+    product = product_read if product_read is not None and product_read.slug == product_slug else (
+        Product.objects.filter(slug=product_slug, active=True).select_related("parent")
+        .annotate(has_variants=Exists(Product.objects.filter(parent=OuterRef("pk")))).first())
     if product is None or product.parent_id is not None and not product.parent.active:
         raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
     product = variant_chosen(product=product, variant=variant)
@@ -214,8 +222,10 @@ def checkout_prepare(
                           device=(device or "")[:64], manual_answers=tuple(answers))
 
 
-def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
-    """Create the PENDING_PAYMENT order holding its stock.
+def checkout_place_prepared(*, ticket: CheckoutTicket, savepoint: bool = True) -> PlacedOrder:
+    """Create the PENDING_PAYMENT order holding its stock. ``savepoint=False``
+    inside a caller's transaction that ends with any error this raises
+    (checkout_start_payment's): two statements fewer.
 
     The hold is a set of key rows (``inventory.services.keys_hold``): the
     order's keys are set aside for it, so two buyers can never be sent to
@@ -225,15 +235,16 @@ def checkout_place_prepared(*, ticket: CheckoutTicket) -> PlacedOrder:
     lapsed holds back (``_holds_lapsed_release``), the sweep expires the order.
     """
     quantity = ticket.quantity
-    with transaction.atomic():
-        product = Product.objects.filter(pk=ticket.product.pk, active=True).first()
-        if product is None:
-            raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
+    product = ticket.product
+    # The product, its price and the coupon's terms are the ticket's, read
+    # moments ago: reading them again without a lock would not close the
+    # race with an owner's edit, only move it. The coupon's use is still
+    # counted by a conditional UPDATE (``_coupon_use``): its limit holds.
+    quote = ticket.quote or price_quote(product=product, quantity=quantity)
+    with transaction.atomic(savepoint=savepoint):
         now = timezone.now()
-        _unpaid_orders_cap(ticket=ticket, product_id=product.pk, now=now)
-        # Priced again: the list price or the coupon may have changed since the ticket.
-        quote = price_quote(product=product, quantity=quantity,
-                            coupon_code=ticket.quote.coupon_code if ticket.quote else "", now=now)
+        unpaid_orders_cap_check(buyer_email=ticket.buyer_email, device=ticket.device, client_ip=ticket.client_ip,
+                                product_id=product.pk, now=now)
         if quote.coupon_id is not None:
             _coupon_use(quote=quote, now=now)
         token, token_hash = order_token_new()
@@ -314,46 +325,6 @@ def buyer_email_key(email: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}" if domain else local
 
 
-def _unpaid_orders_cap(*, ticket: CheckoutTicket, product_id: int, now) -> None:
-    """Refuse a checkout that would give one buyer (a mailbox or a device)
-    more than UNPAID_ORDERS_PER_PRODUCT live unpaid orders of this product,
-    or UNPAID_ORDERS_MAX in all, or one address more than
-    UNPAID_ORDERS_PER_ADDRESS of this product: nobody can hold a hot
-    product's stock with throwaway orders, and hundreds of buyers behind one
-    carrier NAT still get theirs. Call inside the checkout transaction: a
-    transaction-level advisory lock per identifier (taken in one order, so
-    two checkouts never wait on each other in a cycle, and safe behind
-    PgBouncer's transaction pooling) makes count-then-insert race-free."""
-    buyer = [(kind, value) for kind, value in (("buyer_email", ticket.buyer_email), ("buyer_device", ticket.device))
-             if value]
-    address = [("client_ip", ticket.client_ip)] if ticket.client_ip and settings.UNPAID_ORDERS_PER_ADDRESS else []
-    identifiers = sorted(buyer + address)
-    if not identifiers:
-        return
-    with connection.cursor() as cursor:
-        for kind, value in identifiers:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"kamidrop-unpaid:{kind}:{value}"])
-    live = Order.objects.filter(status=OrderStatus.PENDING_PAYMENT, hold_expires_at__gt=now)
-    counts = live.filter(functools.reduce(operator.or_, (Q(**{kind: value}) for kind, value in identifiers))).aggregate(
-        first_release=Min("hold_expires_at"),
-        **{f"{kind}_all": Count("pk", filter=Q(**{kind: value}), distinct=True) for kind, value in identifiers},
-        **{f"{kind}_product": Count("pk", filter=Q(**{kind: value}, lines__product_id=product_id), distinct=True)
-           for kind, value in identifiers},
-    )
-    over = [kind for kind, _ in buyer if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_PRODUCT
-            or counts[f"{kind}_all"] >= settings.UNPAID_ORDERS_MAX]
-    over += [kind for kind, _ in address if counts[f"{kind}_product"] >= settings.UNPAID_ORDERS_PER_ADDRESS]
-    if not over:
-        return
-    released = timezone.localtime(counts["first_release"])
-    overall = counts[f"{over[0]}_all"]
-    mine = (f"You already have {overall} unpaid order{'s' if overall != 1 else ''}. Pay one of them "
-            f"(it is on its order page), or wait: the first hold ends at {released:%H:%M} ({released:%Z}).")
-    network = (f"Too many unpaid orders of this product come from your network right now. Try again after "
-               f"{released:%H:%M} ({released:%Z}).")
-    raise CheckoutError(code="TOO_MANY_UNPAID", field="email", message=network if over == ["client_ip"] else mine)
-
-
 def _risk_blocked_alert(*, buyer: BuyerContext, ref: str) -> None:
     """One owner alert per blocked source and hour, not one per attempt."""
     source = buyer.device or buyer.ip or buyer.email
@@ -377,10 +348,10 @@ def _out_of_stock_message(product: Product, free: int) -> str:
 
 
 def _order_create(**fields) -> Order:
+    """The order, under a fresh random number: one INSERT that skips a taken
+    number (no savepoint), drawn again on a collision."""
     for _ in range(5):
-        try:
-            with transaction.atomic():
-                return Order.objects.create(order_no=_order_no_new(), **fields)
-        except IntegrityError:
-            continue  # order number collision: draw again
+        placed = rows_insert_unless_taken(objs=[Order(order_no=_order_no_new(), **fields)], key="order_no")
+        if placed:
+            return placed[0]
     raise RuntimeError("could not draw a free order number")

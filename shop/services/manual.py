@@ -50,9 +50,12 @@ class ManualFieldError(CheckoutError):
 
 
 def manual_fields_of(*, product) -> list[ManualField]:
-    """The product's fields in order; a manual variant without fields of its own asks its product's."""
+    """The product's fields in order; a manual variant without fields of its own asks its product's.
+    A product of another kind asks nothing (no query): checkout would drop the answers."""
+    if product.kind != ProductKind.MANUAL:
+        return []
     own = list(product.manual_fields.order_by("position", "id"))
-    if own or product.parent_id is None or product.kind != ProductKind.MANUAL:
+    if own or product.parent_id is None:
         return own
     return list(ManualField.objects.filter(product_id=product.parent_id).order_by("position", "id"))
 

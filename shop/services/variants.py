@@ -11,13 +11,18 @@ def variant_chosen(*, product: Product, variant: int | None) -> Product:
     ``variant`` (an id, or None): a product without variants itself, one with
     variants only through an active one of them, and a variant named by its
     own slug itself. Raises VARIANT_REQUIRED or VARIANT_NOT_FOUND (one query;
-    none for a variant named by its slug)."""
+    none for a variant named by its slug, nor for a product read with
+    ``has_variants`` annotated False)."""
     not_found = CheckoutError(code="VARIANT_NOT_FOUND", field="variant",
                               message="This product has no such option for sale.")
     if product.parent_id is not None:
         if variant not in (None, product.pk):
             raise not_found
         return product
+    if getattr(product, "has_variants", True) is False:  # read with its product: no query
+        if variant is None:
+            return product
+        raise not_found
     options = {v.pk: v for v in Product.objects.filter(parent=product)}
     if not options and variant is None:
         return product

@@ -85,6 +85,7 @@ def product_detail(request, slug: str):
             raise Http404("This product is not for sale.")
         return redirect(f"{reverse('shop:product', args=[product.parent.slug])}?variant={product.pk}")
     every_variant = list(Product.objects.filter(parent=product).order_by("price", "id"))
+    product.has_variants = bool(every_variant)  # checkout need not look for them again
     variants = [v for v in every_variant if v.active]
     requested = _variant_requested(request)
     item = next((v for v in variants if v.pk == requested), variants[0] if variants else product)
@@ -136,6 +137,7 @@ def product_detail(request, slug: str):
                 # what the buyer chose (an unknown one is refused), else the one shown
                 variant=requested if requested is not None else (item.pk if every_variant else None),
                 fields=form.manual_answers(),
+                product_read=product,  # read above: not again
             )
         except ManualFieldError as exc:  # shown beside the field it is about
             form.add_error(form.manual_names.get(exc.key), _manual_field_message(exc))
