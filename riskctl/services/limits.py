@@ -69,28 +69,32 @@ def limit_problem(*, buyer: BuyerContext, product_id: int, quantity: int,
     """Why this purchase would go over a 限购 limit of the product, or None.
 
     Counts keys already paid for in the period, plus orders placed but not yet
-    paid within the stock hold (they may still be paid). Every limit of the
-    product is counted in one aggregate query (none without a limit); the
-    first limit, in id order, that the purchase would pass is the answer."""
+    paid within the stock hold (they may still be paid). A limit set on the
+    product a variant belongs to counts the buyer's purchases of every one of
+    its variants. Every limit is counted in one aggregate query (none without
+    a limit); the first, in id order, that the purchase would pass is the answer."""
     now = timezone.now()
     hold_start = now - timedelta(minutes=settings.ORDER_HOLD_MINUTES)
-    limits = [(limit, _LIMIT_FIELD[limit.per]) for limit in (config or _risk_config())[2].get(product_id, [])]
-    limits = [(limit, field, getattr(buyer, field)) for limit, field in limits if getattr(buyer, field)]
+    limits = [(scoped, _LIMIT_FIELD[scoped.limit.per]) for scoped in (config or _risk_config())[2].get(product_id, [])]
+    limits = [(scoped.limit, scoped.product_ids, field, getattr(buyer, field)) for scoped, field in limits
+              if getattr(buyer, field)]
     if not limits:
         return None
-    events = RiskEvent.objects.filter(product_id=product_id).filter(
-        functools.reduce(operator.or_, (Q(**{field: value}) for _, field, value in limits)))
+    product_ids = sorted({pid for _, scope, _, _ in limits for pid in scope})
+    events = RiskEvent.objects.filter(product_id__in=product_ids).filter(
+        functools.reduce(operator.or_, (Q(**{field: value}) for _, _, field, value in limits)))
     if exclude_order_id is not None:
         events = events.exclude(order_id=exclude_order_id)
-    paid_orders = RiskEvent.objects.filter(kind="ORDER_PAID", product_id=product_id).values("order_id")
+    paid_orders = RiskEvent.objects.filter(kind="ORDER_PAID", product_id__in=product_ids).values("order_id")
     sums = {}
-    for i, (limit, field, value) in enumerate(limits):
-        sums[f"paid_{i}"] = Sum("quantity", filter=Q(**{field: value}, kind="ORDER_PAID",
-                                                       at__gte=now - timedelta(hours=limit.period_hours)))
-        sums[f"pending_{i}"] = Sum("quantity", filter=Q(**{field: value}, kind="ORDER_CREATED", at__gte=hold_start)
+    for i, (limit, scope, field, value) in enumerate(limits):
+        mine = Q(**{field: value}, product_id__in=scope)
+        sums[f"paid_{i}"] = Sum("quantity", filter=mine & Q(kind="ORDER_PAID",
+                                                            at__gte=now - timedelta(hours=limit.period_hours)))
+        sums[f"pending_{i}"] = Sum("quantity", filter=mine & Q(kind="ORDER_CREATED", at__gte=hold_start)
                                    & ~Q(order_id__in=paid_orders))
     counted = events.aggregate(**sums)
-    for i, (limit, _, _) in enumerate(limits):
+    for i, (limit, _, _, _) in enumerate(limits):
         bought = (counted[f"paid_{i}"] or 0) + (counted[f"pending_{i}"] or 0)
         if bought + quantity > limit.max_quantity:
             return LimitProblem(max_quantity=limit.max_quantity, per=limit.per, period_hours=limit.period_hours,

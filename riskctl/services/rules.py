@@ -6,6 +6,7 @@ import operator
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -27,7 +28,7 @@ class _Verdict:
 _config_cache: dict = {"until": 0.0}
 
 
-def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]], dict[int, list[PurchaseLimit]]]:
+def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]], dict[int, list[ScopedLimit]]]:
     """Active rules, all thresholds and the purchase limits by product, re-read at most every
     RISK_CONFIG_CACHE_SECONDS per process: on the paid hot path they are read
     far more often than an owner edits them."""
@@ -37,12 +38,35 @@ def _risk_config() -> tuple[list[Rule], dict[int | None, tuple[int, int]], dict[
         _config_cache["thresholds"] = {
             row.product_id: (row.review_at, row.block_at) for row in Thresholds.objects.all()
         }
-        limits: dict[int, list[PurchaseLimit]] = {}
-        for limit in PurchaseLimit.objects.order_by("id"):
-            limits.setdefault(limit.product_id, []).append(limit)
-        _config_cache["limits"] = limits
+        _config_cache["limits"] = _limits_by_product()
         _config_cache["until"] = now + settings.RISK_CONFIG_CACHE_SECONDS
     return _config_cache["rules"], _config_cache["thresholds"], _config_cache["limits"]
+
+
+class ScopedLimit(NamedTuple):
+    """A 限购 limit as a checkout of one product meets it, and the products
+    whose purchases count against it: the product itself, or, for a limit
+    set on a product with variants, every variant of that product (one
+    buyer, one membership, whichever duration)."""
+
+    limit: PurchaseLimit
+    product_ids: tuple[int, ...]
+
+
+def _limits_by_product() -> dict[int, list[ScopedLimit]]:
+    own: dict[int, list[PurchaseLimit]] = {}
+    for limit in PurchaseLimit.objects.order_by("id"):
+        own.setdefault(limit.product_id, []).append(limit)
+    products = PurchaseLimit._meta.get_field("product").related_model  # shop's Product, named, not imported
+    family: dict[int, list[int]] = {}
+    for variant_id, parent_id in products.objects.filter(parent_id__in=list(own)).values_list("id", "parent_id"):
+        family.setdefault(parent_id, []).append(variant_id)
+    scoped = {pid: [ScopedLimit(limit, (pid,)) for limit in limits] for pid, limits in own.items()}
+    for parent_id, variant_ids in family.items():
+        inherited = [ScopedLimit(limit, tuple(sorted(variant_ids))) for limit in own[parent_id]]
+        for variant_id in variant_ids:
+            scoped.setdefault(variant_id, []).extend(inherited)
+    return scoped
 
 
 def _thresholds(product_id: int | None, thresholds: dict) -> tuple[int, int]:

@@ -101,6 +101,19 @@ def test_a_purchase_limit_on_one_variant_leaves_the_others_alone(membership):
     assert _checkout(parent, variant=quarter.pk).lines.get().product_id == quarter.pk
 
 
+def test_a_purchase_limit_on_the_product_counts_every_variant(membership):
+    # given: one membership per email a day, whichever duration
+    parent, month, quarter = membership
+    PurchaseLimit.objects.create(product=parent, per=PurchaseLimit.Per.EMAIL, max_quantity=1)
+    _checkout(parent, variant=month.pk)
+    # when: the same buyer tries the other duration
+    with pytest.raises(CheckoutError) as limited:
+        _checkout(parent, variant=quarter.pk)
+    # then: refused; another buyer is not
+    assert limited.value.code == "LIMIT_EXCEEDED"
+    assert _checkout(parent, variant=quarter.pk, email="other@example.com").lines.get().product_id == quarter.pk
+
+
 def test_tiers_are_the_variants_own_else_its_products_and_a_products_coupon_is_good_for_its_variants(membership):
     # given: 10 % off two or more of any option, 20 % off two 30-day keys; a coupon for the
     # membership and one for the 90-day option only
