@@ -1,8 +1,10 @@
 """Payments and the provider notifications that move them."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 class PaymentStatus(models.TextChoices):
@@ -43,6 +45,14 @@ class Payment(models.Model):
 
     def __str__(self):
         return f"{self.provider}:{self.reference}"
+
+    @cached_property
+    def subject(self) -> str:
+        """What the buyer pays for, as a gateway shows it: the order's first
+        product ("Membership · 90 days" for a variant), else the shop's name.
+        The checkout sets it from the product it has read: no query there."""
+        line = self.order.lines.select_related("product__parent").order_by("id").first()
+        return str(line.product) if line else settings.SHOP_NAME
 
 
 class PaymentEventOutcome(models.TextChoices):

@@ -87,8 +87,7 @@ class EpayProvider(PaymentProvider):
 
     def start(self, *, payment) -> PayAction:
         order = payment.order
-        line = order.lines.select_related("product").order_by("id").first()
-        name = (str(line.product) if line else settings.SHOP_NAME)[:60]
+        name = payment.subject[:60]
         params = {
             "pid": self.config.merchant_id,
             "type": self.config.channel,

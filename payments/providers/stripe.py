@@ -80,7 +80,6 @@ class StripeProvider(PaymentProvider):
 
     def start(self, *, payment) -> PayAction:
         order = payment.order
-        line = order.lines.select_related("product").order_by("id").first()
         # No secret in the return URL: the buyer's own session opens the order page.
         back = settings.SITE_URL + reverse("shop:order", args=[order.order_no])
         try:
@@ -94,7 +93,7 @@ class StripeProvider(PaymentProvider):
                         "price_data": {
                             "currency": payment.currency.lower(),
                             "unit_amount": stripe_minor_units(payment.amount, payment.currency),
-                            "product_data": {"name": (str(line.product) if line else settings.SHOP_NAME)[:200]},
+                            "product_data": {"name": payment.subject[:200]},
                         },
                     }],
                     "metadata": {"reference": payment.reference},

@@ -127,6 +127,7 @@ def checkout_start_payment(
             order=order, provider=provider.id, reference=order.order_no,
             amount=provider.config.amount_for(order.amount), currency=order.currency,
         )
+        payment.subject = str(ticket.product)  # read by this checkout (a variant with its product)
         action = _payment_action_offline(provider=provider, payment=payment)
         payment.save(force_insert=True)
     if action is None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from delivery.models import Delivery
@@ -17,7 +19,7 @@ from payments.methods import ProviderUnknown, provider_get
 from payments.models import Payment, PaymentEvent, PaymentEventOutcome, PaymentStatus
 from payments.providers import epay as epay_module
 from payments.providers.epay import EpayKeyMissing, epay_sign
-from payments.services import payment_notices_apply
+from payments.services import checkout_start_payment, payment_notices_apply
 from shop.models import Order, OrderEvent, OrderStatus
 from tests.payments.conftest import EPAY_KEY, EPAY_NOTIFY_URL, epay_notice
 
@@ -83,6 +85,20 @@ def test_start_builds_the_signed_submit_redirect(make_product, make_epay_order):
     assert signed["return_url"] == "https://shop.example.com/orders/20240101000001/"
     assert params["sign_type"] == "MD5"
     assert params["sign"] == epay_sign(signed, EPAY_KEY)
+
+
+def test_a_checkout_names_the_variant_at_the_gateway_without_reading_its_line_again(make_product, epay):
+    # given: a membership sold by the 90-day option
+    membership = make_product(slug="membership", name="Membership")
+    make_product(keys=1, slug="membership-90", name="90 days", parent=membership, price="25.00")
+    # when
+    with CaptureQueriesContext(connection) as statements:
+        started = checkout_start_payment(product_slug="membership-90", quantity=1, email="buyer@example.com",
+                                         provider_id="epay")
+    # then: the gateway shows the product and its option; the name came from the checkout's own read
+    params = dict(urllib.parse.parse_qsl(started.action.url.partition("?")[2]))
+    assert params["name"] == "Membership · 90 days"
+    assert not [q for q in statements.captured_queries if q["sql"].startswith('SELECT "shop_orderline"')]
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
