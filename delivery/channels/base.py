@@ -31,11 +31,15 @@ class DeliveryChannel:
     def send(self, *, delivery, keys: list | None = None) -> str:
         raise NotImplementedError
 
-    def send_many(self, *, deliveries: list, keys_by_order: dict[int, list], deadline: float) -> list[str | Exception]:
+    def send_many(self, *, deliveries: list, keys_by_order: dict[int, list], deadline: float,
+                  accepted=None) -> list[str | Exception]:
         """Send a batch; one result per delivery, in order: the message id, or
         the exception that stopped it (one failure never stops the others).
         Past ``deadline`` (``time.monotonic()``) nothing more is started.
-        Channels that can share a connection across the batch override this."""
+        ``accepted(delivery, message_id)`` is called as each one is accepted,
+        before the next is tried (the send receipts: a batch cut short by a
+        kill has its accepted sends noted). Channels that can share a
+        connection across the batch override this."""
         results: list[str | Exception] = []
         for delivery in deliveries:
             if time.monotonic() > deadline:
@@ -45,4 +49,7 @@ class DeliveryChannel:
                 results.append(self.send(delivery=delivery, keys=keys_by_order.get(delivery.order_id, [])))
             except Exception as exc:  # noqa: BLE001 - recorded per delivery by the caller
                 results.append(exc)
+            else:
+                if accepted is not None:
+                    accepted(delivery, results[-1])
         return results

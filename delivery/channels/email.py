@@ -48,7 +48,8 @@ class EmailChannel(DeliveryChannel):
             raise result
         return result
 
-    def send_many(self, *, deliveries: list, keys_by_order: dict[int, list], deadline: float) -> list[str | Exception]:
+    def send_many(self, *, deliveries: list, keys_by_order: dict[int, list], deadline: float,
+                  accepted=None) -> list[str | Exception]:
         templates = {name: get_template(path) for name, path in TEMPLATES.items()}
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].rstrip(">") or "kamidrop.local"
         backend = _connection_take()
@@ -96,6 +97,8 @@ class EmailChannel(DeliveryChannel):
                     results.append(exc)
                 else:
                     results.append(message_id)
+                    if accepted is not None:
+                        accepted(delivery, message_id)
         except BaseException:
             # Interrupted mid-exchange (a job timeout): the connection's state is unknown.
             _connection_discard(backend)

@@ -37,7 +37,9 @@ def _redis():
 
 
 def receipts_note(*, sent: list[tuple[int, int, str]]) -> None:
-    """(delivery id, resends, message id) of each send a channel just accepted."""
+    """(delivery id, resends, message id) of each send a channel just
+    accepted: called for each one as the channel reports it, so a batch
+    killed half-way has the first half's receipts."""
     if not sent:
         return
     try:

@@ -147,7 +147,6 @@ def _deliveries_send(*, delivery_ids: list[int]) -> SendsRecorded:
                            send.delivery.pk)
     fresh = [send for send in sends if send.delivery.pk not in receipts]
     seconds = deliveries_transmit(sends=fresh) if fresh else 0.0
-    receipts_note(sent=[(send.delivery.pk, send.resends, send.result) for send in fresh if send.sent])
     order_ids = sorted({send.delivery.order_id for send in sends if send.sent})
     with transaction.atomic():
         orders = orders_lock(ids=order_ids)
@@ -201,7 +200,8 @@ def deliveries_claim(*, delivery_ids: list[int]) -> list[Send]:
 
 def deliveries_transmit(*, sends: list[Send]) -> float:
     """Send every claimed delivery through its channel (a network call:
-    outside any transaction and row lock). Each ``Send`` gets its result.
+    outside any transaction and row lock), noting a receipt for each one
+    accepted as it is (``receipts``). Each ``Send`` gets its result.
     The keys of the whole batch are read in one query. Returns the seconds
     the sending took."""
     started = time.monotonic()
@@ -210,10 +210,17 @@ def deliveries_transmit(*, sends: list[Send]) -> float:
     for send in sends:
         by_channel[send.delivery.channel].append(send)
     deadline = started + BATCH_SEND_SECONDS
+    resends = {send.delivery.pk: send.resends for send in sends}
+
+    def accepted(delivery, message_id) -> None:
+        # Noted as it happens: a batch cut short (a kill, the database gone
+        # before the recording) is not sent again for what already went out.
+        receipts_note(sent=[(delivery.pk, resends[delivery.pk], message_id or "")])
+
     for channel, group in by_channel.items():
         try:
             results = channel_get(channel).send_many(
-                deliveries=[s.delivery for s in group], keys_by_order=keys, deadline=deadline
+                deliveries=[s.delivery for s in group], keys_by_order=keys, deadline=deadline, accepted=accepted
             )
         except Exception as exc:  # noqa: BLE001 - the channel itself is broken (its setup): retried, alerted
             results = [exc] * len(group)
