@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-
 from stack import BASE_DIR, BENCH_REDIS_ROOT, PY, Stack, commit, machine, results_report  # noqa: E402
 
 from shop.project import embedded  # noqa: E402

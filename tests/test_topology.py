@@ -16,7 +16,7 @@ import pytest
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
-from topology import PY, Topology, buyer_address, traffic_run, verdict
+from topology import PY, Topology, buyer_address, traffic_run, verdict  # noqa: E402 - bench/ on the path first
 
 # Reads a table row by row through a server-side cursor (QuerySet.iterator()
 # outside a transaction: WITH HOLD) while another client of the same PgBouncer

@@ -270,7 +270,7 @@ REVIEW_EXPECTED_WAIT = env_str("REVIEW_EXPECTED_WAIT", "usually within 2 hours")
 
 # The gateways' credentials (EPay, Alipay, WeChat Pay, epusdt, Stripe) and PAYMENT_PROVIDERS:
 # shop/project/gateways.py, read at this point as before.
-from shop.project.gateways import *
+from shop.project.gateways import *  # noqa: E402,F403
 
 # Payment methods (admin rows and the environment's) are read once per process
 # and kept this long; the notify endpoint looks its method up on every call.
@@ -350,6 +350,7 @@ OWNER_ALERT_DEDUPE_SECONDS = env_int("OWNER_ALERT_DEDUPE_SECONDS", 3600)
 
 # --- exports from the admin: shop/project/exports_config.py ------------------
 from shop.project.exports_config import *  # noqa: E402,F403
+
 # --- observability ------------------------------------------------------------
 
 # /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>" or

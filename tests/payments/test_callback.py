@@ -164,8 +164,9 @@ def test_unknown_order_is_rejected_and_recorded(client, db):
     # given
     params = {"trade_no": "SBXUNKNOWN", "out_trade_no": "99999999999999", "amount": "10.00",
               "currency": "CNY", "trade_status": "SUCCESS"}
-    from payments.providers.sandbox import sandbox_sign
     from django.conf import settings
+
+    from payments.providers.sandbox import sandbox_sign
 
     params["sign"] = sandbox_sign(params, settings.SANDBOX_SECRET)
     # when

@@ -4,15 +4,22 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import translation
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from delivery.models import OwnerAlert
 from inventory.models import CardKey, CardKeyStatus
 from riskctl.identity import BuyerContext
 from riskctl.models import (
-    Assessment, IdentifierKind, ListEntry, ListType, PurchaseLimit, ReviewItem, RiskEvent, Rule, Thresholds,
+    Assessment,
+    IdentifierKind,
+    ListEntry,
+    ListType,
+    PurchaseLimit,
+    ReviewItem,
+    RiskEvent,
+    Rule,
+    Thresholds,
 )
 from riskctl.services import CheckoutBlocked, buyer_block, buyer_unblock, risk_event_record
 from shop.models import Order, OrderEventType, OrderStatus

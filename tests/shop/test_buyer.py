@@ -8,10 +8,10 @@ from django.utils import timezone
 
 from inventory.models import CardKey, CardKeyStatus, KeyAuditEvent
 from riskctl.models import RiskEvent
+from shop.access import SESSION_ORDERS
 from shop.models import KeyReport, KeyReportStatus, KeyReveal, LookupLink, OrderEventType
 from shop.services import checkout_place_order
 from shop.services.buyer import lookup_link_token
-from shop.access import SESSION_ORDERS
 from tests.conftest import NOTIFY_URL, sandbox_notice
 
 pytestmark = pytest.mark.django_db

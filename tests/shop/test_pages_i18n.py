@@ -71,8 +71,8 @@ def test_key_email_and_sms_follow_the_buyers_language(make_unpaid_order, make_pr
 
 def test_order_timeline_dates_are_localised(client, make_product):
     # given
-    from shop.services import checkout_place_order
     from shop.access import SESSION_ORDERS
+    from shop.services import checkout_place_order
 
     product = make_product(keys=1)
     placed = checkout_place_order(product_slug=product.slug, quantity=1, email="a@example.com")
