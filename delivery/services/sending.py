@@ -139,7 +139,8 @@ def _deliveries_send(*, delivery_ids: list[int]) -> SendsRecorded:
     if not sends:
         return SendsRecorded()
     # A send a channel accepted before, whose recording never happened: recorded now, not made again.
-    receipts = receipts_find(claimed=[(send.delivery.pk, send.resends) for send in sends])
+    receipts = receipts_find(claimed=[(send.delivery.pk, send.delivery.order.order_no, send.resends)
+                                      for send in sends])
     for send in sends:
         if send.delivery.pk in receipts:
             send.result = receipts[send.delivery.pk]
@@ -215,7 +216,7 @@ def deliveries_transmit(*, sends: list[Send]) -> float:
     def accepted(delivery, message_id) -> None:
         # Noted as it happens: a batch cut short (a kill, the database gone
         # before the recording) is not sent again for what already went out.
-        receipts_note(sent=[(delivery.pk, resends[delivery.pk], message_id or "")])
+        receipts_note(sent=[(delivery.pk, delivery.order.order_no, resends[delivery.pk], message_id or "")])
 
     for channel, group in by_channel.items():
         try:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from delivery.models import AttemptOutcome, Delivery, DeliveryAttempt, DeliveryStatus
 from delivery.services import delivery_resend, delivery_send
 from delivery.services.sending import deliveries_claim, deliveries_transmit
+from shop.models import Order
 from tests.delivery.conftest import email_of
 
 pytestmark = pytest.mark.django_db
@@ -63,4 +64,17 @@ def test_without_redis_the_send_is_made_again_rather_than_lost(paid_order, smtp_
     # when
     delivery_send(delivery_id=delivery.pk)
     # then: a duplicate, never a loss
+    assert len(smtp_server.messages) == 2 and email_of(paid_order).status == DeliveryStatus.SENT
+
+
+
+def test_a_receipt_is_its_orders_only(paid_order, smtp_server, redis_clean):
+    # given: a receipt for this delivery's id, left by an order that a database restored from a
+    # backup no longer has (its ids come round again within the receipt's day, its order numbers not)
+    delivery = email_of(paid_order)
+    _sent_but_never_recorded(delivery)
+    Order.objects.filter(pk=paid_order.pk).update(order_no="RESTORED-0001")
+    # when
+    delivery_send(delivery_id=delivery.pk)
+    # then: this order's email is sent, not taken for sent
     assert len(smtp_server.messages) == 2 and email_of(paid_order).status == DeliveryStatus.SENT
