@@ -98,8 +98,10 @@ class AcgFaka:
     def products(self) -> list[SourceProduct]:
         category_on = {category.id: category.active for category in self.categories()}
         products = []
+        self._configs = {}
         for row in self._rows("commodity"):
             config = config_read(as_text(row.get("config")))
+            self._configs[as_int(row["id"])] = config  # kept: the keys, coupons and orders are read against it
             kind = REMOTE if as_int(row.get("shared_id")) else MANUAL if as_int(row.get("delivery_way")) == 1 else UNIQUE
             category, price = as_int(row.get("category_id")), as_decimal(row.get("price"))
             variants, unmade = variants_of(price=price, config=config) if config.has_variants else ([], "")

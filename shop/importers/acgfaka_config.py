@@ -95,7 +95,8 @@ def variants_of(*, price: Decimal | None, config: CommodityConfig) -> tuple[list
         name = " · ".join([race, *(f"{group}: {option}" for group, option in options)] if race else
                           [f"{group}: {option}" for group, option in options])
         variants.append(SourceVariant(key=variant_key(race, options), name=name[:200], price=base + premium,
-                                      tiers=[(quantity, unit + premium) for quantity, unit in tiers]))
+                                      tiers=[(quantity, unit + premium) for quantity, unit in tiers],
+                                      race=race, options=dict(options)))
     return variants, ""
 
 
@@ -132,9 +133,8 @@ def coupon_variants(*, config: CommodityConfig, race: str, sku: dict[str, str]) 
     keys = []
     variants, _ = variants_of(price=Decimal(0), config=config)
     for variant in variants:
-        variant_race, *parts = variant.key.split("\x1f")
-        chosen = dict(part.split("=", 1) for part in parts)
-        if (not race or variant_race == race) and all(chosen.get(group) == option for group, option in sku.items()):
+        if (not race or variant.race == race) and all(variant.options.get(group) == option
+                                                      for group, option in sku.items()):
             keys.append(variant.key)
     return keys
 

@@ -53,6 +53,8 @@ class SourceVariant:
     name: str
     price: Decimal
     tiers: list[tuple[int, Decimal]] = field(default_factory=list)  # (from quantity, unit price)
+    race: str = ""  # its 种类 ("" for none)
+    options: dict[str, str] = field(default_factory=dict)  # its SKU option in each group
 
 
 @dataclass
