@@ -67,6 +67,18 @@ def default_risk_rules(request):
 
 
 @pytest.fixture(autouse=True)
+def language_reset():
+    """Each test starts in the shop's default language: a request in Chinese
+    leaves it active on the thread (LocaleMiddleware does not undo it), and
+    the next test on that worker would read its texts in Chinese."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def redis_clean():
     """Each test starts with empty queues, registries and rate-limit counters,
     and with every Redis circuit breaker closed (a test that stopped a Redis
