@@ -54,6 +54,7 @@ class ManualField(models.Model):
     help_text_zh = models.CharField(max_length=200, blank=True)
 
     class Meta:
+        ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(fields=["product", "key"], name="manualfield_key_unique_per_product"),
             models.CheckConstraint(condition=Q(type__in=ManualFieldType.values), name="manualfield_type_valid"),

@@ -95,7 +95,7 @@ def _state(order):
     return {
         "status": order.status,
         "payment": Payment.objects.get(order=order).status,
-        "keys": list(CardKey.objects.filter(order_line__order=order).values_list("id", flat=True)),
+        "keys": list(CardKey.objects.filter(order_line__order=order).order_by("id").values_list("id", flat=True)),
         "deliveries": Delivery.objects.filter(order=order).count(),
         "events": OrderEvent.objects.filter(order=order).count(),
         "notices": PaymentEvent.objects.count(),

@@ -94,7 +94,7 @@ def _state(order: Order) -> dict:
     return {
         "status": order.status,
         "payment": Payment.objects.filter(order=order).values_list("status", "external_id").get(),
-        "keys": list(CardKey.objects.filter(order_line__order=order).values_list("id", "status")),
+        "keys": list(CardKey.objects.filter(order_line__order=order).order_by("id").values_list("id", "status")),
         "deliveries": Delivery.objects.filter(order=order).count(),
         "events": OrderEvent.objects.filter(order=order).count(),
         "notices": PaymentEvent.objects.count(),

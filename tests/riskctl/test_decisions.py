@@ -292,7 +292,7 @@ def test_a_delivered_order_counts_in_the_buyers_history(make_product, run_worker
     # then
     order.refresh_from_db()
     assert order.status == OrderStatus.DELIVERED
-    assert list(RiskEvent.objects.filter(order_id=order.pk).values_list("kind", "email")) == [
+    assert list(RiskEvent.objects.filter(order_id=order.pk).order_by("pk").values_list("kind", "email")) == [
         ("ORDER_CREATED", "loyal@example.com"), ("ORDER_PAID", "loyal@example.com"),
         ("DELIVERED", "loyal@example.com"),
     ]
