@@ -21,9 +21,12 @@ checkouts over C connections: through POST /api/v1/orders, the product page's
 form (GET for the CSRF cookie and token, then POST; success is the 302 to the
 payment), or both, alternating. Reported: successful checkouts/s, latency
 p50/p95/p99 of successful checkouts, refusals by error code, HTTP errors, CPU
-per checkout of the web processes and of the load process (the first does
-not depend on what else the machine runs; the rate does), peak RSS of the web
-processes and the load average; over the runs, the spread.
+per checkout of the web processes, of PostgreSQL and Redis (machine-wide:
+they are shared with anything else running, which is reported) and of the
+load process (the web's does not depend on what else the machine runs; the
+rate does), peak RSS of the web processes and the load average; over the
+runs, the spread, and the machine's CPU per checkout: on 2 cores, R
+checkouts/s leave 2000 / R ms of CPU per checkout for everything.
 
 Then checked against the database, exit 1 on any failure: every buyer is
 distinct and N ≤ K, so every checkout must succeed; the successes are exactly
@@ -129,6 +132,7 @@ def run_once(args, number: int) -> dict:
         sampler.start()
         load_before = os.getloadavg()[0]
         web_cpu_before, load_cpu_before = web_cpu_s(stack), children_cpu_s()
+        servers_before = servers_cpu_s()
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             subprocess.run([PY, "bench/checkout_load.py", "--base", f"http://127.0.0.1:{stack.web_port}",
                             "--slug", SLUG, "--via", args.via, "--checkouts", str(checkouts),
@@ -138,12 +142,15 @@ def run_once(args, number: int) -> dict:
         if args.raw:  # every request's outcome and latency, for a closer look
             Path(f"{args.raw}.run{number + 1}.json").write_text(json.dumps(loaded))
         web_cpu, load_cpu = web_cpu_s(stack) - web_cpu_before, children_cpu_s() - load_cpu_before
+        servers = {name: cpu - servers_before.get(name, 0.0) for name, cpu in servers_cpu_s().items()}
         sampling.set()
         sampler.join()
         run = summarise(loaded, checkouts=checkouts, keys=args.keys)
         run.update(setup=setup, peak_web_mb=peak["web"], load_before=load_before, load_after=os.getloadavg()[0],
                    settings=stack.settings_text(), web_cpu_ms=web_cpu * 1000 / checkouts,
-                   load_cpu_ms=load_cpu * 1000 / checkouts, others=sorted(others))
+                   load_cpu_ms=load_cpu * 1000 / checkouts, others=sorted(others),
+                   postgres_cpu_ms=servers["postgres"] * 1000 / checkouts,
+                   redis_cpu_ms=servers["redis"] * 1000 / checkouts)
         run.update(database_check(stack, product_id=setup["product_id"], keys=args.keys))
         run["problems"] = verdict(run, keys=args.keys, checkouts=checkouts)
         return run
@@ -159,6 +166,27 @@ def web_cpu_s(stack: Stack) -> float:
         with contextlib.suppress(psutil.Error):
             times = process.cpu_times()
             total += times.user + times.system
+    return total
+
+
+def servers_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of every PostgreSQL process (the postmaster,
+    its backends, and the backends that ended: the postmaster's reaped
+    children) and of every Redis server on the machine. Machine-wide: with
+    other benchmarks or tests running (reported) it counts theirs too."""
+    import psutil
+
+    total = {"postgres": 0.0, "redis": 0.0}
+    for process in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error):
+            name = process.info["name"] or ""
+            kind = "postgres" if name == "postgres" else "redis" if name.startswith("redis-server") else None
+            if kind is None:
+                continue
+            times = process.cpu_times()
+            total[kind] += times.user + times.system
+            if kind == "postgres" and process.ppid() != 0 and psutil.Process(process.ppid()).name() != "postgres":
+                total[kind] += times.children_user + times.children_system  # the postmaster's ended backends
     return total
 
 
@@ -297,7 +325,8 @@ def report(args, runs: list[dict]) -> list[str]:
             f"{run['latency'][2]:,.0f} ms"
             + (f"; product page GET p50/p99 {run['page'][0]:,.0f} / {run['page'][1]:,.0f} ms" if run["page"] else "")
             + f"; refusals {run['codes'] or 'none'}; HTTP errors {run['http_errors']}; CPU per checkout: web "
-            f"{run['web_cpu_ms']:.1f} ms, load process {run['load_cpu_ms']:.1f} ms; peak RSS web "
+            f"{run['web_cpu_ms']:.1f} ms, PostgreSQL {run['postgres_cpu_ms']:.1f} ms, Redis {run['redis_cpu_ms']:.1f} ms, "
+            f"load process {run['load_cpu_ms']:.1f} ms; peak RSS web "
             f"{run['peak_web_mb']:.0f} MB; load average {run['load_before']:.1f} → {run['load_after']:.1f}; "
             f"other benchmarks or tests running: {', '.join(run['others']) or 'none seen'}"
             + (f"; {vias}" if vias else ""),
@@ -311,7 +340,9 @@ def report(args, runs: list[dict]) -> list[str]:
     if len(runs) > 1:
         lines.append(f"- spread over {len(runs)} runs: checkouts/s {spread([r['per_s'] for r in runs], ',.1f')}; "
                      f"p99 ms {spread([r['latency'][2] for r in runs], ',.0f')}; "
-                     f"p50 ms {spread([r['latency'][0] for r in runs], ',.0f')}")
+                     f"p50 ms {spread([r['latency'][0] for r in runs], ',.0f')}; machine CPU per checkout (web, "
+                     "PostgreSQL, Redis, load) ms "
+                     f"{spread([r['web_cpu_ms'] + r['postgres_cpu_ms'] + r['redis_cpu_ms'] + r['load_cpu_ms'] for r in runs], '.1f')}")
     return lines
 
 

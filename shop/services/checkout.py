@@ -14,7 +14,7 @@ from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import get_language
 
@@ -40,7 +40,7 @@ from shop.models import (
     ProductKind,
 )
 from shop.project.inserts import rows_insert_unless_taken
-from shop.selectors import product_holds, product_tiers, reusable_left
+from shop.selectors import product_for_checkout, product_holds, product_tiers, reusable_left
 from shop.services.checkout_errors import CheckoutError
 from shop.services.events import event_created, events_save
 from shop.services.manual import manual_answers_clean, manual_answers_save
@@ -191,8 +191,7 @@ def checkout_prepare(
     if phone and not phone.lstrip("+").isdigit():
         raise CheckoutError(code="PHONE_INVALID", message="A phone number has digits only.", field="phone")
     product = product_read if product_read is not None and product_read.slug == product_slug else (
-        Product.objects.filter(slug=product_slug, active=True).select_related("parent")
-        .annotate(has_variants=Exists(Product.objects.filter(parent=OuterRef("pk")))).first())
+        product_for_checkout(slug=product_slug))
     if product is None or product.parent_id is not None and not product.parent.active:
         raise CheckoutError(code="PRODUCT_NOT_FOUND", message="This product is not for sale.", field="product")
     product = variant_chosen(product=product, variant=variant)

@@ -35,16 +35,20 @@ def mariadb(tmp_path_factory):
     tables) with the two fixture shops loaded; stopped afterwards."""
     _install_mariadb()
     root = tmp_path_factory.mktemp("mariadb")
-    data, socket, port = root / "data", root / "sock", free_port()
+    data, socket, port, tmp = root / "data", root / "sock", free_port(), root / "tmp"
     as_root = ["--user=root"] if os.geteuid() == 0 else []
+    # Its temporary tables in a directory of its own, not the machine's /tmp:
+    # once, in CI, bootstrapping failed on a temporary table file there
+    # ("Could not remove temporary table '/tmp/#sql-temptable-…'").
+    tmp.mkdir()
     installed = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--skip-test-db",
-                                "--auth-root-authentication-method=normal", *as_root], check=False,
-                               capture_output=True, text=True)
+                                "--auth-root-authentication-method=normal", f"--tmpdir={tmp}", *as_root],
+                               check=False, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     log = open(root / "server.log", "wb")  # noqa: SIM115 - open for the server's whole life
     server = subprocess.Popen(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={socket}",
                                f"--port={port}", "--bind-address=127.0.0.1", "--skip-grant-tables", "--skip-log-bin",
-                               "--innodb-buffer-pool-size=16M", *as_root], stdout=log, stderr=log)
+                               "--innodb-buffer-pool-size=16M", f"--tmpdir={tmp}", *as_root], stdout=log, stderr=log)
     client = ["mariadb", "--no-defaults", f"--socket={socket}"]
     try:
         for _ in range(300):
