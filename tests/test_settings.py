@@ -87,7 +87,8 @@ def _database_settings(tmp_path, **overrides) -> subprocess.CompletedProcess:
     code = ("import json, shop.project.settings as s; d = s.DATABASES['default']; "
             "print(json.dumps({'cursors': d.get('DISABLE_SERVER_SIDE_CURSORS', False), 'options': d['OPTIONS'], "
             "'conn_max_age': d['CONN_MAX_AGE'], 'atomic': d['ATOMIC_REQUESTS']}))")
-    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "DB_POOLER"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in PRODUCTION and k not in {"DB_POOLER", "DB_PREPARED_STATEMENTS"}}
     env.update({**PRODUCTION, **overrides, "KAMIDROP_DATA_DIR": str(tmp_path)})
     return subprocess.run([sys.executable, "-c", code], check=False, cwd=BASE_DIR, env=env, capture_output=True,
                           text=True, timeout=60)
@@ -105,14 +106,30 @@ def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_o
     assert json.loads(pooled.stdout) == {"cursors": True, "options": {"prepare_threshold": None,
                                                                       "connect_timeout": "3"},
                                          "conn_max_age": 60, "atomic": False}
-    assert json.loads(direct.stdout) == {"cursors": False, "options": {"connect_timeout": "3"},
+    # straight on PostgreSQL the server binds the parameters, so psycopg prepares what runs often
+    assert json.loads(direct.stdout) == {"cursors": False, "options": {"connect_timeout": "3",
+                                                                       "server_side_binding": True},
                                          "conn_max_age": 60, "atomic": False}
+
+
+def test_prepared_statements_can_be_turned_off(tmp_path):
+    import json
+
+    # when
+    off = _database_settings(tmp_path, DB_PREPARED_STATEMENTS="0")
+    session = _database_settings(tmp_path, DB_POOLER="session")
+    # then
+    assert off.returncode == 0 and session.returncode == 0, off.stderr + session.stderr
+    assert json.loads(off.stdout)["options"] == {"connect_timeout": "3"}
+    assert json.loads(session.stdout)["options"] == {"connect_timeout": "3", "server_side_binding": True}
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"DB_POOLER": "statement"}, "DB_POOLER must be one of ['', 'session', 'transaction'], got 'statement'"),
     ({"DB_POOLER": "transaction", "DATABASE_URL": "postgres://u:p@127.0.0.1:1/db?prepare_threshold=5"},
      "DATABASE_URL asks for prepared statements (prepare_threshold), which DB_POOLER=transaction cannot carry"),
+    ({"DB_POOLER": "transaction", "DB_PREPARED_STATEMENTS": "1"},
+     "DB_PREPARED_STATEMENTS=1, which DB_POOLER=transaction cannot carry"),
 ])
 def test_settings_refuse_what_transaction_pooling_cannot_carry(tmp_path, overrides, message):
     result = _database_settings(tmp_path, **overrides)

@@ -29,7 +29,8 @@ def _email_domains(buyer: BuyerContext) -> list[str]:
 # checkout (bench/profile_checkout.py). IP entries may be ranges: every live
 # one is fetched and matched here.
 _MATCHES_SQL = f"""
-    SELECT * FROM {ListEntry._meta.db_table}
+    SELECT id, list_type, kind, value, reason, created_by_id, created_at, expires_at
+    FROM {ListEntry._meta.db_table}
     WHERE (expires_at IS NULL OR expires_at > %(now)s) AND (%(list_type)s::text IS NULL OR list_type = %(list_type)s)
       AND ((kind = %(email_kind)s AND value = ANY(%(emails)s))
         OR (kind = %(device_kind)s AND value = ANY(%(devices)s))
