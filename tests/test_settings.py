@@ -108,7 +108,8 @@ def test_transaction_pooling_turns_server_side_cursors_and_prepared_statements_o
                                          "conn_max_age": 60, "atomic": False}
     # straight on PostgreSQL the server binds the parameters, so psycopg prepares what runs often
     assert json.loads(direct.stdout) == {"cursors": False, "options": {"connect_timeout": "3",
-                                                                       "server_side_binding": True},
+                                                                       "server_side_binding": True,
+                                                                       "prepare_threshold": 5},
                                          "conn_max_age": 60, "atomic": False}
 
 
@@ -121,7 +122,8 @@ def test_prepared_statements_can_be_turned_off(tmp_path):
     # then
     assert off.returncode == 0 and session.returncode == 0, off.stderr + session.stderr
     assert json.loads(off.stdout)["options"] == {"connect_timeout": "3"}
-    assert json.loads(session.stdout)["options"] == {"connect_timeout": "3", "server_side_binding": True}
+    assert json.loads(session.stdout)["options"] == {"connect_timeout": "3", "server_side_binding": True,
+                                                     "prepare_threshold": 5}
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -33,6 +33,10 @@ from django.core.exceptions import ImproperlyConfigured
 
 from shop.project.envconfig import database_from_url, env_bool, env_int, env_str
 
+# Executions of one statement on a connection before psycopg prepares it
+# (psycopg's own default; a DATABASE_URL may say ?prepare_threshold=N).
+PREPARE_THRESHOLD = 5
+
 POOLERS = {"": "none: the apps connect to PostgreSQL", "session": "PgBouncer in session mode",
            "transaction": "PgBouncer in transaction mode"}
 
@@ -59,7 +63,9 @@ def database_settings(url: str) -> dict:
         config["OPTIONS"]["prepare_threshold"] = None
         config["DISABLE_SERVER_SIDE_CURSORS"] = True
     elif env_bool("DB_PREPARED_STATEMENTS", True):
-        # Django binds on the client unless told; psycopg prepares only what
-        # the server binds (its prepare_threshold, 5, unless the URL says).
+        # Django binds on the client and turns psycopg's preparing off
+        # (prepare_threshold None) unless told; psycopg prepares only what the
+        # server binds.
         config["OPTIONS"]["server_side_binding"] = True
+        config["OPTIONS"]["prepare_threshold"] = int(config["OPTIONS"].get("prepare_threshold", PREPARE_THRESHOLD))
     return config
