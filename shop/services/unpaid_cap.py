@@ -38,8 +38,6 @@ def unpaid_orders_cap_check(*, buyer_email: str, device: str, client_ip: str | N
     if not identifiers:
         return
     assert all(kind in _COLUMNS for kind, _ in identifiers)
-    # One statement takes them all, left to right (the select list's order).
-    locks = ", ".join(["pg_advisory_xact_lock(hashtextextended(%s, 0))"] * len(identifiers))
     matches = {kind: f'o."{kind}" = %s' + ("::inet" if kind == "client_ip" else "") for kind, _ in identifiers}
     of_product = (f'EXISTS (SELECT 1 FROM "{OrderLine._meta.db_table}" l '
                   "WHERE l.order_id = o.id AND l.product_id = %s)")
@@ -54,7 +52,10 @@ def unpaid_orders_cap_check(*, buyer_email: str, device: str, client_ip: str | N
     params = [*values, *(p for value in values for p in (value, product_id)), OrderStatus.PENDING_PAYMENT.value, now,
               *values]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {locks}", [f"kamidrop-unpaid:{kind}:{value}" for kind, value in identifiers])
+        # One statement takes them all, in this (sorted) order: a loop on the
+        # server (migration shop/0017), whose order is guaranteed.
+        cursor.execute("SELECT kamidrop_xact_locks(%s::text[])",
+                       [[f"kamidrop-unpaid:{kind}:{value}" for kind, value in identifiers]])
         cursor.execute(counts_sql, params)
         first_release, *numbers = cursor.fetchone()
     n = len(identifiers)

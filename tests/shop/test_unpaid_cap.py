@@ -2,10 +2,15 @@
 mailbox and device, per product and in all, and per address of a product with
 room for the many buyers behind one carrier NAT (production values)."""
 
+import threading
+from collections import Counter
+
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from shop.models import Order
+from shop.services import CheckoutError, checkout_place_order
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +132,59 @@ def test_the_product_page_explains_the_cap_in_the_buyers_words(client, make_prod
     assert response.status_code == 400
     assert "You already have unpaid orders waiting" in response.content.decode()
     assert "TOO_MANY_UNPAID" in response.content.decode()
+
+
+def _checkouts_at_once(product, buyers: list[dict]) -> list[str]:
+    """Every buyer checks out at the same moment, each on a connection of its own."""
+    start = threading.Barrier(len(buyers))
+    outcomes: list[str] = []
+
+    def buy(buyer: dict) -> None:
+        try:
+            start.wait(timeout=30)
+            checkout_place_order(product_slug=product.slug, quantity=1, **buyer)
+            outcomes.append("ORDER")
+        except CheckoutError as exc:
+            outcomes.append(exc.code)
+        except Exception as exc:  # a deadlock would land here  # noqa: BLE001
+            outcomes.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=buy, args=(buyer,)) for buyer in buyers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_mailbox_checking_out_from_eight_devices_at_once_still_gets_three(make_product):
+    # given
+    product = make_product(keys=20)
+    # when: the count and the insert race unless the mailbox's lock orders them
+    outcomes = _checkouts_at_once(product, [
+        {"email": "hoarder@example.com", "device": f"device-{i}", "client_ip": f"198.51.100.{i + 1}"}
+        for i in range(8)])
+    # then
+    assert Counter(outcomes) == {"ORDER": 3, "TOO_MANY_UNPAID": 5}
+    assert Order.objects.filter(buyer_email="hoarder@example.com").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_buyers_sharing_mailboxes_and_devices_crosswise_never_deadlock_and_stay_capped(make_product):
+    # given: each checkout locks its device, its mailbox and its address, and
+    # the sets overlap every way (a lock order that differed between two of
+    # them would deadlock, and PostgreSQL would abort one)
+    product = make_product(keys=30)
+    buyers = [{"email": f"mailbox{i % 3}@example.com", "device": f"device-{i % 4}",
+               "client_ip": f"203.0.113.{i % 2 + 1}"} for i in range(16)]
+    # when
+    outcomes = _checkouts_at_once(product, buyers)
+    # then
+    assert set(outcomes) <= {"ORDER", "TOO_MANY_UNPAID"}, outcomes
+    live = Order.objects.filter(status="PENDING_PAYMENT")
+    for column in ("buyer_email", "buyer_device"):
+        assert max(Counter(live.values_list(column, flat=True)).values()) <= 3
+    assert live.count() == outcomes.count("ORDER") >= 3
