@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 
@@ -39,9 +40,15 @@ def _job_live(job: Job | None, *, now: datetime, scheduled: ScheduledJobRegistry
     if status == JobStatus.QUEUED:
         return Queue(name=job.origin, connection=job.connection).get_job_position(job.id) is not None
     if status == JobStatus.SCHEDULED:
-        due = scheduled.get_scheduled_time(job) if scheduled is not None else None
-        if due is None:
-            return scheduled is None  # not asked (see deliveries_with_live_job) or no longer in the registry
+        if scheduled is None:
+            return True  # not asked (see deliveries_with_live_job)
+        try:
+            due = scheduled.get_scheduled_time(job)
+        except NoSuchJobError:
+            # Marked scheduled but in no registry (a Redis outage between
+            # rq's writes): nothing will release it. rq raises here, and the
+            # sweep must go on to the other deliveries, not stop on this one.
+            return False
         if due.tzinfo is None:
             due = due.replace(tzinfo=UTC)
         return due >= now - timedelta(seconds=settings.SWEEP_ORPHAN_AFTER_SECONDS)

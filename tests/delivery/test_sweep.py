@@ -245,6 +245,42 @@ def test_sweeper_releases_a_retry_whose_scheduler_died(client, make_product, mak
     assert len(smtp_server.messages) == 1
 
 
+def test_a_retry_marked_scheduled_but_in_no_registry_is_replaced_and_the_sweep_goes_on(
+        client, make_product, make_unpaid_order, run_worker, smtp_server, settings,
+        django_capture_on_commit_callbacks):
+    # given: two failed sends; Redis went away between rq's writes, so the
+    # first retry's job says SCHEDULED while the scheduled registry lost it
+    # (rq raises NoSuchJobError when asked when it is due)
+    from delivery.models import Channel
+    from delivery.services import deliveries_requeue_orphans
+    from tests.conftest import NOTIFY_URL, sandbox_notice
+
+    settings.SWEEP_ORPHAN_AFTER_SECONDS = 5
+    orders = [make_unpaid_order(product=make_product(keys=1)) for _ in range(2)]
+    with django_capture_on_commit_callbacks(execute=True):
+        for order in orders:
+            client.post(NOTIFY_URL, sandbox_notice(order))
+    smtp_server.refuse = True
+    run_worker()
+    deliveries = [Delivery.objects.get(order=order, channel=Channel.EMAIL) for order in orders]
+    queue = django_rq.get_queue("delivery")
+    registry = ScheduledJobRegistry(queue=queue)
+    lost = queue.fetch_job(f"delivery-{deliveries[0].pk}")
+    assert lost.get_status() == JobStatus.SCHEDULED
+    registry.remove(lost)
+    registry.schedule(queue.fetch_job(f"delivery-{deliveries[1].pk}"), timezone.now() - timedelta(minutes=5))
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).update(
+        created_at=timezone.now() - timedelta(minutes=10))
+    # when
+    requeued = deliveries_requeue_orphans(older_than_seconds=5)
+    smtp_server.refuse = False
+    run_worker()
+    # then: both replaced (the first did not stop the sweep), both sent once
+    assert requeued == [d.pk for d in deliveries]
+    assert [Delivery.objects.get(pk=d.pk).status for d in deliveries] == [DeliveryStatus.SENT] * 2
+    assert len(smtp_server.messages) == 2
+
+
 def test_sweeper_settles_an_order_whose_worker_died_after_the_send(client, make_product, make_unpaid_order,
                                                                     django_capture_on_commit_callbacks):
     # given: every delivery SENT, but the order still FULFILLING (the worker
