@@ -45,4 +45,5 @@ def sweep_job() -> dict:
         )
         return {"ran": False, "error": type(exc).__name__}
     return {"ran": report.ran, "applied": report.applied, "requeued": report.requeued, "expired": report.expired,
-            "filled": report.filled, "stuck": report.stuck, "lost_lease": report.lost_lease}
+            "filled": report.filled, "stuck": report.stuck, "lost_lease": report.lost_lease,
+            "failed": list(report.failed)}

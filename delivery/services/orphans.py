@@ -9,6 +9,7 @@ import django_rq
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -119,24 +120,51 @@ def deliveries_requeue_orphans(*, older_than_seconds: int) -> list[int]:
     )
     jobs = Job.fetch_many([f"delivery-{pk}" for pk, _ in candidates], connection=queue.connection)
     scheduled = ScheduledJobRegistry(queue=queue)
-    requeued = []
+    requeued, failed = [], []
     for (delivery_id, batch_job_id), job in zip(candidates, jobs):
         if batch_job_id in live_batches:
             continue
         try:
-            if _job_live(job, now=now, scheduled=scheduled):
-                continue
-        except ValueError:
-            # rq's own records of the job are broken (a Redis outage or a
-            # SIGKILL between its writes): the job will not run; replace it.
-            logger.warning("delivery %s: unreadable job state, replacing the job", delivery_id)
-        if job is not None:
-            _job_discard(job)
-        delivery_enqueue(delivery_id=delivery_id)
-        requeued.append(delivery_id)
+            if _orphan_requeue(delivery_id=delivery_id, job=job, now=now, scheduled=scheduled):
+                requeued.append(delivery_id)
+        except RedisConnectionError:
+            raise  # Redis is gone: the next delivery would fail the same way
+        except Exception:
+            # Something about this one delivery's job that was not foreseen:
+            # the others (taken in id order, so behind it on every pass) must
+            # not wait on it. Said after the others are done (the sweep step
+            # fails, and the owner is alerted).
+            logger.exception("delivery %s: its lost job could not be replaced", delivery_id)
+            failed.append(delivery_id)
     if requeued:
         logger.warning("sweeper re-enqueued %d orphaned deliveries", len(requeued))
+    if failed:
+        raise OrphansNotReplaced(requeued=requeued, failed=failed)
     return requeued
+
+
+class OrphansNotReplaced(Exception):
+    """Some lost jobs could not be replaced (the others were)."""
+
+    def __init__(self, *, requeued: list[int], failed: list[int]):
+        super().__init__(f"re-enqueued {len(requeued)}; the lost jobs of deliveries "
+                         f"{', '.join(map(str, failed[:20]))} could not be replaced (see the log)")
+        self.requeued, self.failed = requeued, failed
+
+
+def _orphan_requeue(*, delivery_id: int, job: Job | None, now: datetime, scheduled: ScheduledJobRegistry) -> bool:
+    """Replace the delivery's job if it will not run; whether it was replaced."""
+    try:
+        if _job_live(job, now=now, scheduled=scheduled):
+            return False
+    except ValueError:
+        # rq's own records of the job are broken (a Redis outage or a
+        # SIGKILL between its writes): the job will not run; replace it.
+        logger.warning("delivery %s: unreadable job state, replacing the job", delivery_id)
+    if job is not None:
+        _job_discard(job)
+    delivery_enqueue(delivery_id=delivery_id)
+    return True
 
 
 def _job_discard(job: Job) -> None:

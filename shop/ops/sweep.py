@@ -9,6 +9,7 @@ renewal that fails; a leader that dies stops leading when its lease expires.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -24,6 +25,8 @@ from shop.services.fulfilment import order_fill_from_stock
 from shop.services.lifecycle import orders_expire_due
 from shop.services.manual import manual_orders_overdue_alert
 from shop.services.settlement import orders_settle_delivered, orders_stuck_alert
+
+logger = logging.getLogger(__name__)
 
 SWEEP_LEASE = "sweep"
 
@@ -41,6 +44,8 @@ class SweepReport:
     exports: dict | None = None  # export files expired and deleted, export jobs resumed
     # The lease was taken from this sweeper during the pass: the steps after it were not run.
     lost_lease: bool = False
+    # The steps that raised, each "step: Error: message"; the steps after them ran all the same.
+    failed: tuple[str, ...] = ()
 
 
 def _requeue_orphans() -> int:
@@ -96,7 +101,11 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
         for index, (field, step) in enumerate(_STEPS):
             if index and not lease_hold(name=SWEEP_LEASE, holder=holder, seconds=seconds):
                 return replace(report, lost_lease=True)
-            report = replace(report, **{field: step()})
+            try:
+                report = replace(report, **{field: step()})
+            except Exception as exc:  # noqa: BLE001 - the steps are independent: one failing must not stop the rest
+                logger.exception("sweep step %s failed", field)
+                report = replace(report, failed=(*report.failed, f"{field}: {type(exc).__name__}: {exc}"[:300]))
         if not lease_hold(name=SWEEP_LEASE, holder=holder, seconds=seconds):
             return replace(report, lost_lease=True)
         delivery_services.sweep_run_record(
@@ -104,9 +113,16 @@ def sweep_run(*, holder: str | None = None, lease_seconds: float | None = None) 
             result={
                 "requeued": report.requeued, "expired": report.expired, "filled": report.filled,
                 "settled": report.settled, "stuck": report.stuck, "overdue": report.overdue,
-                "exports": report.exports,
+                "exports": report.exports, "failed": list(report.failed),
             },
         )
+        if report.failed:
+            owner_alert_raise(
+                kind=AlertKind.SWEEPER, dedupe_key="sweeper:step-failed",
+                subject=f"The sweeper could not do {len(report.failed)} of its steps",
+                body="The other steps ran. It tries again on its next pass; if this repeats, look at the "
+                     "sweeper's log.\n\n" + "\n".join(report.failed),
+            )
         return report
     finally:
         if one_off:

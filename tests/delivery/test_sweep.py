@@ -6,7 +6,7 @@ from io import StringIO
 
 import django_rq
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus
@@ -146,7 +146,7 @@ def test_sweep_records_its_last_run():
     run = SweepRun.objects.get()
     assert run.name == "sweep"
     assert run.result == {"requeued": 0, "expired": 0, "filled": 0, "settled": 0, "stuck": 0, "overdue": 0,
-                          "exports": {"expired": 0, "parts_deleted": 0, "resumed": 0}}
+                          "exports": {"expired": 0, "parts_deleted": 0, "resumed": 0}, "failed": []}
     assert run.finished_at >= run.started_at
 
 
@@ -385,4 +385,46 @@ def test_the_scheduled_sweep_applies_a_payment_notice_whose_wake_up_was_lost(cli
     order.refresh_from_db()
     assert (before, order.status) == (OrderStatus.PENDING_PAYMENT, OrderStatus.FULFILLING)
     assert result == {"ran": True, "applied": 1, "requeued": 0, "expired": 0, "filled": 0, "stuck": 0,
-                      "lost_lease": False}
+                      "lost_lease": False, "failed": []}
+
+
+def test_a_delivery_whose_lost_job_cannot_be_replaced_holds_up_neither_the_others_nor_the_other_steps(
+        pay, make_product, make_unpaid_order, run_worker, smtp_server, redis_clean, monkeypatch):
+    # given: two paid orders whose send jobs Redis lost, an unpaid order past its hold, and the
+    # first delivery's job failing to be replaced in a way nobody foresaw
+    from delivery.services import orphans
+
+    product = make_product(keys=3)
+    first, second = (pay(make_unpaid_order(product=product, email=f"{who}@example.com")) for who in ("ann", "bob"))
+    redis_clean.flushdb()
+    _age(first, minutes=5)
+    _age(second, minutes=5)
+    lapsed = make_unpaid_order(product=product, email="cat@example.com")
+    Order.objects.filter(pk=lapsed.pk).update(hold_expires_at=timezone.now() - timedelta(seconds=1))
+    broken = email_of(first).pk
+    enqueue = orphans.delivery_enqueue
+
+    def enqueue_or_fail(*, delivery_id):
+        if delivery_id == broken:
+            raise RuntimeError("rq's records of this job are unreadable")
+        return enqueue(delivery_id=delivery_id)
+
+    monkeypatch.setattr(orphans, "delivery_enqueue", enqueue_or_fail)
+    out, err = StringIO(), StringIO()
+    # when
+    with pytest.raises(CommandError, match="1 sweep step\\(s\\) failed; the others ran"):
+        call_command("sweep", stdout=out, stderr=err)
+    run_worker()
+    # then: the other delivery went out, and the later steps ran
+    assert (email_of(second).status, email_of(first).status) == (DeliveryStatus.SENT, DeliveryStatus.PENDING)
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["bob@example.com"]]
+    lapsed.refresh_from_db()
+    assert lapsed.status == OrderStatus.EXPIRED
+    failure = (f"requeued: OrphansNotReplaced: re-enqueued 1; the lost jobs of deliveries {broken} could not be "
+               "replaced (see the log)")
+    assert err.getvalue().strip() == f"sweep failed in step {failure}"
+    assert "expired 1 unpaid orders" in out.getvalue()
+    assert SweepRun.objects.get().result["failed"] == [failure]
+    alert = OwnerAlert.objects.get(dedupe_key="sweeper:step-failed")
+    assert alert.subject == "The sweeper could not do 1 of its steps"
+    assert failure in alert.body

@@ -31,7 +31,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, every: float, lease_seconds: float, **options):
         if not every:
-            self._write(sweep_run(lease_seconds=lease_seconds or None), leading=False)
+            report = sweep_run(lease_seconds=lease_seconds or None)
+            self._write(report, leading=False)
+            if report.failed:
+                raise CommandError(f"{len(report.failed)} sweep step(s) failed; the others ran")
             return
         lease_seconds = lease_seconds or max(settings.SWEEP_LEASE_SECONDS, 3 * every)
         if lease_seconds <= every:
@@ -69,6 +72,8 @@ class Command(BaseCommand):
         if report.lost_lease:
             self.stdout.write("lost the sweep lease to another sweeper mid-pass; stopped")
             return False
+        for failure in report.failed:
+            self.stderr.write(f"sweep failed in step {failure}")
         self.stdout.write(
             f"re-enqueued {report.requeued} deliveries, expired {report.expired} unpaid orders, "
             f"filled {report.filled} orders from stock, {report.stuck} orders stuck, "
