@@ -9,7 +9,9 @@ time. Measured (bench/checkout.py, 1,000 API checkouts, 2 runs each):
 PostgreSQL's CPU per checkout 4.4 → 3.0 ms, the web's 10.5 → 9.4 ms,
 136 → 165 checkouts/s. The shop's written-out SQL names its result columns
 (no top-level ``SELECT *``), so a column a migration adds while old
-processes run does not change a prepared statement's result type.
+processes run does not change a prepared statement's result type; a
+migration that changes a column's type does, and PostgreSQL refuses the old
+plan: ``shop.project.stale_plans`` runs such a statement again, unprepared.
 
 Behind PgBouncer in transaction mode (``DB_POOLER=transaction``) each
 transaction may run on another server connection, so nothing may outlive one:
