@@ -24,7 +24,9 @@ def stale_plan_retry(execute, sql, params, many, context):
     try:
         return execute(sql, params, many, context)
     except NotSupportedError as exc:
-        if STALE_PLAN not in str(exc) or many or context["connection"].in_atomic_block:
+        # In a transaction (atomic or not) the statement cannot be run again:
+        # the transaction is aborted, and its rollback clears psycopg's cache.
+        if STALE_PLAN not in str(exc) or many or not context["connection"].get_autocommit():
             raise
         context["cursor"].execute("DEALLOCATE ALL")
         return execute(sql, params, many, context)
