@@ -1,11 +1,10 @@
 """Stock meets orders: holds at checkout, waiting orders filled on restock,
 low-stock alerts once per crossing, replacing a key that does not work."""
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from delivery.models import Channel, Delivery, OwnerAlert
 from inventory.models import CardKey, CardKeyStatus, KeyAuditEvent, KeyPolicy
@@ -21,6 +20,7 @@ from shop.services import (
     order_mark_paid,
     product_stock_import,
 )
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -160,27 +160,19 @@ def test_replacing_needs_stock_and_changes_nothing_without(make_product, make_un
 def test_thirty_concurrent_checkouts_for_ten_keys(make_product):
     # given
     product = make_product(keys=10)
-    start = threading.Barrier(30)
     outcomes: list[str] = []
     messages: list[str] = []
 
     def buy(i: int) -> None:
         try:
-            start.wait(timeout=30)
             checkout_place_order(product_slug=product.slug, quantity=1, email=f"b{i}@example.com")
             outcomes.append("ORDER")
         except CheckoutError as exc:
             outcomes.append(exc.code)
             messages.append(exc.message)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=buy, args=(i,)) for i in range(30)]
     # when
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    at_once(buy, range(30))
     # then
     assert Counter(outcomes) == {"ORDER": 10, "OUT_OF_STOCK": 20}
     assert Order.objects.filter(status=OrderStatus.PENDING_PAYMENT).count() == 10

@@ -2,15 +2,14 @@
 mailbox and device, per product and in all, and per address of a product with
 room for the many buyers behind one carrier NAT (production values)."""
 
-import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from shop.models import Order
 from shop.services import CheckoutError, checkout_place_order
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -136,26 +135,18 @@ def test_the_product_page_explains_the_cap_in_the_buyers_words(client, make_prod
 
 def _checkouts_at_once(product, buyers: list[dict]) -> list[str]:
     """Every buyer checks out at the same moment, each on a connection of its own."""
-    start = threading.Barrier(len(buyers))
     outcomes: list[str] = []
 
     def buy(buyer: dict) -> None:
         try:
-            start.wait(timeout=30)
             checkout_place_order(product_slug=product.slug, quantity=1, **buyer)
             outcomes.append("ORDER")
         except CheckoutError as exc:
             outcomes.append(exc.code)
         except Exception as exc:  # a deadlock would land here  # noqa: BLE001
             outcomes.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=buy, args=(buyer,)) for buyer in buyers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    at_once(buy, buyers)
     return outcomes
 
 
